@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied, ValidationError as DjangoValidationError
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -24,7 +25,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
-        response.data = {"error": {"message": "The request body is invalid.", "code": "invalid", "fields": response.data}}
+        fields = response.data
+        response.data = {"error": {"message": "The request body is invalid.", "code": "invalid", "fields": fields}}
     else:
         detail = response.data.get("detail", response.data) if isinstance(response.data, dict) else response.data
         code = getattr(exc, "default_code", "error")

@@ -52,7 +52,7 @@ def heartbeat_start(*, hostname: str, queues: list[str]) -> None:
         while not _stop.is_set():
             try:
                 heartbeat_write(hostname=hostname, queues=queues)
-            except Exception:  # noqa: BLE001 - Redis may blip; the next beat tries again
+            except Exception:
                 logger.warning("heartbeat write failed", exc_info=True)
             _stop.wait(INTERVAL_SECONDS)
 

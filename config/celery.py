@@ -14,7 +14,7 @@ app.autodiscover_tasks()
 
 
 @signals.worker_ready.connect
-def _start_heartbeat(sender, **kwargs) -> None:  # noqa: ANN001 - celery signal signature
+def _start_heartbeat(sender, **kwargs) -> None:
     from common.heartbeat import heartbeat_start
 
     queues = [queue.name for queue in sender.app.amqp.queues.consume_from.values()]
@@ -22,7 +22,7 @@ def _start_heartbeat(sender, **kwargs) -> None:  # noqa: ANN001 - celery signal 
 
 
 @signals.worker_shutdown.connect
-def _stop_heartbeat(sender, **kwargs) -> None:  # noqa: ANN001
+def _stop_heartbeat(sender, **kwargs) -> None:
     from common.heartbeat import heartbeat_stop
 
     heartbeat_stop()

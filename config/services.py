@@ -332,8 +332,10 @@ def main(argv: list[str]) -> int:
         elif command == "status":
             info = postgres_info()
             port = redis_port()
-            print(f"postgres: {'running pid %d' % info.pid if info else 'stopped'} ({PG_DIR})")
-            print(f"redis: {'running on %d' % port if port and _redis_ping(port) else 'stopped'}")
+            pg_state = f"running, pid {info.pid}" if info else "stopped"
+            redis_state = f"running on 127.0.0.1:{port}" if port and _redis_ping(port) else "stopped"
+            print(f"postgres: {pg_state} ({PG_DIR})")
+            print(f"redis: {redis_state} ({REDIS_DIR})")
         elif command == "port-free":
             port = int(argv[1])
             if port_in_use(port):

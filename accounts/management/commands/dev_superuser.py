@@ -10,7 +10,7 @@ from accounts.services import user_create, user_email_verify
 class Command(BaseCommand):
     help = "Create a local superuser if none exists and print its credentials once."
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
+    def add_arguments(self, parser) -> None:
         parser.add_argument("--email", default="admin@parley.localhost")
 
     def handle(self, *args: object, email: str, **options: object) -> None:

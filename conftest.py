@@ -1,0 +1,150 @@
+"""Fixtures shared by every test: embedded services, a live Celery worker, a live Daphne,
+and headless Chromium. Everything here is real; nothing inside the process is mocked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from config import services
+
+BASE_DIR = Path(__file__).resolve().parent
+# Start (or find) the embedded services before Django reads its settings.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+services.up(quiet=True)
+
+
+def _database_url(settings_dict: dict) -> str:
+    """A DATABASE_URL for child processes that points at the test database."""
+    user = quote(settings_dict["USER"] or "")
+    password = quote(settings_dict.get("PASSWORD") or "")
+    auth = f"{user}:{password}@" if password else f"{user}@"
+    host = settings_dict.get("HOST") or settings_dict.get("OPTIONS", {}).get("host", "")
+    port = settings_dict.get("PORT") or settings_dict.get("OPTIONS", {}).get("port", "")
+    name = settings_dict["NAME"]
+    if host.startswith("/"):  # a Unix socket directory goes in the query string
+        query = f"?host={host}" + (f"&port={port}" if port else "")
+        return f"postgres://{auth}/{name}{query}"
+    return f"postgres://{auth}{host}{':' + str(port) if port else ''}/{name}"
+
+
+@pytest.fixture(scope="session")
+def child_env(django_db_setup, django_db_blocker) -> dict[str, str]:
+    """Environment for worker and server subprocesses: the test database and test Redis db."""
+    from django.conf import settings
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        url = _database_url(connection.settings_dict)
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.test",
+        DATABASE_URL=url,
+        REDIS_URL=settings.REDIS_URL,
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_test_redis() -> None:
+    """The suite owns its Redis db; start from an empty one so no old heartbeat or queue lingers."""
+    from common.redis_connection import redis_client
+
+    redis_client().flushdb()
+
+
+def _wait_for(predicate, *, timeout: float, what: str, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    detail = log.read_text()[-3000:] if log and log.exists() else ""
+    raise RuntimeError(f"{what} did not become ready within {timeout:.0f}s\n{detail}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(child_env, tmp_path_factory) -> Iterator[dict[str, object]]:
+    """A real Celery worker process consuming every queue, against the test database."""
+    from common.heartbeat import workers_alive
+
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    hostname = f"test-{os.getpid()}@localhost"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,billing,gpu",
+             "-n", hostname, "--pool=threads", "--concurrency=4", "--without-mingle", "--without-gossip",
+             "--loglevel=INFO"],
+            cwd=BASE_DIR, env=child_env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_for(lambda: any(w["hostname"] == hostname for w in workers_alive()),
+                  timeout=60, what="the Celery worker", log=log)
+        yield {"hostname": hostname, "process": process, "log": log}
+    finally:
+        _stop(process)
+
+
+@pytest.fixture(scope="session")
+def live_daphne(child_env, tmp_path_factory) -> Iterator[dict[str, object]]:
+    """Daphne serving config.asgi on a free loopback port; its stdout (console email) is kept."""
+    port = services._free_port()
+    log = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    env = dict(child_env, ALLOWED_HOSTS="127.0.0.1,localhost")
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+            cwd=BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_for(lambda: services.port_in_use(port), timeout=60, what="Daphne", log=log)
+        yield {"url": f"http://127.0.0.1:{port}", "log": log, "process": process}
+    finally:
+        _stop(process)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[object]:
+    """Debian's headless Chromium driven by Playwright (no browser download)."""
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.fail("Chromium is not installed; `make test` installs it (apt-get install chromium).")
+    # Playwright's sync API runs an event loop in this thread; Django's ORM calls made by the
+    # test itself are still synchronous and safe here.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium) -> Iterator[object]:
+    context = chromium.new_context()
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    yield page
+    context.close()
