@@ -161,12 +161,19 @@ def postgres_up() -> PostgresInfo:
 
 
 def _last_log_line(exc: Exception) -> str:
-    log = PG_DIR / "log"
+    """The reason PostgreSQL gave for its last failed start, without timestamps."""
+    import re
+
     try:
-        lines = [line for line in log.read_text().splitlines() if line.strip()]
+        lines = [line for line in (PG_DIR / "log").read_text().splitlines() if line.strip()][-6:]
     except OSError:
         lines = []
-    return lines[-1] if lines else str(exc) or exc.__class__.__name__
+    reasons = [
+        re.sub(r"^\S+ \S+ \S+ \[\d+\] ", "", line)
+        for line in lines
+        if re.search(r"FATAL|ERROR|PANIC|invalid|could not", line)
+    ]
+    return "; ".join(reasons[-2:]) or str(exc) or exc.__class__.__name__
 
 
 def postgres_down() -> None:

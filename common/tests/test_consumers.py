@@ -19,12 +19,19 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def _session_cookie() -> bytes:
-    def login() -> str:
-        client = Client()
-        client.force_login(user_make())
-        return client.cookies[settings.SESSION_COOKIE_NAME].value
+    cookie, _ = await _login()
+    return cookie
 
-    return f"{settings.SESSION_COOKIE_NAME}={await sync_to_async(login)()}".encode()
+
+async def _login() -> tuple[bytes, int]:
+    def login() -> tuple[str, int]:
+        user = user_make()
+        client = Client()
+        client.force_login(user)
+        return client.cookies[settings.SESSION_COOKIE_NAME].value, user.pk
+
+    session, user_id = await sync_to_async(login)()
+    return f"{settings.SESSION_COOKIE_NAME}={session}".encode(), user_id
 
 
 async def _connect(origin: bytes, cookie: bytes | None = None) -> WebsocketCommunicator:
@@ -52,14 +59,14 @@ async def test_anonymous_socket_is_closed_with_4401():
 
 
 async def test_signed_in_user_gets_pong_and_their_events():
-    communicator = await _connect(b"http://localhost", await _session_cookie())
+    cookie, user_id = await _login()
+    communicator = await _connect(b"http://localhost", cookie)
     connected, _ = await communicator.connect()
     assert connected
 
     await communicator.send_to(text_data=json.dumps({"type": "ping"}))
     assert json.loads(await communicator.receive_from()) == {"type": "pong"}
 
-    user_id = communicator.scope["user"].pk
     await sync_to_async(user_notify)(user_id=user_id, event="document.progress", data={"percent": 40})
     frame = json.loads(await communicator.receive_from(timeout=5))
     assert frame == {"type": "event", "event": "document.progress", "data": {"percent": 40}}
