@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from accounts.models import Membership, Team, User
+from accounts.models import ApiKey, Membership, Team, User
 
 
 class MembershipInline(admin.TabularInline):
@@ -34,3 +34,22 @@ class TeamAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug", "created_by__email"]
     readonly_fields = ["created_at", "updated_at"]
     inlines = [MembershipInline]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "user", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "prefix", "user__email"]
+    readonly_fields = ["prefix", "key_hash", "created_at", "updated_at", "last_used_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request, queryset) -> None:
+        from accounts.services import apikey_revoke
+
+        for api_key in queryset:
+            apikey_revoke(api_key=api_key)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from accounts.models import Membership, Team, User
+from accounts.apikeys import KEY_PREFIX, apikey_hash
+from accounts.models import ApiKey, Membership, Team, User
 
 
 def memberships_of_user(*, user: User) -> QuerySet[Membership]:
@@ -13,3 +14,18 @@ def memberships_of_user(*, user: User) -> QuerySet[Membership]:
 
 def teams_of_user(*, user: User) -> QuerySet[Team]:
     return Team.objects.filter(memberships__user=user).order_by("-is_personal", "name")
+
+
+def apikeys_of_user(*, user: User) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(user=user).order_by("-created_at", "-id")
+
+
+def apikey_authenticate(*, key: str) -> ApiKey | None:
+    """The active key matching `key`, with its user, or None."""
+    if not key.startswith(KEY_PREFIX):
+        return None
+    return (
+        ApiKey.objects.select_related("user")
+        .filter(key_hash=apikey_hash(key), revoked_at__isnull=True, user__is_active=True)
+        .first()
+    )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django.utils.text import slugify
 
-from accounts.models import Membership, Team, User
+from accounts.apikeys import SCOPES, apikey_generate, apikey_hash
+from accounts.models import ApiKey, Membership, Team, User
 from common.errors import ApplicationError
 
 
@@ -86,4 +88,38 @@ def user_email_verify(*, user: User) -> None:
 
     EmailAddress.objects.update_or_create(
         user=user, email=user.email, defaults={"verified": True, "primary": True}
+    )
+
+
+@transaction.atomic
+def apikey_create(
+    *, user: User, name: str, scopes: list[str] | None = None, rpm_limit: int | None = None,
+    tokens_per_day_limit: int | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the plaintext key, which is never stored."""
+    name = name.strip() or "API key"
+    scopes = list(SCOPES) if scopes is None else scopes
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown:
+        raise ApplicationError(f"Unknown scope(s) {', '.join(unknown)}; use {', '.join(SCOPES)}.")
+    key, prefix = apikey_generate()
+    api_key = ApiKey.objects.create(
+        user=user, name=name[:100], prefix=prefix, key_hash=apikey_hash(key), scopes=scopes,
+        rpm_limit=rpm_limit, tokens_per_day_limit=tokens_per_day_limit,
+    )
+    return api_key, key
+
+
+def apikey_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke a key; revoking twice keeps the first revocation time."""
+    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    api_key.refresh_from_db(fields=["revoked_at"])
+    return api_key
+
+
+def apikey_touch(*, api_key: ApiKey) -> None:
+    """Record use, at most once a minute per key so busy keys don't write on every request."""
+    now = timezone.now()
+    ApiKey.objects.filter(pk=api_key.pk).exclude(last_used_at__gt=now - timezone.timedelta(minutes=1)).update(
+        last_used_at=now
     )

@@ -24,6 +24,7 @@ heartbeat_extras: list[Callable[[], dict[str, object]]] = []
 
 _stop = threading.Event()
 _thread: threading.Thread | None = None
+_identity: dict[str, object] = {}
 
 
 def heartbeat_payload(*, hostname: str, queues: list[str]) -> dict[str, object]:
@@ -44,9 +45,16 @@ def heartbeat_write(*, hostname: str, queues: list[str]) -> None:
     redis_client().set(KEY_PREFIX + hostname, json.dumps(payload), ex=TTL_SECONDS)
 
 
+def heartbeat_now() -> None:
+    """Write this worker's heartbeat at once, e.g. right after a model finished loading."""
+    if _identity:
+        heartbeat_write(hostname=_identity["hostname"], queues=_identity["queues"])
+
+
 def heartbeat_start(*, hostname: str, queues: list[str]) -> None:
     global _thread
     _stop.clear()
+    _identity.update(hostname=hostname, queues=queues)
 
     def beat() -> None:
         while not _stop.is_set():
@@ -62,6 +70,10 @@ def heartbeat_start(*, hostname: str, queues: list[str]) -> None:
 
 def heartbeat_stop() -> None:
     _stop.set()
+
+
+def worker_alive(hostname: str) -> bool:
+    return bool(redis_client().exists(KEY_PREFIX + hostname))
 
 
 def workers_alive() -> list[dict[str, object]]:

@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health, views
+from inference import urls as inference_urls
 
 admin.site.site_header = "Parley admin"
 admin.site.site_title = "Parley admin"
@@ -18,6 +19,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("app/", include("accounts.urls")),
+    path("app/", include(inference_urls.app_urlpatterns)),
+    path("v1/", include(inference_urls.v1_urlpatterns)),
+    path("api/", include(inference_urls.api_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/", include("accounts.api_urls")),

@@ -1,1 +1,124 @@
 from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+
+from common.models import TimeStampedModel
+
+
+class ModelSpec(TimeStampedModel):
+    """A model Parley can serve: where its weights come from, how to run it, what it costs."""
+
+    class Task(models.TextChoices):
+        CHAT = "chat", "Chat"
+        STT = "stt", "Speech to text"
+        TTS = "tts", "Text to speech"
+        EMBED = "embed", "Embeddings"
+
+    class Backend(models.TextChoices):
+        CTRANSLATE2 = "ctranslate2", "CTranslate2"
+        TRANSFORMERS = "transformers", "Transformers"
+        FASTER_WHISPER = "faster_whisper", "faster-whisper"
+        PIPER = "piper", "Piper"
+        SENTENCE_TRANSFORMERS = "sentence_transformers", "sentence-transformers"
+        OPENAI_UPSTREAM = "openai_upstream", "OpenAI-compatible upstream"
+
+    name = models.SlugField(max_length=100, unique=True, help_text="The id clients pass as `model`.")
+    task = models.CharField(max_length=8, choices=Task.choices)
+    backend = models.CharField(max_length=32, choices=Backend.choices)
+    source = models.CharField(
+        max_length=500,
+        help_text="package:<bundled name>, an absolute path, s3://… or https://… (fetched into var/models), "
+        "or for openai_upstream the upstream model name.",
+    )
+    sha256 = models.CharField(max_length=64, blank=True, help_text="Checked before loading; empty = not checked.")
+    quantization = models.CharField(max_length=16, blank=True, default="int8")
+    params = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    description = models.CharField(max_length=200, blank=True)
+    price_input_per_1k = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    price_output_per_1k = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    price_per_audio_second = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    price_per_1k_chars = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Per user, requests per minute.")
+    tokens_per_day_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Per user, tokens per day.")
+
+    class Meta:
+        ordering = ["task", "name"]
+        verbose_name = "model"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def context_length(self) -> int:
+        return int(self.params.get("context_length", 2048))
+
+
+class Route(TimeStampedModel):
+    """An alias clients can name instead of a model, served by the first healthy entry."""
+
+    alias = models.SlugField(max_length=100, unique=True)
+    task = models.CharField(max_length=8, choices=ModelSpec.Task.choices)
+    description = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["task", "alias"]
+
+    def __str__(self) -> str:
+        return self.alias
+
+
+class RouteEntry(models.Model):
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="entries")
+    spec = models.ForeignKey(ModelSpec, on_delete=models.CASCADE, related_name="route_entries")
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["route", "position", "id"]
+        constraints = [models.UniqueConstraint(fields=["route", "spec"], name="inference_routeentry_unique")]
+        verbose_name_plural = "fallback chain"
+
+    def __str__(self) -> str:
+        return f"{self.route} #{self.position}: {self.spec}"
+
+
+class UsageRecord(models.Model):
+    """One served (or failed) request: what it used, how fast it was, what it cost."""
+
+    class Outcome(models.TextChoices):
+        OK = "ok", "OK"
+        CANCELED = "canceled", "Canceled"
+        ERROR = "error", "Error"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    request_id = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_records")
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    spec = models.ForeignKey(ModelSpec, null=True, on_delete=models.SET_NULL, related_name="usage_records")
+    model_name = models.CharField(max_length=100)
+    route_alias = models.CharField(max_length=100, blank=True)
+    task = models.CharField(max_length=8, choices=ModelSpec.Task.choices)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    audio_seconds = models.FloatField(default=0)
+    characters = models.PositiveIntegerField(default=0)
+    ttft_ms = models.FloatField(null=True, blank=True)
+    duration_ms = models.FloatField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal(0))
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.OK)
+    error = models.TextField(blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "created_at"]), models.Index(fields=["api_key", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} for {self.user_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens

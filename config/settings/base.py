@@ -109,7 +109,8 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", 
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "parley:channels"},
+        # Streams send up to ~70 messages a second; the default capacity (100) would drop them.
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "parley:channels", "capacity": 2000},
     }
 }
 
@@ -170,7 +171,10 @@ MEDIA_URL = "/media/"
 # --- API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "common.exceptions.api_exception_handler",
@@ -222,3 +226,23 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Inference -------------------------------------------------------------------------
+# Models a `gpu` worker loads at start (names from admin → Models), comma-separated.
+PARLEY_WORKER_MODELS = env.list(
+    "PARLEY_WORKER_MODELS",
+    default=["qwen2.5-coder-0.5b-ct2", "whisper-tiny.en", "piper-en-us-joe", "all-minilm-l6-v2"],
+)
+PARLEY_USER_RPM = env.int("PARLEY_USER_RPM", default=120)
+PARLEY_USER_TOKENS_PER_DAY = env.int("PARLEY_USER_TOKENS_PER_DAY", default=500_000)
+# How long a request waits for a worker's first answer before trying the next model.
+PARLEY_FIRST_EVENT_TIMEOUT = env.float("PARLEY_FIRST_EVENT_TIMEOUT", default=60.0)
+PARLEY_REQUEST_TIMEOUT = env.float("PARLEY_REQUEST_TIMEOUT", default=600.0)
+PARLEY_MAX_AUDIO_BYTES = env.int("PARLEY_MAX_AUDIO_BYTES", default=25 * 1024 * 1024)
+PARLEY_MAX_AUDIO_SECONDS = env.int("PARLEY_MAX_AUDIO_SECONDS", default=600)
+PARLEY_MAX_SPEECH_CHARS = env.int("PARLEY_MAX_SPEECH_CHARS", default=4096)
+PARLEY_MAX_EMBED_INPUTS = env.int("PARLEY_MAX_EMBED_INPUTS", default=256)
+DATA_UPLOAD_MAX_MEMORY_SIZE = PARLEY_MAX_AUDIO_BYTES + 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = PARLEY_MAX_AUDIO_BYTES + 1024 * 1024
+# An OpenAI-compatible server that `openai_upstream` models forward to (vLLM, Ollama, ...).
+PARLEY_UPSTREAM_BASE_URL = env("PARLEY_UPSTREAM_BASE_URL", default="")

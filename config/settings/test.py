@@ -19,7 +19,7 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", 
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "parley:test:channels"},
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "parley:test:channels", "capacity": 2000},
     }
 }
 CELERY_BROKER_URL = REDIS_URL

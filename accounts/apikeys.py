@@ -1,0 +1,21 @@
+"""API key format and hashing. Keys look like `pk-<prefix>.<secret>`; only the sha256 is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+KEY_PREFIX = "pk-"
+SCOPES = ("inference", "knowledge", "billing:read", "usage:read")
+
+
+def apikey_generate() -> tuple[str, str]:
+    """A new key and its display prefix."""
+    prefix = secrets.token_hex(4)
+    return f"{KEY_PREFIX}{prefix}.{secrets.token_urlsafe(32)}", prefix
+
+
+def apikey_hash(key: str) -> str:
+    # A fast hash is right here: keys are 256-bit random, so there is nothing to brute-force,
+    # and every API request has to check one.
+    return hashlib.sha256(key.encode()).hexdigest()

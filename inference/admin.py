@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import csv
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.utils.html import format_html_join
+
+from common.heartbeat import workers_alive
+from inference.models import ModelSpec, Route, RouteEntry, UsageRecord
+
+
+def _broadcast(request: HttpRequest, queryset: QuerySet[ModelSpec], action: str) -> None:
+    from config.celery import app
+
+    for spec in queryset:
+        replies = app.control.broadcast("parley_model", arguments={"action": action, "name": spec.name},
+                                        reply=True, timeout=1.0)
+        accepted = [host for reply in replies for host, body in reply.items() if body.get("ok")]
+        if accepted:
+            messages.info(request, f"{action.capitalize()} {spec.name}: started on {', '.join(accepted)}. "
+                          "The Live status column updates when it finishes.")
+        else:
+            messages.warning(request, f"{action.capitalize()} {spec.name}: no gpu worker answered. "
+                             "Is a worker consuming the gpu queue running?")
+
+
+@admin.register(ModelSpec)
+class ModelSpecAdmin(admin.ModelAdmin):
+    list_display = ["name", "task", "backend", "quantization", "enabled", "live_status"]
+    list_filter = ["task", "backend", "enabled"]
+    search_fields = ["name", "source", "description"]
+    readonly_fields = ["created_at", "updated_at", "live_status"]
+    actions = ["load", "unload", "reload", "enable", "disable"]
+    fieldsets = (
+        (None, {"fields": ("name", "task", "backend", "enabled", "description", "live_status")}),
+        ("Weights", {"fields": ("source", "sha256", "quantization", "params")}),
+        ("Prices", {"fields": ("price_input_per_1k", "price_output_per_1k", "price_per_audio_second",
+                               "price_per_1k_chars")}),
+        ("Limits per user", {"fields": ("rpm_limit", "tokens_per_day_limit")}),
+        ("Dates", {"fields": ("created_at", "updated_at")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ModelSpec]:
+        self._workers = workers_alive()  # one Redis read per page, not per row
+        return super().get_queryset(request)
+
+    @admin.display(description="Live status")
+    def live_status(self, spec: ModelSpec) -> str:
+        workers = getattr(self, "_workers", None)
+        if workers is None:
+            workers = workers_alive()
+        rows = []
+        for worker in workers:
+            state = worker.get("models", {}).get(spec.name)
+            if state:
+                detail = state.get("error") or (f"{state.get('load_seconds', '')}s" if state["state"] == "loaded" else
+                                                f"{int(float(state.get('progress', 0)) * 100)}%")
+                rows.append((worker["hostname"], state["state"], worker.get("device", ""), detail))
+        if not rows:
+            return "not loaded"
+        return format_html_join("<br>", "{}: <strong>{}</strong> on {} ({})", rows)
+
+    @admin.action(description="Load on gpu workers")
+    def load(self, request: HttpRequest, queryset: QuerySet[ModelSpec]) -> None:
+        _broadcast(request, queryset, "load")
+
+    @admin.action(description="Unload from gpu workers")
+    def unload(self, request: HttpRequest, queryset: QuerySet[ModelSpec]) -> None:
+        _broadcast(request, queryset, "unload")
+
+    @admin.action(description="Reload on gpu workers")
+    def reload(self, request: HttpRequest, queryset: QuerySet[ModelSpec]) -> None:
+        _broadcast(request, queryset, "reload")
+
+    @admin.action(description="Enable")
+    def enable(self, request: HttpRequest, queryset: QuerySet[ModelSpec]) -> None:
+        from inference.services import modelspecs_set_enabled
+
+        modelspecs_set_enabled(names=list(queryset.values_list("name", flat=True)), enabled=True)
+
+    @admin.action(description="Disable")
+    def disable(self, request: HttpRequest, queryset: QuerySet[ModelSpec]) -> None:
+        from inference.services import modelspecs_set_enabled
+
+        modelspecs_set_enabled(names=list(queryset.values_list("name", flat=True)), enabled=False)
+
+
+class RouteEntryInline(admin.TabularInline):
+    model = RouteEntry
+    extra = 1
+    ordering = ["position"]
+    autocomplete_fields = ["spec"]
+
+
+@admin.register(Route)
+class RouteAdmin(admin.ModelAdmin):
+    list_display = ["alias", "task", "chain", "description"]
+    list_filter = ["task"]
+    search_fields = ["alias"]
+    inlines = [RouteEntryInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Route]:
+        return super().get_queryset(request).prefetch_related("entries__spec")
+
+    @admin.display(description="Fallback chain")
+    def chain(self, route: Route) -> str:
+        return " → ".join(entry.spec.name for entry in route.entries.all())
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "user", "model_name", "route_alias", "task", "prompt_tokens", "completion_tokens",
+                    "audio_seconds", "characters", "ttft_ms", "duration_ms", "cost", "outcome"]
+    list_filter = ["task", "outcome", "model_name", "created_at"]
+    search_fields = ["request_id", "user__email", "model_name"]
+    date_hierarchy = "created_at"
+    list_select_related = ["user"]
+    actions = ["export_csv"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: UsageRecord | None = None) -> bool:
+        return False
+
+    @admin.action(description="Export selected as CSV")
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[UsageRecord]) -> HttpResponse:
+        response = HttpResponse(content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="parley-usage.csv"'
+        fields = ["created_at", "request_id", "user", "api_key", "model_name", "route_alias", "task",
+                  "prompt_tokens", "completion_tokens", "audio_seconds", "characters", "ttft_ms", "duration_ms",
+                  "cost", "outcome", "error", "worker"]
+        writer = csv.writer(response)
+        writer.writerow(fields)
+        for record in queryset.select_related("user", "api_key").order_by("created_at").iterator():
+            writer.writerow([
+                record.created_at.isoformat(), record.request_id, record.user.email,
+                record.api_key.prefix if record.api_key else "", record.model_name, record.route_alias, record.task,
+                record.prompt_tokens, record.completion_tokens, record.audio_seconds, record.characters,
+                record.ttft_ms if record.ttft_ms is not None else "", round(record.duration_ms, 1), record.cost,
+                record.outcome, record.error, record.worker,
+            ])
+        return response

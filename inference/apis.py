@@ -1,0 +1,425 @@
+"""The OpenAI-compatible API under /v1. One view per operation; errors in OpenAI's JSON shape."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import exceptions, serializers
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from common.errors import ApplicationError
+from inference import gateway
+from inference.audio import CONTENT_TYPES, AudioError, audio_decode, audio_encode
+from inference.models import ModelSpec
+from inference.quotas import QuotaExceeded, limits_for, quota_reserve, tokens_estimate
+from inference.selectors import route_resolve, routes_all, specs_enabled
+
+# ----------------------------------------------------------------------------- errors
+
+_STATUS_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "invalid_request_error",
+                 404: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error"}
+
+
+def openai_error(message: str, *, status: int, code: str | None = None, param: str | None = None,
+                 headers: dict | None = None) -> Response:
+    body = {"error": {"message": message, "type": _STATUS_TYPES.get(status, "server_error"), "param": param,
+                      "code": code}}
+    return Response(body, status=status, headers=headers)
+
+
+def _first_field_error(detail, prefix: str = "") -> tuple[str, str]:
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            return _first_field_error(value, f"{prefix}.{key}" if prefix else str(key))
+    if isinstance(detail, list) and detail:
+        if isinstance(detail[0], (dict, list)):
+            for index, value in enumerate(detail):
+                if value:
+                    return _first_field_error(value, f"{prefix}[{index}]")
+        return prefix, str(detail[0])
+    return prefix, str(detail)
+
+
+def openai_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, QuotaExceeded):
+        return openai_error(exc.message, status=429, code="rate_limit_exceeded",
+                            headers={"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, ApplicationError):
+        return openai_error(exc.message, status=exc.status, code=exc.code, param=exc.extra.get("param"))
+    if isinstance(exc, gateway.GatewayError):
+        return openai_error(exc.message, status=exc.status, code=exc.code)
+    if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+        message = str(exc.detail)
+        if isinstance(exc, exceptions.NotAuthenticated):
+            message = "You didn't provide an API key. Send `Authorization: Bearer <key>`."
+        return openai_error(message, status=401, code="invalid_api_key",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if isinstance(exc, exceptions.ValidationError):
+        param, message = _first_field_error(exc.detail)
+        return openai_error(f"Invalid value for `{param}`: {message}" if param else message, status=400,
+                            code="invalid_value", param=param or None)
+    if isinstance(exc, exceptions.APIException):
+        return openai_error(str(exc.detail), status=exc.status_code, code=exc.default_code)
+    return None
+
+
+class HasScope(BasePermission):
+    """Session users may do anything they can do in the app; API keys need the view's scope."""
+
+    message = "This API key lacks the scope this endpoint needs."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return False
+        api_key = request.auth if hasattr(request.auth, "scopes") else None
+        return api_key is None or view.scope in api_key.scopes
+
+
+class OpenAIView(APIView):
+    scope = "inference"
+    permission_classes = [HasScope]
+    parser_classes = [JSONParser]
+
+    def get_exception_handler(self):
+        return openai_exception_handler
+
+    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> None:
+        if not (request.user and request.user.is_authenticated):
+            raise exceptions.NotAuthenticated()
+        raise exceptions.PermissionDenied(message or HasScope.message)
+
+    def api_key(self, request: Request):
+        return request.auth if hasattr(request.auth, "scopes") else None
+
+    def reserve(self, request: Request, *, model: str, specs: list[ModelSpec], tokens: int, min_tokens: int = 1):
+        first = specs[0]
+        limits = limits_for(user=request.user, api_key=self.api_key(request), model=model,
+                            spec_limits=(first.rpm_limit, first.tokens_per_day_limit))
+        return quota_reserve(limits=limits, tokens=tokens, min_tokens=min_tokens)
+
+    def job(self, request: Request, *, task: str, prefix: str, route: str, payload: dict) -> gateway.Job:
+        api_key = self.api_key(request)
+        return gateway.Job(request_id=gateway.request_id_new(prefix), task=task, user_id=request.user.pk,
+                           api_key_id=api_key.pk if api_key else None, route=route, payload=payload)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class ModelListApi(OpenAIView):
+    @extend_schema(operation_id="v1_models_list", summary="Models and route aliases you can use",
+                   responses=inline_serializer("ModelList", {"object": serializers.CharField(),
+                                                             "data": serializers.ListField()}))
+    def get(self, request: Request) -> Response:
+        data = [
+            {"id": spec.name, "object": "model", "created": int(spec.created_at.timestamp()), "owned_by": "parley",
+             "task": spec.task, "description": spec.description}
+            for spec in specs_enabled()
+        ]
+        data += [
+            {"id": route.alias, "object": "model", "created": int(route.created_at.timestamp()),
+             "owned_by": "parley", "task": route.task, "description": route.description,
+             "fallback": [entry.spec.name for entry in route.entries.all()]}
+            for route in routes_all()
+        ]
+        return Response({"object": "list", "data": data})
+
+
+# ----------------------------------------------------------------------------- chat
+
+
+class _MessagesField(serializers.ListField):
+    ROLES = ("system", "user", "assistant", "developer", "tool")
+
+    def to_internal_value(self, data):
+        if not isinstance(data, list) or not data:
+            raise serializers.ValidationError("must be a non-empty list of messages.")
+        messages = []
+        for index, message in enumerate(data):
+            if not isinstance(message, dict):
+                raise serializers.ValidationError(f"message {index} must be an object with role and content.")
+            role, content = message.get("role"), message.get("content")
+            if role not in self.ROLES:
+                raise serializers.ValidationError(f"message {index} has role {role!r}; use one of {self.ROLES}.")
+            if isinstance(content, list):  # content parts: keep the text ones
+                texts = [part.get("text", "") for part in content if isinstance(part, dict)
+                         and part.get("type") == "text" and isinstance(part.get("text"), str)]
+                content = "\n".join(texts)
+            if not isinstance(content, str):
+                raise serializers.ValidationError(f"message {index} needs `content` as a string.")
+            messages.append({"role": "system" if role == "developer" else role, "content": content})
+        if not any(m["role"] == "user" for m in messages):
+            raise serializers.ValidationError("needs at least one message with role `user`.")
+        return messages
+
+
+class ChatCompletionApi(OpenAIView):
+    class Input(serializers.Serializer):
+        model = serializers.CharField(max_length=100)
+        messages = _MessagesField(child=serializers.DictField())
+        max_tokens = serializers.IntegerField(min_value=1, required=False)
+        max_completion_tokens = serializers.IntegerField(min_value=1, required=False)
+        temperature = serializers.FloatField(min_value=0, max_value=2, default=0.7)
+        top_p = serializers.FloatField(min_value=0.01, max_value=1, default=1.0)
+        n = serializers.IntegerField(min_value=1, max_value=1, default=1)
+        stream = serializers.BooleanField(default=False)
+        stream_options = serializers.DictField(required=False)
+        stop = serializers.JSONField(required=False)
+        user = serializers.CharField(required=False, allow_blank=True)
+
+        def validate_stop(self, value):
+            stops = [value] if isinstance(value, str) else value
+            if value is None:
+                return []
+            if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops) or len(stops) > 4:
+                raise serializers.ValidationError("must be a string or a list of up to 4 strings.")
+            return stops
+
+    @extend_schema(operation_id="v1_chat_completions_create", summary="Chat completion (OpenAI-compatible)",
+                   request=Input, responses={200: inline_serializer("ChatCompletion", {"id": serializers.CharField()})})
+    def post(self, request: Request) -> Response | StreamingHttpResponse:
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        data = data.validated_data
+        route, specs = route_resolve(model=data["model"], task="chat")
+        context = min(spec.context_length for spec in specs)
+        max_tokens = data.get("max_completion_tokens") or data.get("max_tokens") or min(512, context)
+        if max_tokens > context:
+            raise ApplicationError(
+                f"max_tokens is {max_tokens}, but {data['model']} has a context of {context} tokens. "
+                "Ask for fewer tokens.", code="context_length_exceeded", status=400, extra={"param": "max_tokens"},
+            )
+        prompt_estimate = tokens_estimate([m["content"] for m in data["messages"]])
+        reservation = self.reserve(request, model=data["model"], specs=specs, tokens=prompt_estimate + max_tokens,
+                                   min_tokens=prompt_estimate + 1)
+        max_tokens = min(max_tokens, reservation.granted - prompt_estimate)
+        job = self.job(request, task="chat", prefix="chatcmpl", route=route, payload={
+            "messages": data["messages"], "max_tokens": max_tokens, "temperature": data["temperature"],
+            "top_p": data["top_p"], "stop": data.get("stop") or [],
+        })
+        names = [spec.name for spec in specs]
+        if data["stream"]:
+            include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
+            response = StreamingHttpResponse(
+                _sse(job, names, reservation, include_usage=include_usage), content_type="text/event-stream"
+            )
+            response["Cache-Control"] = "no-cache"
+            response["X-Accel-Buffering"] = "no"
+            response["X-Request-Id"] = job.request_id
+            return response
+        try:
+            result = gateway.run(job, names)
+        except gateway.GatewayError:
+            reservation.settle(0)
+            raise
+        reservation.settle(result["usage"]["total_tokens"])
+        return Response({
+            "id": job.request_id, "object": "chat.completion", "created": int(time.time()), "model": result["spec"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": result["text"]},
+                         "logprobs": None, "finish_reason": _finish(result["finish_reason"])}],
+            "usage": result["usage"], "system_fingerprint": None,
+        }, headers={"X-Request-Id": job.request_id})
+
+
+def _finish(reason: str) -> str:
+    return "stop" if reason == "canceled" else reason
+
+
+def _chunk(job: gateway.Job, created: int, model: str, delta: dict, finish: str | None, usage: bool) -> str:
+    body = {"id": job.request_id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    if usage:
+        body["usage"] = None
+    return f"data: {json.dumps(body, separators=(',', ':'))}\n\n"
+
+
+async def _sse(job: gateway.Job, specs: list[str], reservation, *, include_usage: bool):
+    """OpenAI's chunk stream: role, content deltas, a finish chunk, usage if asked, then [DONE]."""
+    created, started, used = int(time.time()), False, 0
+    try:
+        async for event in gateway.stream(job, specs):
+            if event["event"] == "delta":
+                if not started:
+                    started = True
+                    yield _chunk(job, created, event["spec"], {"role": "assistant", "content": ""}, None, include_usage)
+                yield _chunk(job, created, event["spec"], {"content": event["text"]}, None, include_usage)
+            elif event["event"] == "done":
+                used = event["usage"]["total_tokens"]
+                if not started:
+                    yield _chunk(job, created, event["spec"], {"role": "assistant", "content": ""}, None, include_usage)
+                yield _chunk(job, created, event["spec"], {}, _finish(event["finish_reason"]), include_usage)
+                if include_usage:
+                    body = {"id": job.request_id, "object": "chat.completion.chunk", "created": created,
+                            "model": event["spec"], "system_fingerprint": None, "choices": [],
+                            "usage": event["usage"]}
+                    yield f"data: {json.dumps(body, separators=(',', ':'))}\n\n"
+            else:
+                error = {"message": event["message"], "type": "server_error", "param": None, "code": event["code"]}
+                yield f"data: {json.dumps({'error': error})}\n\n"
+        yield "data: [DONE]\n\n"
+    finally:
+        await sync_to_async(reservation.settle, thread_sensitive=False)(used)
+
+
+# ----------------------------------------------------------------------------- embeddings
+
+
+class EmbeddingApi(OpenAIView):
+    class Input(serializers.Serializer):
+        model = serializers.CharField(max_length=100)
+        input = serializers.JSONField()
+        encoding_format = serializers.ChoiceField(choices=["float", "base64"], default="float")
+        dimensions = serializers.IntegerField(required=False, min_value=1)
+        user = serializers.CharField(required=False, allow_blank=True)
+
+        def validate_input(self, value):
+            texts = [value] if isinstance(value, str) else value
+            if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+                raise serializers.ValidationError("must be a string or a non-empty list of strings "
+                                                  "(token arrays are not supported).")
+            if any(not t.strip() for t in texts):
+                raise serializers.ValidationError("must not contain empty strings.")
+            if len(texts) > settings.PARLEY_MAX_EMBED_INPUTS:
+                raise serializers.ValidationError(f"takes at most {settings.PARLEY_MAX_EMBED_INPUTS} strings.")
+            return texts
+
+    @extend_schema(operation_id="v1_embeddings_create", summary="Embeddings (OpenAI-compatible)", request=Input,
+                   responses={200: inline_serializer("EmbeddingList", {"object": serializers.CharField()})})
+    def post(self, request: Request) -> Response:
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        data = data.validated_data
+        route, specs = route_resolve(model=data["model"], task="embed")
+        dims = int(specs[0].params.get("dimensions", 0)) or None
+        if data.get("dimensions") and dims and data["dimensions"] != dims:
+            raise ApplicationError(f"{data['model']} makes {dims}-dimensional vectors; `dimensions` must be {dims}.",
+                                   code="invalid_value", extra={"param": "dimensions"})
+        estimate = tokens_estimate(data["input"])
+        reservation = self.reserve(request, model=data["model"], specs=specs, tokens=estimate, min_tokens=estimate)
+        job = self.job(request, task="embed", prefix="embd", route=route, payload={"input": data["input"]})
+        try:
+            result = gateway.run(job, [spec.name for spec in specs])
+        except gateway.GatewayError:
+            reservation.settle(0)
+            raise
+        reservation.settle(result["prompt_tokens"])
+        if data["encoding_format"] == "base64":
+            vectors = result["embeddings"]
+        else:
+            import numpy as np
+
+            vectors = [np.frombuffer(base64.b64decode(v), dtype="<f4").tolist() for v in result["embeddings"]]
+        return Response({
+            "object": "list", "model": result["spec"],
+            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+            "usage": {"prompt_tokens": result["prompt_tokens"], "total_tokens": result["prompt_tokens"]},
+        })
+
+
+# ----------------------------------------------------------------------------- audio
+
+
+class TranscriptionApi(OpenAIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    class Input(serializers.Serializer):
+        file = serializers.FileField()
+        model = serializers.CharField(max_length=100)
+        language = serializers.RegexField(r"^[a-z]{2,3}$", required=False)
+        prompt = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+        response_format = serializers.ChoiceField(choices=["json", "text", "verbose_json", "srt", "vtt"],
+                                                  default="json")
+        temperature = serializers.FloatField(required=False, min_value=0, max_value=1)
+
+    @extend_schema(operation_id="v1_audio_transcriptions_create", summary="Speech to text (OpenAI-compatible)",
+                   request={"multipart/form-data": Input},
+                   responses={200: inline_serializer("Transcription", {"text": serializers.CharField()})})
+    def post(self, request: Request) -> Response | HttpResponse:
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        data = data.validated_data
+        upload = data["file"]
+        if upload.size > settings.PARLEY_MAX_AUDIO_BYTES:
+            raise ApplicationError(
+                f"The file is {upload.size / 2**20:.1f} MiB; the limit is "
+                f"{settings.PARLEY_MAX_AUDIO_BYTES / 2**20:.0f} MiB.", code="file_too_large", status=413,
+                extra={"param": "file"})
+        route, specs = route_resolve(model=data["model"], task="stt")
+        try:
+            pcm = audio_decode(upload.read(), max_seconds=settings.PARLEY_MAX_AUDIO_SECONDS)
+        except AudioError as exc:
+            raise ApplicationError(str(exc), code="invalid_audio", extra={"param": "file"}) from exc
+        self.reserve(request, model=data["model"], specs=specs, tokens=0)
+        job = self.job(request, task="stt", prefix="stt", route=route, payload={
+            "audio": base64.b64encode(pcm.tobytes()).decode(), "language": data.get("language"),
+            "prompt": data.get("prompt"),
+        })
+        result = gateway.run(job, [spec.name for spec in specs])
+        fmt = data["response_format"]
+        if fmt == "text":
+            return HttpResponse(result["text"] + "\n", content_type="text/plain; charset=utf-8")
+        if fmt in ("srt", "vtt"):
+            return HttpResponse(_subtitles(result["segments"], fmt), content_type="text/plain; charset=utf-8")
+        if fmt == "verbose_json":
+            return Response({"task": "transcribe", "language": result["language"], "duration": result["duration"],
+                             "text": result["text"], "segments": result["segments"], "model": result["spec"]})
+        return Response({"text": result["text"]})
+
+
+def _subtitles(segments: list[dict], fmt: str) -> str:
+    def stamp(seconds: float) -> str:
+        ms = int(round(seconds * 1000))
+        sep = "," if fmt == "srt" else "."
+        return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d}{sep}{ms % 1000:03d}"
+
+    lines = ["WEBVTT", ""] if fmt == "vtt" else []
+    for i, seg in enumerate(segments, 1):
+        if fmt == "srt":
+            lines.append(str(i))
+        lines += [f"{stamp(seg['start'])} --> {stamp(seg['end'])}", seg["text"], ""]
+    return "\n".join(lines)
+
+
+class SpeechApi(OpenAIView):
+    class Input(serializers.Serializer):
+        model = serializers.CharField(max_length=100)
+        input = serializers.CharField(trim_whitespace=True)
+        voice = serializers.CharField(required=False, max_length=100)
+        response_format = serializers.ChoiceField(choices=sorted(CONTENT_TYPES), default="mp3")
+        speed = serializers.FloatField(min_value=0.25, max_value=4.0, default=1.0)
+        instructions = serializers.CharField(required=False, allow_blank=True)
+
+        def validate_input(self, value: str) -> str:
+            if len(value) > settings.PARLEY_MAX_SPEECH_CHARS:
+                raise serializers.ValidationError(
+                    f"is {len(value)} characters; the limit is {settings.PARLEY_MAX_SPEECH_CHARS}.")
+            return value
+
+    @extend_schema(operation_id="v1_audio_speech_create", summary="Text to speech (OpenAI-compatible)",
+                   request=Input, responses={(200, "audio/wav"): bytes})
+    def post(self, request: Request) -> HttpResponse:
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        data = data.validated_data
+        route, specs = route_resolve(model=data["model"], task="tts")
+        self.reserve(request, model=data["model"], specs=specs, tokens=0)
+        job = self.job(request, task="tts", prefix="tts", route=route,
+                       payload={"input": data["input"], "speed": data["speed"]})
+        result = gateway.run(job, [spec.name for spec in specs])
+        fmt = data["response_format"]
+        audio = audio_encode(base64.b64decode(result["audio"]), result["sample_rate"], fmt)
+        response = HttpResponse(audio, content_type=CONTENT_TYPES[fmt])
+        response["X-Sample-Rate"] = str(result["sample_rate"] if fmt in ("pcm", "wav") else "")
+        response["X-Parley-Model"] = result["spec"]
+        return response

@@ -1,0 +1,74 @@
+"""Parley's usage API: callers only ever see their own usage."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from inference.apis import HasScope
+from inference.selectors import usage_records_of_user, usage_summary_of_user
+
+
+class UsageRecordOutput(serializers.Serializer):
+    request_id = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    model = serializers.CharField(source="model_name")
+    route = serializers.CharField(source="route_alias")
+    task = serializers.CharField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    audio_seconds = serializers.FloatField()
+    characters = serializers.IntegerField()
+    ttft_ms = serializers.FloatField(allow_null=True)
+    duration_ms = serializers.FloatField()
+    cost = serializers.DecimalField(max_digits=14, decimal_places=8)
+    outcome = serializers.CharField()
+    api_key = serializers.CharField(source="api_key.prefix", default=None)
+
+
+class UsageSummaryApi(APIView):
+    scope = "usage:read"
+    permission_classes = [HasScope]
+
+    class Output(serializers.Serializer):
+        day = serializers.DateField()
+        model = serializers.CharField(source="model_name")
+        task = serializers.CharField()
+        requests = serializers.IntegerField()
+        prompt_tokens = serializers.IntegerField()
+        completion_tokens = serializers.IntegerField()
+        audio_seconds = serializers.FloatField()
+        characters = serializers.IntegerField()
+        cost = serializers.DecimalField(max_digits=14, decimal_places=8)
+
+    @extend_schema(operation_id="usage_summary", summary="Your usage by day and model (last 30 days)",
+                   responses=Output(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(self.Output(usage_summary_of_user(user=request.user), many=True).data)
+
+
+class UsageRecordListApi(APIView):
+    scope = "usage:read"
+    permission_classes = [HasScope]
+
+    @extend_schema(operation_id="usage_records_list", summary="Your latest 100 requests",
+                   responses=UsageRecordOutput(many=True))
+    def get(self, request: Request) -> Response:
+        records = usage_records_of_user(user=request.user)[:100]
+        return Response(UsageRecordOutput(records, many=True).data)
+
+
+class UsageRecordDetailApi(APIView):
+    scope = "usage:read"
+    permission_classes = [HasScope]
+
+    @extend_schema(operation_id="usage_records_retrieve", summary="One of your requests",
+                   responses=UsageRecordOutput)
+    def get(self, request: Request, request_id: str) -> Response:
+        # Filtering by the caller first makes another user's record indistinguishable from none.
+        record = get_object_or_404(usage_records_of_user(user=request.user), request_id=request_id)
+        return Response(UsageRecordOutput(record).data)
