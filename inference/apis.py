@@ -93,6 +93,10 @@ class OpenAIView(APIView):
     def get_exception_handler(self):
         return openai_exception_handler
 
+    def perform_content_negotiation(self, request: Request, force: bool = False):
+        # Clients send Accept headers like application/octet-stream for audio; answer anyway.
+        return super().perform_content_negotiation(request, force=True)
+
     def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> None:
         if not (request.user and request.user.is_authenticated):
             raise exceptions.NotAuthenticated()
