@@ -17,6 +17,7 @@ PIP_QUIET := 2>&1 | grep -v "is neither a file nor a directory" || true
 run: setup services
 	@$(PY) -m config.services port-free $(PARLEY_PORT)
 	@DJANGO_SETTINGS_MODULE=config.settings.dev $(PY) manage.py migrate --noinput -v 0
+	@DJANGO_SETTINGS_MODULE=config.settings.dev $(PY) manage.py models_install
 	@DJANGO_SETTINGS_MODULE=config.settings.dev $(PY) manage.py dev_superuser
 	@echo "parley: starting web (http://localhost:$(PARLEY_PORT)), workers and beat; Ctrl-C stops them"
 	@DJANGO_SETTINGS_MODULE=config.settings.dev PYTHONUNBUFFERED=1 $(VENV)/bin/honcho start -f Procfile
@@ -24,6 +25,7 @@ run: setup services
 # In CI (CI=true) the embedded services are stopped afterwards so no daemon outlives the run;
 # locally they stay up, which makes the next run start in about a second.
 test: setup browser services
+	@DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py models_install --no-register
 	@status=0; DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -m pytest || status=$$?; \
 		if [ -n "$$CI" ]; then $(PY) -m config.services down; fi; exit $$status
 
@@ -66,6 +68,10 @@ browser:
 		if [ "$$(id -u)" != 0 ]; then echo "parley: Chromium is missing; run 'sudo apt-get install chromium' once"; exit 1; fi; \
 		echo "parley: installing Chromium from Debian (browser tests)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || { \
+		if [ "$$(id -u)" != 0 ]; then echo "parley: espeak-ng and sox are missing; run 'sudo apt-get install espeak-ng sox' once"; exit 1; fi; \
+		echo "parley: installing espeak-ng and sox from Debian (test speech)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox >/dev/null; }
 
 clean: stop
 	rm -rf $(VENV) node_modules

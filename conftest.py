@@ -50,6 +50,9 @@ def child_env(django_db_setup, django_db_blocker) -> dict[str, str]:
         DATABASE_URL=url,
         REDIS_URL=settings.REDIS_URL,
         PYTHONUNBUFFERED="1",
+        # Tests register models per test (transactional tests empty the tables), so the worker
+        # loads each model on first use rather than at start.
+        PARLEY_WORKER_MODELS="",
     )
     return env
 
@@ -101,6 +104,21 @@ def celery_worker(child_env, tmp_path_factory) -> Iterator[dict[str, object]]:
         yield {"hostname": hostname, "process": process, "log": log}
     finally:
         _stop(process)
+
+
+@pytest.fixture
+def bundled_models(db) -> list:
+    """The prepared bundled models and their routes, registered in the test database.
+
+    Function-scoped because transactional tests empty every table afterwards; registering
+    is a handful of upserts. The weights themselves are prepared once by `make test`.
+    """
+    from inference.services import bundled_models_register
+
+    specs = bundled_models_register()
+    if not specs:
+        pytest.fail("No bundled model is prepared; run `python manage.py models_install` (make test does).")
+    return specs
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,9 @@ from inference.models import ModelSpec
 from inference.quotas import QuotaExceeded, limits_for, quota_reserve, tokens_estimate
 from inference.selectors import route_resolve, routes_all, specs_enabled
 
+# Tokens a chat template and its default system message add around the messages.
+CHAT_TEMPLATE_TOKENS = 30
+
 # ----------------------------------------------------------------------------- errors
 
 _STATUS_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "invalid_request_error",
@@ -203,7 +206,7 @@ class ChatCompletionApi(OpenAIView):
                 f"max_tokens is {max_tokens}, but {data['model']} has a context of {context} tokens. "
                 "Ask for fewer tokens.", code="context_length_exceeded", status=400, extra={"param": "max_tokens"},
             )
-        prompt_estimate = tokens_estimate([m["content"] for m in data["messages"]])
+        prompt_estimate = tokens_estimate([m["content"] for m in data["messages"]], overhead=CHAT_TEMPLATE_TOKENS)
         reservation = self.reserve(request, model=data["model"], specs=specs, tokens=prompt_estimate + max_tokens,
                                    min_tokens=prompt_estimate + 1)
         max_tokens = min(max_tokens, reservation.granted - prompt_estimate)

@@ -134,6 +134,7 @@ def quota_reserve(*, limits: list[Limit], tokens: int, min_tokens: int = 1) -> R
     return Reservation(token_keys=token_keys, granted=int(result[0]))
 
 
-def tokens_estimate(texts: list[str]) -> int:
-    """A deliberately high estimate (about 3 characters a token, plus per-message overhead)."""
-    return sum(len(text) // 3 + 8 for text in texts)
+def tokens_estimate(texts: list[str], *, overhead: int = 0) -> int:
+    """A deliberately high estimate: about 3 characters a token, 8 per message, plus `overhead`
+    (a chat template and its default system message add about 25)."""
+    return sum(len(text) // 3 + 8 for text in texts) + overhead

@@ -13,6 +13,9 @@ def test_openapi_schema_is_valid_and_lists_the_api(client):
     schema = response.json()
     validate(schema)
     assert "/api/me/" in schema["paths"]
+    for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/audio/transcriptions", "/v1/audio/speech",
+                 "/v1/models", "/api/usage/"):
+        assert path in schema["paths"]
 
 
 def test_swagger_ui_is_served_from_local_static_files(client):

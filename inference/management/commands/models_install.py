@@ -18,8 +18,11 @@ class Command(BaseCommand):
         parser.add_argument("names", nargs="*", help=f"Any of: {', '.join(BUNDLED)}")
         parser.add_argument("--all", action="store_true", help="Every bundled model, the 1.5B one included.")
         parser.add_argument("--force", action="store_true", help="Rebuild even if the cache is valid.")
+        parser.add_argument("--no-register", action="store_true",
+                            help="Only prepare the files; leave the database alone (make test uses this).")
 
-    def handle(self, *args: object, names: list[str], all: bool, force: bool, **options: object) -> None:
+    def handle(self, *args: object, names: list[str], all: bool, force: bool, no_register: bool,
+               **options: object) -> None:
         unknown = [name for name in names if name not in BUNDLED]
         if unknown:
             raise CommandError(f"Unknown model(s) {', '.join(unknown)}. Bundled: {', '.join(BUNDLED)}")
@@ -39,6 +42,8 @@ class Command(BaseCommand):
             sys.stdout.write("\n")
             self.stdout.write(f"{name}: ready in {time.perf_counter() - started:.1f}s, sha256 {prepared.sha256[:12]}…,"
                               f" {prepared.path}")
+        if no_register:
+            return
         specs = bundled_models_register(names=chosen)
         self.stdout.write(self.style.SUCCESS(f"Registered {len(specs)} model(s): {', '.join(s.name for s in specs)}"))
 
