@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
+from common.stack import daphne_start, process_stop, wait_for, worker_start
 from config import services
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -65,25 +63,6 @@ def _flush_test_redis() -> None:
     redis_client().flushdb()
 
 
-def _wait_for(predicate, *, timeout: float, what: str, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    detail = log.read_text()[-3000:] if log and log.exists() else ""
-    raise RuntimeError(f"{what} did not become ready within {timeout:.0f}s\n{detail}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(scope="session")
 def celery_worker(child_env, tmp_path_factory) -> Iterator[dict[str, object]]:
     """A real Celery worker process consuming every queue, against the test database."""
@@ -91,19 +70,13 @@ def celery_worker(child_env, tmp_path_factory) -> Iterator[dict[str, object]]:
 
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     hostname = f"test-{os.getpid()}@localhost"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,billing,gpu",
-             "-n", hostname, "--pool=threads", "--concurrency=4", "--without-mingle", "--without-gossip",
-             "--loglevel=INFO"],
-            cwd=BASE_DIR, env=child_env, stdout=out, stderr=subprocess.STDOUT,
-        )
+    process = worker_start(env=child_env, queues="default,billing,gpu", hostname=hostname, log=log)
     try:
-        _wait_for(lambda: any(w["hostname"] == hostname for w in workers_alive()),
-                  timeout=60, what="the Celery worker", log=log)
+        wait_for(lambda: any(w["hostname"] == hostname for w in workers_alive()),
+                 timeout=60, what="the Celery worker", log=log)
         yield {"hostname": hostname, "process": process, "log": log}
     finally:
-        _stop(process)
+        process_stop(process)
 
 
 @pytest.fixture
@@ -127,16 +100,12 @@ def live_daphne(child_env, tmp_path_factory) -> Iterator[dict[str, object]]:
     port = services._free_port()
     log = tmp_path_factory.mktemp("daphne") / "daphne.log"
     env = dict(child_env, ALLOWED_HOSTS="127.0.0.1,localhost")
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-            cwd=BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
+    process = daphne_start(env=env, port=port, log=log)
     try:
-        _wait_for(lambda: services.port_in_use(port), timeout=60, what="Daphne", log=log)
+        wait_for(lambda: services.port_in_use(port), timeout=60, what="Daphne", log=log)
         yield {"url": f"http://127.0.0.1:{port}", "log": log, "process": process}
     finally:
-        _stop(process)
+        process_stop(process)
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -164,3 +164,17 @@ def test_embeddings_are_unit_vectors_that_rank_by_meaning():
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
     assert tokens > 10
+
+
+def test_text_pieces_make_the_first_piece_short_and_lose_no_words():
+    from inference.backends.piper_tts import FIRST_PIECE_CHARS, text_pieces
+
+    text = ("Parley answers from your own documents and speaks the answer back to you, running on hardware "
+            "you control, with no cloud.")
+
+    pieces = text_pieces(text)
+
+    assert len(pieces[0]) <= FIRST_PIECE_CHARS
+    assert " ".join(pieces) == text
+    assert text_pieces("Short one.") == ["Short one."]
+    assert text_pieces("   ") == []
