@@ -13,6 +13,9 @@ class MeApi(APIView):
     """The signed-in user and the teams they belong to."""
 
     class TeamOutput(serializers.Serializer):
+        class Meta:
+            ref_name = "MeTeamOutput"
+
         id = serializers.IntegerField(source="team.id")
         name = serializers.CharField(source="team.name")
         slug = serializers.CharField(source="team.slug")
@@ -20,6 +23,9 @@ class MeApi(APIView):
         role = serializers.CharField()
 
     class Output(serializers.Serializer):
+        class Meta:
+            ref_name = "MeOutput"
+
         id = serializers.IntegerField()
         email = serializers.EmailField()
         name = serializers.CharField()

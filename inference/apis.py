@@ -172,6 +172,9 @@ class _MessagesField(serializers.ListField):
 
 class ChatCompletionApi(OpenAIView):
     class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "ChatCompletionInput"
+
         model = serializers.CharField(max_length=100)
         messages = _MessagesField(child=serializers.DictField())
         max_tokens = serializers.IntegerField(min_value=1, required=False)
@@ -284,6 +287,9 @@ async def _sse(job: gateway.Job, specs: list[str], reservation, *, include_usage
 
 class EmbeddingApi(OpenAIView):
     class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "EmbeddingInput"
+
         model = serializers.CharField(max_length=100)
         input = serializers.JSONField()
         encoding_format = serializers.ChoiceField(choices=["float", "base64"], default="float")
@@ -341,6 +347,9 @@ class TranscriptionApi(OpenAIView):
     parser_classes = [MultiPartParser, FormParser]
 
     class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "TranscriptionInput"
+
         file = serializers.FileField()
         model = serializers.CharField(max_length=100)
         language = serializers.RegexField(r"^[a-z]{2,3}$", required=False)
@@ -400,6 +409,9 @@ def _subtitles(segments: list[dict], fmt: str) -> str:
 
 class SpeechApi(OpenAIView):
     class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "SpeechInput"
+
         model = serializers.CharField(max_length=100)
         input = serializers.CharField(trim_whitespace=True)
         voice = serializers.CharField(required=False, max_length=100)

@@ -35,6 +35,9 @@ class UsageSummaryApi(APIView):
     permission_classes = [HasScope]
 
     class Output(serializers.Serializer):
+        class Meta:
+            ref_name = "UsageSummaryOutput"
+
         day = serializers.DateField()
         model = serializers.CharField(source="model_name")
         task = serializers.CharField()

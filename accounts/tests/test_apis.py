@@ -23,5 +23,6 @@ def test_me_returns_the_user_and_their_teams(client):
 def test_me_refuses_an_outsider(client):
     response = client.get("/api/me/")
 
-    assert response.status_code == 403
+    assert response.status_code == 401
     assert response.json()["error"]["message"]
+    assert response["WWW-Authenticate"] == "Bearer"
