@@ -16,8 +16,9 @@ from common.redis_connection import redis_client
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "parley:worker:"
-INTERVAL_SECONDS = 5
-TTL_SECONDS = 15
+# A worker that stops beating is gone after TTL_SECONDS; callers waiting on it give up then.
+INTERVAL_SECONDS = float(os.environ.get("PARLEY_HEARTBEAT_INTERVAL") or 5)
+TTL_SECONDS = int(os.environ.get("PARLEY_HEARTBEAT_TTL") or 15)
 
 # Other apps add facts to the heartbeat (the inference runtime adds loaded models).
 heartbeat_extras: list[Callable[[], dict[str, object]]] = []

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from chat import urls as chat_urls
 from config import health, views
 from inference import urls as inference_urls
 
@@ -20,6 +21,8 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("app/", include("accounts.urls")),
     path("app/", include(inference_urls.app_urlpatterns)),
+    path("app/", include(chat_urls.app_urlpatterns)),
+    path("api/", include(chat_urls.api_urlpatterns)),
     path("v1/", include(inference_urls.v1_urlpatterns)),
     path("api/", include(inference_urls.api_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

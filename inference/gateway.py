@@ -106,7 +106,7 @@ def run(job: Job, specs: list[str]) -> dict:
         payload = job.for_spec(spec, attempt)
         job.attempts.append({"spec": spec})
         try:
-            result = app.send_task(_TASKS[job.task], args=[payload], queue="gpu").get(
+            result = app.send_task(_TASKS[job.task], args=[payload], queue=settings.PARLEY_GPU_QUEUE).get(
                 timeout=settings.PARLEY_REQUEST_TIMEOUT, disable_sync_subtasks=False
             )
         except CeleryTimeout:
@@ -144,7 +144,8 @@ async def stream(job: Job, specs: list[str]) -> AsyncIterator[dict]:
 
     reader = asyncio.create_task(read())
     current_job_id, finished, sent_tokens = None, False, False
-    send = sync_to_async(lambda payload: app.send_task(_TASKS["chat"], args=[payload], queue="gpu"),
+    queue = settings.PARLEY_GPU_QUEUE
+    send = sync_to_async(lambda payload: app.send_task(_TASKS["chat"], args=[payload], queue=queue),
                          thread_sensitive=False)
     try:
         last_error = None

@@ -160,6 +160,8 @@ STATICFILES_DIRS = [
     BASE_DIR / "static",
     # Front-end packages come from npm (package.json); only the dist folders are served.
     ("vendor/swagger-ui-dist", BASE_DIR / "node_modules" / "swagger-ui-dist"),
+    ("vendor/marked", BASE_DIR / "node_modules" / "marked" / "lib"),
+    ("vendor/dompurify", BASE_DIR / "node_modules" / "dompurify" / "dist"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -246,3 +248,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = PARLEY_MAX_AUDIO_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = PARLEY_MAX_AUDIO_BYTES + 1024 * 1024
 # An OpenAI-compatible server that `openai_upstream` models forward to (vLLM, Ollama, ...).
 PARLEY_UPSTREAM_BASE_URL = env("PARLEY_UPSTREAM_BASE_URL", default="")
+
+# --- Chat ------------------------------------------------------------------------------
+# Tokens of earlier turns sent with each message; older turns are left out (and noted).
+PARLEY_CHAT_CONTEXT_TOKENS = env.int("PARLEY_CHAT_CONTEXT_TOKENS", default=3000)
+# Queue the model tasks go to (tests point a dedicated worker at its own queue).
+PARLEY_GPU_QUEUE = env("PARLEY_GPU_QUEUE", default="gpu")
+# Voice: the longest utterance and the largest binary frame accepted.
+PARLEY_VOICE_MAX_SECONDS = env.int("PARLEY_VOICE_MAX_SECONDS", default=30)
+PARLEY_VOICE_MAX_FRAME_BYTES = env.int("PARLEY_VOICE_MAX_FRAME_BYTES", default=32000)
+PARLEY_VOICE_STT_MODEL = env("PARLEY_VOICE_STT_MODEL", default="stt-default")
+PARLEY_VOICE_TTS_MODEL = env("PARLEY_VOICE_TTS_MODEL", default="tts-default")

@@ -1,0 +1,160 @@
+"""Conversations API (session or API key) and the SSE stream for clients without WebSockets."""
+
+from __future__ import annotations
+
+import json
+
+from django.http import Http404, StreamingHttpResponse
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chat.models import Assistant
+from chat.selectors import assistants_for_user, conversation_get, conversations_of_user, messages_of_conversation
+from chat.services import conversation_create, conversation_delete, conversation_rename
+from chat.turns import Turn
+from inference.apis import HasScope
+
+
+class ConversationOutput(serializers.Serializer):
+    class Meta:
+        ref_name = "Conversation"
+
+    id = serializers.IntegerField()
+    title = serializers.CharField()
+    assistant = serializers.CharField(source="assistant.slug")
+    use_knowledge = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    socket = serializers.SerializerMethodField()
+
+    def get_socket(self, conversation) -> str:
+        return f"/ws/chat/{conversation.pk}/"
+
+
+class MessageOutput(serializers.Serializer):
+    class Meta:
+        ref_name = "ChatMessage"
+
+    id = serializers.IntegerField()
+    role = serializers.CharField()
+    text = serializers.CharField()
+    status = serializers.CharField()
+    via = serializers.CharField()
+    model = serializers.CharField(source="model_name")
+    usage = serializers.JSONField()
+    timings = serializers.JSONField()
+    citations = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+
+
+class _ConversationApi(APIView):
+    scope = "inference"
+    permission_classes = [HasScope]
+
+    def conversation(self, request: Request, conversation_id: int):
+        conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+        if conversation is None:
+            raise Http404("No such conversation.")
+        return conversation
+
+
+class ConversationListCreateApi(_ConversationApi):
+    class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "ConversationCreateInput"
+
+        assistant = serializers.SlugField()
+
+    @extend_schema(operation_id="conversations_list", responses=ConversationOutput(many=True),
+                   summary="Your conversations, newest first")
+    def get(self, request: Request) -> Response:
+        return Response(ConversationOutput(conversations_of_user(user=request.user)[:200], many=True).data)
+
+    @extend_schema(operation_id="conversations_create", request=Input, responses={201: ConversationOutput},
+                   summary="Start a conversation with an assistant")
+    def post(self, request: Request) -> Response:
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        assistant = assistants_for_user(user=request.user).filter(slug=data.validated_data["assistant"]).first()
+        if assistant is None:
+            raise Http404("No such assistant.")
+        conversation = conversation_create(user=request.user, assistant=assistant)
+        return Response(ConversationOutput(conversation).data, status=status.HTTP_201_CREATED)
+
+
+class ConversationDetailApi(_ConversationApi):
+    class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "ConversationRenameInput"
+
+        title = serializers.CharField(max_length=200)
+
+    @extend_schema(operation_id="conversations_retrieve", responses=inline_serializer(
+        "ConversationWithMessages", {"conversation": ConversationOutput(), "messages": MessageOutput(many=True)}))
+    def get(self, request: Request, conversation_id: int) -> Response:
+        conversation = self.conversation(request, conversation_id)
+        messages = messages_of_conversation(conversation=conversation)
+        return Response({"conversation": ConversationOutput(conversation).data,
+                         "messages": MessageOutput(messages, many=True).data})
+
+    @extend_schema(operation_id="conversations_rename", request=Input, responses=ConversationOutput)
+    def patch(self, request: Request, conversation_id: int) -> Response:
+        conversation = self.conversation(request, conversation_id)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(ConversationOutput(conversation_rename(conversation=conversation,
+                                                               title=data.validated_data["title"])).data)
+
+    @extend_schema(operation_id="conversations_delete", responses={204: None})
+    def delete(self, request: Request, conversation_id: int) -> Response:
+        conversation_delete(conversation=self.conversation(request, conversation_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ConversationMessageStreamApi(_ConversationApi):
+    """Send a message and receive the reply as Server-Sent Events (the same frames as the socket)."""
+
+    class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "ConversationMessageInput"
+
+        text = serializers.CharField(max_length=8000)
+        use_knowledge = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+    @extend_schema(operation_id="conversations_messages_stream", request=Input,
+                   responses={(200, "text/event-stream"): str}, summary="Send a message; stream the reply (SSE)")
+    def post(self, request: Request, conversation_id: int) -> StreamingHttpResponse:
+        conversation = self.conversation(request, conversation_id)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        # Touch the assistant here, in the request thread, so the stream never queries lazily.
+        _ = conversation.assistant.route_alias
+        turn = Turn(user=request.user, conversation=conversation, text=data.validated_data["text"],
+                    use_knowledge=data.validated_data["use_knowledge"])
+
+        async def events():
+            async for frame in turn.run():
+                yield f"event: {frame['type']}\ndata: {json.dumps(frame)}\n\n"
+
+        response = StreamingHttpResponse(events(), content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        return response
+
+
+class AssistantListApi(APIView):
+    scope = "inference"
+    permission_classes = [HasScope]
+
+    class Output(serializers.ModelSerializer):
+        class Meta:
+            model = Assistant
+            fields = ["slug", "name", "description", "emoji", "route_alias"]
+            ref_name = "Assistant"
+
+    @extend_schema(operation_id="assistants_list", responses=Output(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(self.Output(assistants_for_user(user=request.user), many=True).data)

@@ -1,0 +1,130 @@
+"""Text chat over `ws/chat/<conversation>/`. Frames are described in docs/protocol.md."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from chat.models import Message
+from chat.selectors import conversation_get
+from chat.turns import Turn
+
+logger = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+MAX_TEXT_FRAME_BYTES = 64 * 1024
+
+
+class ChatSocket(AsyncWebsocketConsumer):
+    """Shared parts: authentication, ownership, JSON frames, and the running turn."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        await self.accept()  # accept first so the close code reaches the browser
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
+        self.conversation = await sync_to_async(
+            lambda: conversation_get(user=user, conversation_id=conversation_id)
+        )()
+        if self.conversation is None:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        # Resolve lazily-loaded relations now, while we may touch the database synchronously.
+        await sync_to_async(lambda: self.conversation.assistant)()
+        self.user = user
+        self.generation: asyncio.Task | None = None
+        self.current_message_id: int | None = None
+
+    async def disconnect(self, code: int) -> None:
+        await self.cancel_generation()
+
+    async def send_frame(self, frame: dict) -> None:
+        await self.send(text_data=json.dumps(frame))
+
+    async def error(self, code: str, message: str) -> None:
+        await self.send_frame({"type": "error", "code": code, "message": message})
+
+    async def parse(self, text_data: str) -> dict | None:
+        if len(text_data) > MAX_TEXT_FRAME_BYTES:
+            await self.error("frame_too_large", f"Text frames are limited to {MAX_TEXT_FRAME_BYTES} bytes.")
+            return None
+        try:
+            frame = json.loads(text_data)
+        except json.JSONDecodeError:
+            await self.error("invalid_json", "Frames must be JSON objects with a `type`.")
+            return None
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            await self.error("invalid_frame", "Frames must be JSON objects with a string `type`.")
+            return None
+        return frame
+
+    def generating(self) -> bool:
+        return self.generation is not None and not self.generation.done()
+
+    async def start_turn(self, turn: Turn, on_frame=None) -> None:
+        async def run() -> None:
+            try:
+                async for frame in turn.run():
+                    if frame["type"] == "start":
+                        self.current_message_id = frame["message_id"]
+                    await self.send_frame(frame)
+                    if on_frame is not None:
+                        await on_frame(frame)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("chat turn failed")
+                await self.error("internal_error", "Something went wrong while writing the reply. Try again.")
+
+        self.generation = asyncio.create_task(run())
+
+    async def cancel_generation(self) -> bool:
+        """Stop the running turn; its partial reply is kept as interrupted. True if one was running."""
+        task = getattr(self, "generation", None)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        return True
+
+
+class ChatConsumer(ChatSocket):
+    """Frames in: user_message, stop, ping. Frames out: start, delta, done, error, metrics, pong."""
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self.error("binary_not_supported", "The text chat socket takes JSON text frames only.")
+            return
+        frame = await self.parse(text_data)
+        if frame is None:
+            return
+        kind = frame["type"]
+        if kind == "ping":
+            await self.send_frame({"type": "pong"})
+        elif kind == "stop":
+            if await self.cancel_generation():
+                await self.send_frame({"type": "done", "message_id": self.current_message_id,
+                                       "finish_reason": "stopped", "status": Message.Status.INTERRUPTED})
+        elif kind == "user_message":
+            text = frame.get("text")
+            if not isinstance(text, str) or not text.strip():
+                await self.error("empty_message", "`user_message` needs a non-empty `text` string.")
+                return
+            if self.generating():
+                await self.error("busy", "A reply is still being written. Send `stop` first or wait for `done`.")
+                return
+            use_knowledge = frame.get("use_knowledge")
+            await self.start_turn(Turn(user=self.user, conversation=self.conversation, text=text,
+                                       use_knowledge=use_knowledge if isinstance(use_knowledge, bool) else None))
+        else:
+            await self.error("unknown_type", f"Unknown frame type {kind!r}; use user_message, stop or ping.")

@@ -1,0 +1,216 @@
+"""One chat turn: the user's message in, a streamed assistant reply out, as protocol frames.
+
+Shared by the WebSocket consumers (text and voice) and the SSE endpoint, so every client sees
+the same `delta` / `done` / `error` / `metrics` frames (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from accounts.models import User
+from chat.metrics import LLM_TTFT_MS
+from chat.models import Conversation, Message
+from chat.selectors import messages_of_conversation
+from chat.services import (
+    message_assistant_finish,
+    message_assistant_progress,
+    message_assistant_start,
+    message_user_create,
+)
+from common.errors import ApplicationError
+from common.redis_connection import redis_client
+from inference import gateway
+from inference.quotas import QuotaExceeded, Reservation, limits_for, quota_reserve, tokens_estimate
+from inference.selectors import route_resolve
+
+logger = logging.getLogger(__name__)
+
+# How often a streaming reply's partial text is written to its row.
+PROGRESS_SAVE_SECONDS = 1.0
+BUSY_TTL_SECONDS = 900
+
+
+class TurnRefused(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+    def frame(self) -> dict:
+        return {"type": "error", "code": self.code, "message": self.message}
+
+
+def context_messages(*, conversation: Conversation, budget_tokens: int, exclude_id: int | None = None
+                     ) -> tuple[list[dict[str, str]], dict]:
+    """Recent turns that fit the budget, oldest first, and a note of what was left out."""
+    turns = [
+        m for m in messages_of_conversation(conversation=conversation).exclude(pk=exclude_id)
+        if m.text and (m.role == Message.Role.USER or m.status in (Message.Status.DONE, Message.Status.INTERRUPTED))
+    ]
+    picked, used = [], 0
+    for message in reversed(turns):
+        cost = tokens_estimate([message.text])
+        if used + cost > budget_tokens:
+            break
+        picked.append({"role": message.role, "content": message.text})
+        used += cost
+    picked.reverse()
+    return picked, {"turns_total": len(turns), "turns_included": len(picked),
+                    "turns_dropped": len(turns) - len(picked), "estimated_tokens": used, "budget_tokens": budget_tokens}
+
+
+@dataclass
+class Turn:
+    user: User
+    conversation: Conversation
+    text: str
+    via: str = "text"
+    use_knowledge: bool | None = None
+    started: float = field(default_factory=time.perf_counter)
+    # Filled by prepare():
+    message: Message | None = None
+    job: gateway.Job | None = None
+    specs: list[str] = field(default_factory=list)
+    reservation: Reservation | None = None
+    citations: list = field(default_factory=list)
+
+    def _busy_key(self) -> str:
+        return f"parley:chat:busy:{self.conversation.pk}"
+
+    def prepare(self) -> None:
+        """Sync part: store the user's message, check limits, build the prompt, open the reply row."""
+        assistant = self.conversation.assistant
+        if not redis_client().set(self._busy_key(), "1", nx=True, ex=BUSY_TTL_SECONDS):
+            raise TurnRefused("busy", "A reply is still being written in this conversation. "
+                                      "Wait for it or stop it before sending another message.")
+        try:
+            user_message = message_user_create(conversation=self.conversation, text=self.text, via=self.via)
+            route, specs = route_resolve(model=assistant.route_alias, task="chat")
+            context_budget = settings.PARLEY_CHAT_CONTEXT_TOKENS
+            history, note = context_messages(conversation=self.conversation, budget_tokens=context_budget,
+                                             exclude_id=user_message.pk)
+            system = assistant.system_prompt
+            knowledge = self.conversation.use_knowledge if self.use_knowledge is None else self.use_knowledge
+            if knowledge:
+                system, self.citations = _with_knowledge(system, user=self.user, query=self.text,
+                                                         conversation=self.conversation)
+            messages = [{"role": "system", "content": system}, *history, {"role": "user", "content": self.text}]
+            estimate = tokens_estimate([m["content"] for m in messages], overhead=10)
+            limits = limits_for(user=self.user, api_key=None, model=assistant.route_alias,
+                                spec_limits=(specs[0].rpm_limit, specs[0].tokens_per_day_limit))
+            self.reservation = quota_reserve(limits=limits, tokens=estimate + assistant.max_tokens,
+                                             min_tokens=estimate + 1)
+            max_tokens = min(assistant.max_tokens, self.reservation.granted - estimate)
+            self.job = gateway.Job(
+                request_id=gateway.request_id_new("chatcmpl"), task="chat", user_id=self.user.pk, api_key_id=None,
+                route=route, payload={"messages": messages, "max_tokens": max_tokens,
+                                      "temperature": assistant.temperature},
+            )
+            self.specs = [spec.name for spec in specs]
+            note["knowledge"] = bool(knowledge)
+            self.message = message_assistant_start(conversation=self.conversation, request_id=self.job.request_id,
+                                                   context=note, via=self.via, citations=self.citations)
+        except QuotaExceeded as exc:
+            self.release()
+            raise TurnRefused("rate_limited", exc.message) from exc
+        except ApplicationError as exc:
+            self.release()
+            raise TurnRefused(exc.code, exc.message) from exc
+        except Exception:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        redis_client().delete(self._busy_key())
+
+    async def run(self) -> AsyncIterator[dict]:
+        """Frames of the reply. Closing the iterator early (stop, disconnect) stops the model."""
+        try:
+            await sync_to_async(self.prepare, thread_sensitive=False)()
+        except TurnRefused as refused:
+            yield refused.frame()
+            return
+        yield {"type": "start", "message_id": self.message.pk, "request_id": self.job.request_id,
+               "citations": self.citations}
+        text, first, last_save, outcome = "", None, time.perf_counter(), None
+        try:
+            async for event in gateway.stream(self.job, self.specs):
+                now = time.perf_counter()
+                if event["event"] == "delta":
+                    if first is None:
+                        first = now
+                        LLM_TTFT_MS.observe((now - self.started) * 1000)
+                    text += event["text"]
+                    yield {"type": "delta", "text": event["text"]}
+                    if now - last_save > PROGRESS_SAVE_SECONDS:
+                        last_save = now
+                        await sync_to_async(message_assistant_progress, thread_sensitive=False)(
+                            message_id=self.message.pk, text=text)
+                else:
+                    outcome = event
+            if outcome and outcome["event"] == "done":
+                metrics = self._metrics(first, outcome)
+                await self._finish(text, Message.Status.DONE, outcome, metrics)
+                yield {"type": "done", "message_id": self.message.pk, "finish_reason": outcome["finish_reason"],
+                       "model": outcome["spec"], "citations": self.citations}
+                yield {"type": "metrics", **metrics}
+            else:
+                error = outcome or {"code": "unavailable", "message": "The model stopped answering."}
+                status = Message.Status.INTERRUPTED if text else Message.Status.FAILED
+                await self._finish(text, status, error, self._metrics(first, None), error=error["message"])
+                yield {"type": "error", "code": error["code"], "message": error["message"],
+                       "message_id": self.message.pk}
+        except (asyncio.CancelledError, GeneratorExit):
+            # Stop or disconnect: keep what was written, marked interrupted.
+            await asyncio.shield(self._finish(text, Message.Status.INTERRUPTED, None, self._metrics(first, None),
+                                              error="Stopped before the reply was complete."))
+            raise
+        finally:
+            await sync_to_async(self.release, thread_sensitive=False)()
+
+    def _metrics(self, first: float | None, done: dict | None) -> dict:
+        now = time.perf_counter()
+        usage = (done or {}).get("usage", {})
+        tokens = usage.get("completion_tokens", 0)
+        ttft_ms = (first - self.started) * 1000 if first else None
+        decode_s = now - first if first else 0
+        return {
+            "ttft_ms": round(ttft_ms, 1) if ttft_ms is not None else None,
+            "duration_ms": round((now - self.started) * 1000, 1),
+            "completion_tokens": tokens,
+            "tokens_per_s": round((tokens - 1) / decode_s, 1) if decode_s > 0 and tokens > 1 else None,
+            "model": (done or {}).get("spec", ""),
+            "worker_ttft_ms": round(done["ttft_ms"], 1) if done and done.get("ttft_ms") else None,
+        }
+
+    async def _finish(self, text: str, status: str, outcome: dict | None, metrics: dict, error: str = "") -> None:
+        usage = (outcome or {}).get("usage", {})
+
+        def finish() -> None:
+            message_assistant_finish(message_id=self.message.pk, text=text, status=status,
+                                     model_name=(outcome or {}).get("spec", ""), usage=usage, timings=metrics,
+                                     error=error)
+            if self.reservation:
+                self.reservation.settle(usage.get("total_tokens", 0))
+
+        await sync_to_async(finish, thread_sensitive=False)()
+
+
+def _with_knowledge(system: str, *, user: User, query: str, conversation: Conversation) -> tuple[str, list]:
+    """The system prompt with numbered sources from the user's collections, if knowledge is installed."""
+    try:
+        from knowledge.selectors import context_for_chat
+    except ImportError:
+        return system, []
+    context, citations = context_for_chat(user=user, query=query, collections=None)
+    if not context:
+        return system, []
+    return (f"{system}\n\nAnswer from these sources when they are relevant, citing them as [1], [2]:\n\n{context}",
+            citations)

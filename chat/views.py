@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from chat.selectors import assistants_for_user, conversation_get, conversations_of_user, messages_of_conversation
+from chat.services import assistant_create, conversation_create, conversation_delete, conversation_rename
+from common.errors import ApplicationError
+
+
+def _conversation_or_404(request: HttpRequest, conversation_id: int):
+    conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+    if conversation is None:
+        raise Http404("No such conversation.")
+    return conversation
+
+
+@login_required
+def assistants_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "chat/assistants.html", {"assistants": assistants_for_user(user=request.user)})
+
+
+@login_required
+def assistant_new(request: HttpRequest) -> HttpResponse:
+    error = None
+    if request.method == "POST":
+        try:
+            assistant = assistant_create(owner=request.user, name=request.POST.get("name", ""),
+                                         system_prompt=request.POST.get("system_prompt", ""),
+                                         description=request.POST.get("description", ""),
+                                         emoji=request.POST.get("emoji", "") or "💬")
+        except ApplicationError as exc:
+            error = exc.message
+        else:
+            conversation = conversation_create(user=request.user, assistant=assistant)
+            return redirect("conversation", conversation_id=conversation.pk)
+    return render(request, "chat/assistant_new.html", {"error": error, "form": request.POST},
+                  status=400 if error else 200)
+
+
+@login_required
+@require_POST
+def conversation_start(request: HttpRequest, slug: str) -> HttpResponse:
+    assistant = assistants_for_user(user=request.user).filter(slug=slug).first()
+    if assistant is None:
+        raise Http404("No such assistant.")
+    conversation = conversation_create(user=request.user, assistant=assistant)
+    return redirect("conversation", conversation_id=conversation.pk)
+
+
+@login_required
+def history_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "chat/history.html", {"conversations": conversations_of_user(user=request.user)[:200]})
+
+
+@login_required
+def conversation_page(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = _conversation_or_404(request, conversation_id)
+    return render(request, "chat/conversation.html", {
+        "conversation": conversation,
+        "messages_list": messages_of_conversation(conversation=conversation),
+        "recent": conversations_of_user(user=request.user)[:30],
+        "knowledge_available": _knowledge_available(request),
+    })
+
+
+def _knowledge_available(request: HttpRequest) -> bool:
+    try:
+        from knowledge.selectors import collections_for_user
+    except ImportError:
+        return False
+    return collections_for_user(user=request.user).exists()
+
+
+@login_required
+@require_POST
+def conversation_rename_view(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = _conversation_or_404(request, conversation_id)
+    try:
+        conversation_rename(conversation=conversation, title=request.POST.get("title", ""))
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect(request.POST.get("next") or "history")
+
+
+@login_required
+@require_POST
+def conversation_delete_view(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = _conversation_or_404(request, conversation_id)
+    title = str(conversation)
+    conversation_delete(conversation=conversation)
+    messages.success(request, f"Deleted “{title}”.")
+    return redirect("history")

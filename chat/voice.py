@@ -1,0 +1,338 @@
+"""Voice turns over `ws/voice/<conversation>/`: PCM16 in, partial and final transcripts, the text
+turn, and the reply spoken sentence by sentence (docs/protocol.md has the frames)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+import time
+
+import numpy as np
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from chat.consumers import ChatSocket
+from chat.metrics import STT_FINAL_MS, STT_PARTIAL_MS, TTS_FIRST_AUDIO_MS, VOICE_FIRST_AUDIO_MS
+from chat.turns import Turn
+from inference import gateway
+from inference.selectors import route_resolve
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+PARTIAL_EVERY_SECONDS = 0.5
+MIN_PARTIAL_SECONDS = 0.4
+VAD_SILENCE_SECONDS = 0.7
+AUDIO_FRAME_SECONDS = 0.1
+_MARKDOWN = re.compile(r"[*_#`>|~]+|\[(\d+)\]")
+
+
+def speakable(text: str) -> str:
+    """Text as it should be spoken: no markdown symbols or citation marks."""
+    return " ".join(_MARKDOWN.sub("", text).split())
+
+
+class SentenceSplitter:
+    """Cuts a streamed reply into pieces for speech. The first piece is short (a clause or a few
+    words) so audio starts early; later ones are whole sentences, made while earlier ones play."""
+
+    FIRST_WORDS = 8
+
+    def __init__(self) -> None:
+        self.buffer = ""
+        self.first = True
+
+    def push(self, text: str) -> list[str]:
+        self.buffer += text
+        pieces = []
+        while True:
+            piece = self._cut()
+            if piece is None:
+                return pieces
+            if speakable(piece):
+                pieces.append(piece)
+
+    def flush(self) -> list[str]:
+        piece, self.buffer = self.buffer, ""
+        return [piece] if speakable(piece) else []
+
+    def _cut(self) -> str | None:
+        boundary = r"[.!?;:,](\s|$)" if self.first else r"[.!?](\s)|\n"
+        match = re.search(boundary, self.buffer)
+        end = match.end() if match and (not self.first or len(self.buffer[: match.start()].split()) >= 2) else None
+        if end is None and self.first:
+            words = self.buffer.split(" ")
+            if len(words) > self.FIRST_WORDS:  # the last word may still be growing
+                end = len(" ".join(words[: self.FIRST_WORDS])) + 1
+        if end is None:
+            return None
+        piece, self.buffer = self.buffer[:end], self.buffer[end:]
+        self.first = False
+        return piece
+
+
+class VoiceConsumer(ChatSocket):
+    """Frames in: start, binary PCM16, end, cancel, ping. Out: partial, transcript, start, delta,
+    audio_start, binary PCM16, audio_end, metrics, done, error, pong."""
+
+    async def connect(self) -> None:
+        await super().connect()
+        self.capturing = False
+        self.buffer = bytearray()
+        self.mode = "ptt"
+        self.partial_task: asyncio.Task | None = None
+        self.turn_task: asyncio.Task | None = None
+        self.marks: dict[str, float] = {}
+        self.last_partial_at = 0.0
+        self.last_frame_at = 0.0
+
+    async def disconnect(self, code: int) -> None:
+        await self._cancel_all()
+
+    # ------------------------------------------------------------------ frames in
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if bytes_data is not None:
+            await self._audio(bytes_data)
+            return
+        frame = await self.parse(text_data or "")
+        if frame is None:
+            return
+        kind = frame["type"]
+        if kind == "ping":
+            await self.send_frame({"type": "pong"})
+        elif kind == "start":
+            await self._start(frame)
+        elif kind == "end":
+            if not self.capturing:
+                await self.error("not_started", "`end` without `start`: nothing is being recorded.")
+                return
+            await self._end()
+        elif kind == "cancel":
+            if await self._cancel_all():
+                await self.send_frame({"type": "done", "finish_reason": "canceled"})
+        else:
+            await self.error("unknown_type", f"Unknown frame type {kind!r}; use start, end, cancel or ping "
+                                             "(and binary PCM16 frames between start and end).")
+
+    async def _start(self, frame: dict) -> None:
+        rate = frame.get("sample_rate")
+        if rate != SAMPLE_RATE:
+            await self.error("unsupported_sample_rate", f"Send 16-bit mono PCM at {SAMPLE_RATE} Hz "
+                                                        f"(`sample_rate: {SAMPLE_RATE}`), not {rate!r}.")
+            return
+        mode = frame.get("mode", "ptt")
+        if mode not in ("ptt", "vad"):
+            await self.error("unsupported_mode", "`mode` is `ptt` (push-to-talk) or `vad` (hands-free).")
+            return
+        # Speaking again interrupts the reply that is playing (barge-in).
+        if await self._cancel_all():
+            await self.send_frame({"type": "done", "finish_reason": "interrupted"})
+        self.mode, self.capturing, self.buffer = mode, True, bytearray()
+        self.marks = {"speech_start": time.perf_counter()}
+        self.last_partial_at = time.perf_counter()
+
+    async def _audio(self, data: bytes) -> None:
+        if not self.capturing:
+            await self.error("audio_before_start", 'Send {"type": "start", "sample_rate": 16000} before audio.')
+            return
+        if len(data) % 2:
+            await self.error("odd_frame_length", f"Binary frames are 16-bit samples; {len(data)} bytes is not a "
+                                                 "whole number of samples.")
+            return
+        if len(data) > settings.PARLEY_VOICE_MAX_FRAME_BYTES:
+            await self.error("frame_too_large", f"Binary frames are limited to {settings.PARLEY_VOICE_MAX_FRAME_BYTES}"
+                                                " bytes (send 20 ms frames: 640 bytes).")
+            return
+        self.buffer += data
+        self.last_frame_at = time.perf_counter()
+        limit = settings.PARLEY_VOICE_MAX_SECONDS * SAMPLE_RATE * 2
+        if len(self.buffer) >= limit:
+            del self.buffer[limit:]
+            await self.error("utterance_too_long", f"Utterances are limited to {settings.PARLEY_VOICE_MAX_SECONDS}"
+                                                   " seconds; I stopped listening there and will answer what I heard.")
+            await self._end()
+            return
+        now = time.perf_counter()
+        seconds = len(self.buffer) / 2 / SAMPLE_RATE
+        partial_idle = self.partial_task is None or self.partial_task.done()
+        if partial_idle and seconds >= MIN_PARTIAL_SECONDS and now - self.last_partial_at >= PARTIAL_EVERY_SECONDS:
+            self.last_partial_at = now
+            self.partial_task = asyncio.create_task(self._partial(bytes(self.buffer), now))
+
+    # ------------------------------------------------------------------ speech to text
+
+    def _stt_job(self, audio: bytes, prefix: str) -> tuple[gateway.Job, list[str]]:
+        route, specs = route_resolve(model=settings.PARLEY_VOICE_STT_MODEL, task="stt")
+        job = gateway.Job(request_id=gateway.request_id_new(prefix), task="stt", user_id=self.user.pk,
+                          api_key_id=None, route=route,
+                          payload={"audio": base64.b64encode(audio).decode(), "language": "en"})
+        return job, [spec.name for spec in specs]
+
+    async def _transcribe(self, audio: bytes, prefix: str) -> str:
+        def run() -> str:
+            job, specs = self._stt_job(audio, prefix)
+            return gateway.run(job, specs)["text"].strip()
+
+        return await sync_to_async(run, thread_sensitive=False)()
+
+    async def _partial(self, audio: bytes, received_at: float) -> None:
+        try:
+            text = await self._transcribe(audio, "stt-partial")
+        except gateway.GatewayError:
+            return  # a missed partial is harmless; the final transcript decides
+        if self.capturing and text:
+            elapsed = (time.perf_counter() - received_at) * 1000
+            STT_PARTIAL_MS.observe(elapsed)
+            self.marks.setdefault("first_partial_ms", elapsed)
+            await self.send_frame({"type": "partial", "text": text})
+        if self.capturing and self.mode == "vad" and await self._silence_after_speech(audio):
+            await self._end()
+
+    async def _silence_after_speech(self, audio: bytes) -> bool:
+        """Hands-free end of turn: silero VAD finds speech that ended VAD_SILENCE_SECONDS ago."""
+        def detect() -> bool:
+            from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+            samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
+            speech = get_speech_timestamps(samples, VadOptions(min_silence_duration_ms=300))
+            return bool(speech) and (len(samples) - speech[-1]["end"]) / SAMPLE_RATE >= VAD_SILENCE_SECONDS
+
+        return await sync_to_async(detect, thread_sensitive=False)()
+
+    async def _end(self) -> None:
+        self.capturing = False
+        audio, self.buffer = bytes(self.buffer), bytearray()
+        if self.partial_task and not self.partial_task.done():
+            self.partial_task.cancel()
+        self.marks["speech_end"] = time.perf_counter()
+        if len(audio) < SAMPLE_RATE * 2 * 0.2:
+            await self.error("no_speech", "That was too short to hear anything. Hold the button while you speak.")
+            return
+        self.turn_task = asyncio.create_task(self._turn(audio))
+
+    # ------------------------------------------------------------------ the reply
+
+    async def _turn(self, audio: bytes) -> None:
+        marks = self.marks
+        try:
+            text = await self._transcribe(audio, "stt")
+        except gateway.GatewayError as exc:
+            await self.error("stt_failed", f"Speech recognition failed: {exc.message}")
+            return
+        marks["stt_final_ms"] = (time.perf_counter() - marks["speech_end"]) * 1000
+        STT_FINAL_MS.observe(marks["stt_final_ms"])
+        await self.send_frame({"type": "transcript", "text": text})
+        if not text:
+            await self.error("no_speech", "I didn't catch any words. Try again a little closer to the microphone.")
+            return
+        speech = _Speech(self, marks)
+        splitter = SentenceSplitter()
+        held: list[dict] = []
+
+        async def on_frame(frame: dict) -> None:
+            if frame["type"] == "delta":
+                for piece in splitter.push(frame["text"]):
+                    speech.say(piece)
+
+        turn = Turn(user=self.user, conversation=self.conversation, text=text, via="voice")
+        try:
+            async for frame in turn.run():
+                if frame["type"] == "start":
+                    self.current_message_id = frame["message_id"]
+                if frame["type"] == "delta" and "llm_ttft_ms" not in marks:
+                    marks["llm_ttft_ms"] = (time.perf_counter() - marks["speech_end"]) * 1000 - marks["stt_final_ms"]
+                if frame["type"] in ("done", "metrics"):
+                    held.append(frame)  # sent after the last audio, so `done` ends the whole turn
+                    continue
+                await self.send_frame(frame)
+                await on_frame(frame)
+            for piece in splitter.flush():
+                speech.say(piece)
+            await speech.finish()
+        except asyncio.CancelledError:
+            await speech.stop()
+            raise
+        for frame in held:
+            if frame["type"] == "metrics":
+                frame = {**frame, **self._voice_metrics(marks)}
+            await self.send_frame(frame)
+
+    def _voice_metrics(self, marks: dict) -> dict:
+        keys = ("first_partial_ms", "stt_final_ms", "llm_ttft_ms", "tts_first_audio_ms", "voice_first_audio_ms")
+        return {key: round(marks[key], 1) for key in keys if key in marks}
+
+    async def _cancel_all(self) -> bool:
+        canceled = False
+        for task in (self.partial_task, self.turn_task):
+            if task and not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+                canceled = True
+        self.capturing = False
+        return canceled
+
+
+class _Speech:
+    """Speaks pieces in order through the gpu worker's TTS, streaming PCM16 to the client."""
+
+    def __init__(self, consumer: VoiceConsumer, marks: dict) -> None:
+        self.consumer, self.marks = consumer, marks
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.started = False
+        self.task = asyncio.create_task(self._run())
+
+    def say(self, piece: str) -> None:
+        self.queue.put_nowait(speakable(piece))
+
+    async def finish(self) -> None:
+        self.queue.put_nowait(None)
+        await self.task
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        try:
+            await self.task
+        except asyncio.CancelledError:
+            pass
+        if self.started:
+            await self.consumer.send_frame({"type": "audio_end", "interrupted": True})
+
+    async def _run(self) -> None:
+        consumer = self.consumer
+        while True:
+            piece = await self.queue.get()
+            if piece is None:
+                break
+            asked = time.perf_counter()
+
+            def synthesize(text: str = piece) -> dict:
+                route, specs = route_resolve(model=settings.PARLEY_VOICE_TTS_MODEL, task="tts")
+                job = gateway.Job(request_id=gateway.request_id_new("tts"), task="tts", user_id=consumer.user.pk,
+                                  api_key_id=None, route=route, payload={"input": text, "speed": 1.0})
+                return gateway.run(job, [spec.name for spec in specs])
+
+            try:
+                result = await sync_to_async(synthesize, thread_sensitive=False)()
+            except gateway.GatewayError as exc:
+                await consumer.error("tts_failed", f"Speech synthesis failed: {exc.message}")
+                continue
+            rate, pcm = result["sample_rate"], base64.b64decode(result["audio"])
+            if not self.started:
+                self.started = True
+                now = time.perf_counter()
+                self.marks["tts_first_audio_ms"] = (now - asked) * 1000
+                self.marks["voice_first_audio_ms"] = (now - self.marks["speech_end"]) * 1000
+                TTS_FIRST_AUDIO_MS.observe(self.marks["tts_first_audio_ms"])
+                VOICE_FIRST_AUDIO_MS.observe(self.marks["voice_first_audio_ms"])
+                await consumer.send_frame({"type": "audio_start", "sample_rate": rate, "format": "pcm16"})
+            step = int(rate * AUDIO_FRAME_SECONDS) * 2
+            for offset in range(0, len(pcm), step):
+                await consumer.send(bytes_data=pcm[offset:offset + step])
+        if self.started:
+            await consumer.send_frame({"type": "audio_end"})

@@ -1,0 +1,260 @@
+// Parley text chat: a WebSocket per conversation, streaming markdown, stop/retry/copy.
+// Frames follow docs/protocol.md. SPDX-License-Identifier: GPL-3.0-or-later
+import { marked } from "/static/vendor/marked/marked.esm.js";
+import DOMPurify from "/static/vendor/dompurify/purify.es.mjs";
+import { setupVoice } from "./voice.js";
+
+const root = document.getElementById("chat");
+const conversationId = root.dataset.conversation;
+const log = document.getElementById("chat-log");
+const form = document.getElementById("composer");
+const input = document.getElementById("composer-input");
+const sendButton = document.getElementById("send");
+const stopButton = document.getElementById("stop");
+const retryButton = document.getElementById("retry");
+const statusEl = document.getElementById("chat-status");
+const knowledgeToggle = document.getElementById("use-knowledge");
+const assistantName = document.getElementById("chat-title").textContent.trim();
+
+marked.use({ gfm: true, breaks: true });
+
+function renderMarkdown(el, text) {
+  el.innerHTML = DOMPurify.sanitize(marked.parse(text || ""));
+  el.querySelectorAll("a").forEach((a) => { a.rel = "noopener noreferrer"; });
+}
+
+// Server-rendered messages hold plain text; render them as markdown once.
+log.querySelectorAll(".msg__body[data-markdown]").forEach((el) => renderMarkdown(el, el.textContent));
+
+let socket = null;
+let reconnectDelay = 500;
+let pending = null; // the assistant bubble being written: {el, body, text, frameQueued}
+let lastUserText = null;
+let pingTimer = null;
+
+function setStatus(text) { statusEl.textContent = text; }
+
+function scrollToEnd() { log.scrollTop = log.scrollHeight; }
+
+function bubble(role, text, via) {
+  document.getElementById("chat-empty")?.remove();
+  const li = document.createElement("li");
+  li.className = `msg msg--${role}`;
+  const meta = document.createElement("div");
+  meta.className = "msg__meta";
+  const who = document.createElement("span");
+  who.className = "msg__who";
+  who.textContent = role === "user" ? "You" : assistantName.replace(/^\S+\s/, "");
+  meta.append(who);
+  if (via === "voice") {
+    const badge = document.createElement("span");
+    badge.className = "badge";
+    badge.textContent = "Spoken";
+    meta.append(badge);
+  }
+  const body = document.createElement("div");
+  body.className = "msg__body";
+  li.append(meta, body);
+  if (role === "assistant") {
+    const foot = document.createElement("div");
+    foot.className = "msg__foot";
+    const timing = document.createElement("span");
+    timing.className = "msg__timing";
+    const copy = document.createElement("button");
+    copy.type = "button";
+    copy.className = "btn btn--link btn--small msg__copy";
+    copy.textContent = "Copy";
+    foot.append(timing, copy);
+    li.append(foot);
+  }
+  renderMarkdown(body, text);
+  log.append(li);
+  scrollToEnd();
+  return { el: li, body, text: text || "" };
+}
+
+function setState(el, label, kind) {
+  el.querySelector(".msg__state")?.remove();
+  if (!label) return;
+  const badge = document.createElement("span");
+  badge.className = `badge msg__state ${kind ? "badge--" + kind : ""}`;
+  badge.textContent = label;
+  el.querySelector(".msg__meta").append(badge);
+}
+
+function busy(on) {
+  stopButton.hidden = !on;
+  sendButton.disabled = on;
+  retryButton.hidden = on || !lastUserText;
+}
+
+export function startAssistantBubble() {
+  pending = bubble("assistant", "");
+  pending.el.dataset.status = "streaming";
+  setState(pending.el, "Writing…");
+  busy(true);
+  return pending;
+}
+
+function appendDelta(text) {
+  if (!pending) startAssistantBubble();
+  pending.text += text;
+  if (!pending.frameQueued) {
+    pending.frameQueued = true;
+    requestAnimationFrame(() => {
+      if (!pending) return;
+      pending.frameQueued = false;
+      renderMarkdown(pending.body, pending.text);
+      scrollToEnd();
+    });
+  }
+}
+
+function finish(status, label, kind) {
+  if (!pending) { busy(false); return; }
+  renderMarkdown(pending.body, pending.text);
+  pending.el.dataset.status = status;
+  setState(pending.el, label, kind);
+  const done = pending;
+  pending = null;
+  busy(false);
+  return done;
+}
+
+export function handleFrame(frame) {
+  switch (frame.type) {
+    case "start":
+      if (!pending) startAssistantBubble();
+      pending.el.dataset.id = frame.message_id;
+      break;
+    case "delta":
+      appendDelta(frame.text);
+      break;
+    case "done": {
+      const stopped = frame.finish_reason === "stopped";
+      const el = pending?.el;
+      finish(stopped ? "interrupted" : "done", stopped ? "Interrupted" : "", stopped ? "warning" : "");
+      if (el && frame.citations?.length) showCitations(el, frame.citations);
+      break;
+    }
+    case "metrics": {
+      const el = log.querySelector(".msg--assistant:last-of-type .msg__timing");
+      if (el && frame.ttft_ms != null) {
+        el.textContent = `First token ${Math.round(frame.ttft_ms)} ms` +
+          (frame.tokens_per_s ? ` · ${frame.tokens_per_s.toFixed(1)} tokens/s` : "");
+      }
+      break;
+    }
+    case "error": {
+      if (pending) {
+        const hadText = pending.text.length > 0;
+        const el = pending.el;
+        finish(hadText ? "interrupted" : "failed", hadText ? "Interrupted" : "Failed", hadText ? "warning" : "danger");
+        const p = document.createElement("p");
+        p.className = "msg__error";
+        p.textContent = frame.message;
+        el.append(p);
+      } else {
+        setStatus(frame.message);
+      }
+      busy(false);
+      break;
+    }
+    case "pong":
+      break;
+    default:
+      break;
+  }
+}
+
+function showCitations(el, citations) {
+  const ol = document.createElement("ol");
+  ol.className = "msg__citations";
+  for (const c of citations) {
+    const li = document.createElement("li");
+    const a = document.createElement("a");
+    a.href = c.url;
+    a.textContent = `[${c.number}] ${c.title}`;
+    li.append(a);
+    ol.append(li);
+  }
+  el.insertBefore(ol, el.querySelector(".msg__foot"));
+}
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  socket = new WebSocket(`${scheme}://${location.host}/ws/chat/${conversationId}/`);
+  socket.addEventListener("open", () => {
+    reconnectDelay = 500;
+    setStatus("Connected");
+    clearInterval(pingTimer);
+    pingTimer = setInterval(() => send({ type: "ping" }), 25000);
+  });
+  socket.addEventListener("message", (event) => handleFrame(JSON.parse(event.data)));
+  socket.addEventListener("close", (event) => {
+    clearInterval(pingTimer);
+    if (event.code === 4401) { setStatus("You are logged out. Log in again to keep chatting."); return; }
+    if (event.code === 4403) { setStatus("This conversation is not yours."); return; }
+    // A dropped connection: the server kept the transcript; reconnect and carry on.
+    if (pending) finish("interrupted", "Interrupted", "warning");
+    setStatus("Reconnecting…");
+    setTimeout(connect, reconnectDelay);
+    reconnectDelay = Math.min(reconnectDelay * 2, 10000);
+  });
+}
+
+function send(frame) {
+  if (socket && socket.readyState === WebSocket.OPEN) {
+    socket.send(JSON.stringify(frame));
+    return true;
+  }
+  return false;
+}
+
+function sendText(text) {
+  text = text.trim();
+  if (!text || pending) return;
+  const frame = { type: "user_message", text };
+  if (knowledgeToggle) frame.use_knowledge = knowledgeToggle.checked;
+  if (!send(frame)) { setStatus("Not connected yet; try again in a moment."); return; }
+  lastUserText = text;
+  bubble("user", text);
+  startAssistantBubble();
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = input.value;
+  input.value = "";
+  sendText(text);
+});
+
+input.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    form.requestSubmit();
+  }
+});
+
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && pending) send({ type: "stop" });
+});
+
+stopButton.addEventListener("click", () => send({ type: "stop" }));
+retryButton.addEventListener("click", () => lastUserText && sendText(lastUserText));
+
+log.addEventListener("click", async (event) => {
+  const button = event.target.closest(".msg__copy");
+  if (!button) return;
+  const text = button.closest(".msg").querySelector(".msg__body").innerText;
+  try {
+    await navigator.clipboard.writeText(text);
+    button.textContent = "Copied";
+  } catch {
+    button.textContent = "Copy failed";
+  }
+  setTimeout(() => { button.textContent = "Copy"; }, 1500);
+});
+
+connect();
+setupVoice({ conversationId, bubble, handleFrame, startAssistantBubble });
