@@ -86,8 +86,10 @@ def bundled_models(db) -> list:
     Function-scoped because transactional tests empty every table afterwards; registering
     is a handful of upserts. The weights themselves are prepared once by `make test`.
     """
+    from chat.seed import assistants_seed
     from inference.services import bundled_models_register
 
+    assistants_seed()  # seeded by a migration, but transactional tests empty the table
     specs = bundled_models_register()
     if not specs:
         pytest.fail("No bundled model is prepared; run `python manage.py models_install` (make test does).")

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import redis
 from asgiref.sync import sync_to_async
 from celery.exceptions import TimeoutError as CeleryTimeout
 from channels.layers import get_channel_layer
@@ -140,7 +141,13 @@ async def stream(job: Job, specs: list[str]) -> AsyncIterator[dict]:
     async def read() -> None:
         # One long-lived reader: cancelling a channel-layer receive midway can lose a message.
         while True:
-            await inbox.put(await layer.receive(channel))
+            try:
+                message = await layer.receive(channel)
+            except (OSError, ConnectionError, redis.RedisError):
+                logger.warning("channel layer receive failed; retrying", exc_info=True)
+                await asyncio.sleep(0.05)
+                continue
+            await inbox.put(message)
 
     reader = asyncio.create_task(read())
     current_job_id, finished, sent_tokens = None, False, False

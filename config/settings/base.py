@@ -106,11 +106,17 @@ REDIS_URL = env("REDIS_URL", default=_embedded_redis)
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 
+def _channel_host(url: str) -> dict:
+    # redis-py 8 times reads out after 5 s by default, exactly channels_redis's blocking-pop
+    # timeout, so an idle socket would fail every 5 s; give reads more room than that.
+    return {"address": url, "socket_timeout": 30, "socket_connect_timeout": 5}
+
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         # Streams send up to ~70 messages a second; the default capacity (100) would drop them.
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "parley:channels", "capacity": 2000},
+        "CONFIG": {"hosts": [_channel_host(REDIS_URL)], "prefix": "parley:channels", "capacity": 2000},
     }
 }
 

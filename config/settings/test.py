@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import *  # noqa: F403
-from .base import REDIS_URL, env
+from .base import REDIS_URL, _channel_host, env
 
 DEBUG = False
 SECRET_KEY = "test-only-key-not-secret-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -19,7 +19,7 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", 
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "parley:test:channels", "capacity": 2000},
+        "CONFIG": {"hosts": [_channel_host(REDIS_URL)], "prefix": "parley:test:channels", "capacity": 2000},
     }
 }
 CELERY_BROKER_URL = REDIS_URL
