@@ -255,7 +255,8 @@ class VoiceConsumer(ChatSocket):
         except asyncio.CancelledError:
             await speech.stop()
             raise
-        for frame in held:
+        # `done` closes the voice turn, so it goes last, after the metrics.
+        for frame in sorted(held, key=lambda f: f["type"] == "done"):
             if frame["type"] == "metrics":
                 frame = {**frame, **self._voice_metrics(marks)}
             await self.send_frame(frame)

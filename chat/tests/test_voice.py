@@ -1,0 +1,158 @@
+"""The voice socket: real espeak-ng speech in, transcripts and Piper audio out, bad frames refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import wave
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import override_settings
+
+from accounts.tests.factories import user_make
+from chat.models import Message
+from chat.tests.factories import conversation_make, socket_connect
+from chat.voice import SentenceSplitter, speakable
+from inference.tests.speech import speech_clip
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+FRAME = 640  # 20 ms of 16 kHz PCM16
+
+
+@pytest.fixture
+def voice(celery_worker, bundled_models):
+    user = user_make()
+    return user, conversation_make(user=user)
+
+
+async def _open(voice):  # noqa: ANN001, ANN202
+    user, conversation = voice
+    communicator, connected, _ = await socket_connect(f"/ws/voice/{conversation.pk}/", user)
+    assert connected
+    return communicator
+
+
+def _pcm(path) -> bytes:  # noqa: ANN001
+    with wave.open(str(path)) as wav:
+        assert wav.getframerate() == 16000
+        return wav.readframes(wav.getnframes())
+
+
+async def _speak(communicator, pcm: bytes, realtime: bool = True) -> None:  # noqa: ANN001
+    await communicator.send_to(text_data=json.dumps({"type": "start", "sample_rate": 16000}))
+    for offset in range(0, len(pcm), FRAME):
+        await communicator.send_to(bytes_data=pcm[offset:offset + FRAME])
+        if realtime:
+            await asyncio.sleep(0.02)
+
+
+async def _collect(communicator, until: str = "done", timeout: float = 120) -> tuple[list[dict], int]:  # noqa: ANN001
+    frames, audio_bytes = [], 0
+    while True:
+        output = await communicator.receive_output(timeout=timeout)
+        if output.get("bytes") is not None:
+            audio_bytes += len(output["bytes"])
+            continue
+        frame = json.loads(output["text"])
+        frames.append(frame)
+        if frame["type"] == until:
+            return frames, audio_bytes
+
+
+async def test_a_spoken_question_gets_transcripts_a_reply_and_audio(voice, tmp_path):
+    communicator = await _open(voice)
+    pcm = _pcm(speech_clip("what is the capital of France", tmp_path))
+
+    await _speak(communicator, pcm)
+    await communicator.send_to(text_data=json.dumps({"type": "end"}))
+    frames, audio_bytes = await _collect(communicator)
+
+    kinds = [f["type"] for f in frames]
+    transcript = next(f for f in frames if f["type"] == "transcript")["text"].lower()
+    assert "capital" in transcript and "france" in transcript
+    assert "partial" in kinds and kinds.index("partial") < kinds.index("transcript")
+    audio_start = next(f for f in frames if f["type"] == "audio_start")
+    assert audio_start == {"type": "audio_start", "sample_rate": 22050, "format": "pcm16"}
+    assert kinds.index("audio_start") < kinds.index("audio_end") < kinds.index("done")
+    assert audio_bytes / 2 / 22050 > 0.5
+    metrics = next(f for f in frames if f["type"] == "metrics")
+    for key in ("stt_final_ms", "llm_ttft_ms", "tts_first_audio_ms", "voice_first_audio_ms"):
+        assert metrics[key] > 0
+    messages = await sync_to_async(list)(Message.objects.order_by("id").values_list("role", "via", "status"))
+    assert messages == [("user", "voice", "done"), ("assistant", "voice", "done")]
+    await communicator.disconnect()
+
+
+async def test_speaking_again_interrupts_the_reply(voice, tmp_path):
+    communicator = await _open(voice)
+    pcm = _pcm(speech_clip("tell me a long story about dragons", tmp_path))
+    await _speak(communicator, pcm, realtime=False)
+    await communicator.send_to(text_data=json.dumps({"type": "end"}))
+    await _collect(communicator, until="delta")
+
+    await communicator.send_to(text_data=json.dumps({"type": "start", "sample_rate": 16000}))
+    frames, _ = await _collect(communicator, until="done", timeout=30)
+
+    assert frames[-1]["finish_reason"] == "interrupted"
+    reply = await sync_to_async(Message.objects.get)(role="assistant")
+    assert reply.status == "interrupted"
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize(("frames", "code"), [
+    ([{"bytes_data": b"\x00" * FRAME}], "audio_before_start"),
+    ([{"text_data": json.dumps({"type": "start", "sample_rate": 16000})}, {"bytes_data": b"\x00" * 641}],
+     "odd_frame_length"),
+    ([{"text_data": json.dumps({"type": "start", "sample_rate": 16000})}, {"bytes_data": b"\x00" * 64000}],
+     "frame_too_large"),
+    ([{"text_data": json.dumps({"type": "start", "sample_rate": 44100})}], "unsupported_sample_rate"),
+    ([{"text_data": json.dumps({"type": "end"})}], "not_started"),
+    ([{"text_data": "{{"}], "invalid_json"),
+    ([{"text_data": json.dumps({"type": "sing"})}], "unknown_type"),
+])
+async def test_bad_frames_get_an_error_and_the_socket_stays_usable(voice, frames, code):
+    communicator = await _open(voice)
+
+    for frame in frames:
+        await communicator.send_to(**frame)
+    reply = json.loads(await communicator.receive_from(timeout=10))
+
+    assert reply["type"] == "error" and reply["code"] == code and reply["message"]
+    await communicator.send_to(text_data=json.dumps({"type": "ping"}))
+    assert json.loads(await communicator.receive_from(timeout=10)) == {"type": "pong"}
+    await communicator.disconnect()
+
+
+@override_settings(PARLEY_VOICE_MAX_SECONDS=1)
+async def test_an_over_long_utterance_is_cut_and_the_user_told(voice, tmp_path):
+    communicator = await _open(voice)
+    pcm = _pcm(speech_clip("what is the capital of France and why is it famous", tmp_path))
+
+    await _speak(communicator, pcm, realtime=False)
+    frames, _ = await _collect(communicator, until="transcript")
+
+    error = next(f for f in frames if f["type"] == "error")
+    assert error["code"] == "utterance_too_long" and "1 seconds" in error["message"]
+    await communicator.disconnect()
+
+
+async def test_an_outsider_is_closed_with_4403(voice):
+    _, conversation = voice
+    communicator, _, _ = await socket_connect(f"/ws/voice/{conversation.pk}/", await sync_to_async(user_make)())
+
+    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+
+
+def test_sentence_splitter_speaks_early_and_loses_no_words():
+    splitter = SentenceSplitter()
+    reply = "Paris is the capital of France. It has been since the tenth century, more or less! Visit soon."
+    pieces = []
+    for token in reply.split(" "):
+        pieces += splitter.push(token + " ")
+    pieces += splitter.flush()
+
+    assert pieces[0].strip() == "Paris is the capital of France."
+    assert " ".join(p.strip() for p in pieces) == reply
+    assert speakable("**Bold** and `code` [1]") == "Bold and code"
