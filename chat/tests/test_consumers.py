@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 LONG = "Write a long story about a lighthouse keeper and a storm, in many paragraphs."
 
 
-async def _frames_until(communicator, kinds: set[str], timeout: float = 90) -> list[dict]:  # noqa: ANN001
+async def _frames_until(communicator, kinds: set[str], timeout: float = 90) -> list[dict]:
     frames = []
     while True:
         frame = json.loads(await communicator.receive_from(timeout=timeout))
@@ -37,7 +37,7 @@ def chat(celery_worker, bundled_models):
     return user, conversation_make(user=user)
 
 
-async def _open(chat):  # noqa: ANN001, ANN202
+async def _open(chat):
     user, conversation = chat
     communicator, connected, _ = await socket_connect(f"/ws/chat/{conversation.pk}/", user)
     assert connected

@@ -27,20 +27,20 @@ def voice(celery_worker, bundled_models):
     return user, conversation_make(user=user)
 
 
-async def _open(voice):  # noqa: ANN001, ANN202
+async def _open(voice):
     user, conversation = voice
     communicator, connected, _ = await socket_connect(f"/ws/voice/{conversation.pk}/", user)
     assert connected
     return communicator
 
 
-def _pcm(path) -> bytes:  # noqa: ANN001
+def _pcm(path) -> bytes:
     with wave.open(str(path)) as wav:
         assert wav.getframerate() == 16000
         return wav.readframes(wav.getnframes())
 
 
-async def _speak(communicator, pcm: bytes, realtime: bool = True) -> None:  # noqa: ANN001
+async def _speak(communicator, pcm: bytes, realtime: bool = True) -> None:
     await communicator.send_to(text_data=json.dumps({"type": "start", "sample_rate": 16000}))
     for offset in range(0, len(pcm), FRAME):
         await communicator.send_to(bytes_data=pcm[offset:offset + FRAME])
@@ -48,7 +48,7 @@ async def _speak(communicator, pcm: bytes, realtime: bool = True) -> None:  # no
             await asyncio.sleep(0.02)
 
 
-async def _collect(communicator, until: str = "done", timeout: float = 120) -> tuple[list[dict], int]:  # noqa: ANN001
+async def _collect(communicator, until: str = "done", timeout: float = 120) -> tuple[list[dict], int]:
     frames, audio_bytes = [], 0
     while True:
         output = await communicator.receive_output(timeout=timeout)
