@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from djstripe import event_handlers
+from djstripe.models import Event
 from djstripe.signals import WEBHOOK_SIGNALS
 
 
@@ -23,7 +24,9 @@ def connect() -> None:
         WEBHOOK_SIGNALS[name].connect(_payment_intent_event, dispatch_uid=f"billing:{name}")
     # dj-stripe's own handler re-fetches the subscription and raises when it can't (localstripe's
     # subscriptions don't sync); ours records the event and mirrors it from the payload instead.
-    WEBHOOK_SIGNALS["customer.subscription.updated"].disconnect(event_handlers.handle_customer_subscription_event)
+    WEBHOOK_SIGNALS["customer.subscription.updated"].disconnect(
+        event_handlers.handle_customer_subscription_event, sender=Event
+    )
     WEBHOOK_SIGNALS["customer.subscription.updated"].connect(
         _subscription_event, dispatch_uid="billing:customer.subscription.updated"
     )

@@ -2,55 +2,23 @@
 
 from django.db import migrations
 
-TERMS = """\
-Parley Pro: full access starts at once. $1,999.00 is charged to your saved card 24 hours after you
-buy. You can cancel at no charge until then. If that charge is declined, the same total is collected
-as 100 installments of $19.99, one every 7 days (the first one straight away); Parley's staff may
-change that cadence. A missed installment is tried again 1, 3 and 5 days after its due date. After
-that, Pro access is suspended until you update your card and pay what is due."""
-
-ENTITLEMENTS = {
-    "plan": "pro",
-    "chat_messages_per_day": 5000,
-    "voice_minutes_per_month": 600,
-    "knowledge_documents": 2000,
-    "knowledge_storage_mb": 5000,
-    "api_requests_per_minute": 120,
-    "models": ["default", "quality"],
-}
+from billing.offer_defaults import CHARGE_TASK_NAME, PRO_OFFER, PRO_SLUG
 
 
 def create(apps, schema_editor):
     Offer = apps.get_model("billing", "Offer")
-    Offer.objects.update_or_create(
-        slug="parley-pro",
-        defaults={
-            "name": "Parley Pro",
-            "summary": "Higher quotas, the quality model and more knowledge storage.",
-            "currency": "usd",
-            "price_cents": 199900,
-            "grace_hours": 24,
-            "reminder_hours_before": 2,
-            "installment_count": 100,
-            "installment_cents": 1999,
-            "installment_interval_days": 7,
-            "retry_delays_days": [1, 3, 5],
-            "terms_version": "2026-11-22",
-            "terms_text": TERMS,
-            "entitlements": ENTITLEMENTS,
-        },
-    )
+    Offer.objects.update_or_create(slug=PRO_SLUG, defaults=PRO_OFFER)
     IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
     PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
     every_minute, _ = IntervalSchedule.objects.get_or_create(every=60, period="seconds")
     PeriodicTask.objects.update_or_create(
-        name="billing: charge due payments",
+        name=CHARGE_TASK_NAME,
         defaults={"task": "billing.tasks.charge_due", "interval": every_minute, "queue": "billing", "enabled": True},
     )
 
 
 def remove(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name="billing: charge due payments").delete()
+    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name=CHARGE_TASK_NAME).delete()
 
 
 class Migration(migrations.Migration):
