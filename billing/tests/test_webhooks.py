@@ -89,7 +89,8 @@ def test_debug_secret_override_header_is_refused(client, djstripe_local):
     url = reverse("djstripe:djstripe_webhook_by_uuid", args=[djstripe_local.djstripe_uuid])
 
     response = client.post(url, data=payload, content_type="application/json",
-                           HTTP_STRIPE_SIGNATURE=_sign(payload, "whsec_mine"), HTTP_X_DJSTRIPE_WEBHOOK_SECRET="whsec_mine")
+                           HTTP_STRIPE_SIGNATURE=_sign(payload, "whsec_mine"),
+                           HTTP_X_DJSTRIPE_WEBHOOK_SECRET="whsec_mine")
 
     assert response.status_code == 400
     assert not WebhookReceipt.objects.exists()
