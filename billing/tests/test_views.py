@@ -163,7 +163,7 @@ def test_outsiders_get_404_for_another_users_purchase(client, stand_in, name, me
 
 @pytest.mark.parametrize("method", ["get", "post"])
 def test_outsiders_get_404_for_another_users_payment(client, stand_in, method):
-    purchase = purchase_make(card=NEEDS_AUTHENTICATION, grace_over=True)
+    purchase_make(card=NEEDS_AUTHENTICATION, grace_over=True)
     charge_due_run()
     attempt = ChargeAttempt.objects.get(kind="installment")
     client.force_login(user_make())

@@ -224,14 +224,13 @@ LOGGING = {
 }
 
 # --- Billing: Stripe through dj-stripe ---------------------------------------------------
-# Three modes (billing/stripe_mode.py): `live` (an sk_live_ key), `test` (an sk_test_ key against
+# Three modes (billing/stripe_api.py): `live` (an sk_live_ key), `test` (an sk_test_ key against
 # Stripe's test mode, card entry through Stripe Elements) and `local` (the default with no key, or
 # whenever STRIPE_API_BASE is set): the localstripe stand-in on loopback, started by `make run`.
 INSTALLED_APPS += ["djstripe"]  # appended so the list above stays as it is
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
 STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", default="")
-STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
-STRIPE_LOCAL_PORT = env.int("STRIPE_LOCAL_PORT", default=8420)
+STRIPE_LOCAL_PORT = int(env("STRIPE_LOCAL_PORT", default="") or 8420)
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="")
 if STRIPE_API_BASE or not STRIPE_SECRET_KEY:
     BILLING_MODE = "local"
@@ -247,6 +246,9 @@ STRIPE_TEST_SECRET_KEY = "" if STRIPE_LIVE_MODE else STRIPE_SECRET_KEY
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
 # Billing's clock can be moved (billing/clock.py) for tests and local demos; never in production.
-BILLING_CLOCK_ADJUSTABLE = env.bool("BILLING_CLOCK_ADJUSTABLE", default=BILLING_MODE == "local")
+_clock_adjustable = env("BILLING_CLOCK_ADJUSTABLE", default="")
+BILLING_CLOCK_ADJUSTABLE = (
+    _clock_adjustable.lower() in ("1", "true", "yes") if _clock_adjustable else BILLING_MODE == "local"
+)
 # Absolute links in billing emails (sent from workers, where there is no request).
 PARLEY_BASE_URL = env("PARLEY_BASE_URL", default="") or f"http://localhost:{env('PARLEY_PORT', default='8000')}"
