@@ -12,7 +12,7 @@ from billing.selectors import entitlements_for_user, installment_summary, purcha
 class BillingStatusApi(APIView):
     """The caller's plan, purchase state and entitlements."""
 
-    class OutputSerializer(serializers.Serializer):
+    class BillingStatusOutputSerializer(serializers.Serializer):
         plan = serializers.CharField()
         status = serializers.CharField(allow_null=True)
         grace_ends_at = serializers.DateTimeField(allow_null=True)
@@ -20,7 +20,7 @@ class BillingStatusApi(APIView):
         installments_remaining = serializers.IntegerField(allow_null=True)
         entitlements = serializers.DictField()
 
-    @extend_schema(responses=OutputSerializer, operation_id="billing_status")
+    @extend_schema(responses=BillingStatusOutputSerializer, operation_id="billing_status")
     def get(self, request: Request) -> Response:
         entitlements = entitlements_for_user(user=request.user)
         purchase = purchase_current_for_user(user=request.user)
@@ -33,4 +33,4 @@ class BillingStatusApi(APIView):
             "installments_remaining": summary["remaining"] if summary and summary["total"] else None,
             "entitlements": entitlements,
         }
-        return Response(self.OutputSerializer(data).data)
+        return Response(self.BillingStatusOutputSerializer(data).data)
