@@ -141,3 +141,22 @@ def test_a_second_run_finds_nothing_to_charge(stand_in):
 
     assert len(stand_in.payment_intents()) == 1
     assert ChargeAttempt.objects.count() == 1
+
+
+def test_reminder_is_mailed_once_two_hours_before_the_charge(stand_in, django_capture_on_commit_callbacks):
+    purchase = purchase_make(card=VISA)
+
+    clock.clock_advance(seconds=21 * 3600)
+    with django_capture_on_commit_callbacks(execute=True):
+        charge_due_run()
+    assert not [m for m in mail.outbox if "will be charged" in m.subject]
+
+    clock.clock_advance(seconds=3600 + 60)
+    with django_capture_on_commit_callbacks(execute=True):
+        charge_due_run()
+        charge_due_run()
+
+    [reminder] = [m for m in mail.outbox if "will be charged" in m.subject]
+    assert reminder.to == [purchase.user.email] and "$1,999.00" in reminder.body
+    assert "/billing/" in reminder.body
+    assert stand_in.payment_intents() == []
