@@ -5,3 +5,10 @@ from django.apps import AppConfig
 
 class BillingConfig(AppConfig):
     name = "billing"
+    verbose_name = "Billing"
+
+    def ready(self) -> None:
+        from billing import receivers, stripe_api
+
+        stripe_api.stripe_configure()
+        receivers.connect()

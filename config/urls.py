@@ -28,4 +28,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/", include("accounts.api_urls")),
+    # Billing: the pages, its API, and dj-stripe's webhook endpoint (signature checked).
+    path("billing/", include("billing.urls")),
+    path("api/", include("billing.api_urls")),
+    path("stripe/", include("billing.stripe_urls")),
 ]

@@ -265,3 +265,33 @@ PARLEY_VOICE_MAX_SECONDS = env.int("PARLEY_VOICE_MAX_SECONDS", default=30)
 PARLEY_VOICE_MAX_FRAME_BYTES = env.int("PARLEY_VOICE_MAX_FRAME_BYTES", default=32000)
 PARLEY_VOICE_STT_MODEL = env("PARLEY_VOICE_STT_MODEL", default="stt-default")
 PARLEY_VOICE_TTS_MODEL = env("PARLEY_VOICE_TTS_MODEL", default="tts-default")
+
+# --- Billing: Stripe through dj-stripe ---------------------------------------------------
+# Three modes (billing/stripe_api.py): `live` (an sk_live_ key), `test` (an sk_test_ key against
+# Stripe's test mode, card entry through Stripe Elements) and `local` (the default with no key, or
+# whenever STRIPE_API_BASE is set): the localstripe stand-in on loopback, started by `make run`.
+INSTALLED_APPS += ["djstripe"]  # appended so the list above stays as it is
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
+STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", default="")
+STRIPE_LOCAL_PORT = int(env("STRIPE_LOCAL_PORT", default="") or 8420)
+STRIPE_API_BASE = env("STRIPE_API_BASE", default="")
+if STRIPE_API_BASE or not STRIPE_SECRET_KEY:
+    BILLING_MODE = "local"
+    STRIPE_API_BASE = STRIPE_API_BASE or f"http://127.0.0.1:{STRIPE_LOCAL_PORT}"
+    # localstripe accepts any sk_ key; dj-stripe wants sk_test_ and 24+ alphanumerics.
+    STRIPE_SECRET_KEY = STRIPE_SECRET_KEY or "sk_test_localstripe0000000000000000"
+    STRIPE_PUBLISHABLE_KEY = STRIPE_PUBLISHABLE_KEY or "pk_test_localstripe0000000000000000"
+else:
+    BILLING_MODE = "live" if STRIPE_SECRET_KEY.startswith("sk_live_") else "test"
+STRIPE_LIVE_MODE = BILLING_MODE == "live"
+STRIPE_LIVE_SECRET_KEY = STRIPE_SECRET_KEY if STRIPE_LIVE_MODE else ""
+STRIPE_TEST_SECRET_KEY = "" if STRIPE_LIVE_MODE else STRIPE_SECRET_KEY
+DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
+DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+# Billing's clock can be moved (billing/clock.py) for tests and local demos; never in production.
+_clock_adjustable = env("BILLING_CLOCK_ADJUSTABLE", default="")
+BILLING_CLOCK_ADJUSTABLE = (
+    _clock_adjustable.lower() in ("1", "true", "yes") if _clock_adjustable else BILLING_MODE == "local"
+)
+# Absolute links in billing emails (sent from workers, where there is no request).
+PARLEY_BASE_URL = env("PARLEY_BASE_URL", default="") or f"http://localhost:{env('PARLEY_PORT', default='8000')}"

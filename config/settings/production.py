@@ -41,3 +41,6 @@ EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
 
 STATIC_ROOT = env("STATIC_ROOT", default="") or BASE_DIR / "var" / "static"  # noqa: F405
+
+# --- Billing: a production clock is never movable, whatever the environment says. ---
+BILLING_CLOCK_ADJUSTABLE = False

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
+from config import services
+
 from .base import *  # noqa: F403
 from .base import REDIS_URL, _channel_host, env
 
@@ -25,3 +29,15 @@ CHANNEL_LAYERS = {
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
 ACCOUNT_RATE_LIMITS = False
+
+# --- Billing: tests always use localstripe, on a free loopback port picked once per run (the
+# variable is inherited by the workers and servers tests start; billing/tests/conftest.py starts it).
+if not os.environ.get("PARLEY_TEST_STRIPE_API_BASE"):
+    os.environ["PARLEY_TEST_STRIPE_API_BASE"] = f"http://127.0.0.1:{services._free_port()}"
+BILLING_MODE = "local"
+STRIPE_API_BASE = os.environ["PARLEY_TEST_STRIPE_API_BASE"]
+STRIPE_SECRET_KEY = STRIPE_TEST_SECRET_KEY = "sk_test_localstripe0000000000000000"
+STRIPE_PUBLISHABLE_KEY = "pk_test_localstripe0000000000000000"
+STRIPE_LIVE_MODE = False
+STRIPE_LIVE_SECRET_KEY = ""
+BILLING_CLOCK_ADJUSTABLE = True

@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import path
+
+from billing import selectors, services
+from billing.forms import CadenceForm, RefundForm
+from billing.models import ChargeAttempt, Installment, Offer, PaymentProfile, Purchase, Refund, WebhookReceipt
+from common.errors import ApplicationError
+
+
+@admin.register(Offer)
+class OfferAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "price_cents", "installment_count", "installment_cents", "terms_version",
+                    "is_active"]
+
+
+@admin.register(PaymentProfile)
+class PaymentProfileAdmin(admin.ModelAdmin):
+    list_display = ["user", "stripe_customer_id", "card_brand", "card_last4"]
+    search_fields = ["user__email", "stripe_customer_id"]
+    readonly_fields = [f.name for f in PaymentProfile._meta.fields]
+
+
+class ChargeAttemptInline(admin.TabularInline):
+    model = ChargeAttempt
+    extra = 0
+    can_delete = False
+    fields = ["sent_at", "kind", "installment", "amount_cents", "status", "decline_code", "failure_message",
+              "payment_intent_id", "idempotency_key", "settled_by", "refunded_cents"]
+    readonly_fields = fields
+    ordering = ["-sent_at"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class InstallmentInline(admin.TabularInline):
+    model = Installment
+    extra = 0
+    can_delete = False
+    fields = ["number", "amount_cents", "due_at", "next_attempt_at", "failures", "status", "paid_at"]
+    readonly_fields = fields
+    classes = ["collapse"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Purchase)
+class PurchaseAdmin(admin.ModelAdmin):
+    list_display = ["id", "user", "offer", "status", "amount_cents", "grace_ends_at", "refunded_cents", "created_at"]
+    list_filter = ["status", "offer"]
+    search_fields = ["user__email"]
+    readonly_fields = [f.name for f in Purchase._meta.fields]
+    inlines = [ChargeAttemptInline, InstallmentInline]
+    actions = ["refund", "cancel_plan", "retry_now", "change_cadence"]
+    change_list_template = "admin/billing/purchase/change_list.html"
+
+    def has_add_permission(self, request) -> bool:
+        return False  # purchases start at checkout, with the customer's agreement to the terms
+
+    def get_urls(self):
+        report = path("report/", self.admin_site.admin_view(self.report_view), name="billing_purchase_report")
+        return [report, *super().get_urls()]
+
+    def report_view(self, request: HttpRequest) -> HttpResponse:
+        context = {**self.admin_site.each_context(request), "title": "Daily revenue and failures",
+                   "rows": selectors.revenue_by_day(days=30), "opts": self.model._meta}
+        return render(request, "admin/billing/report.html", context)
+
+    @admin.action(description="Refund (full or partial, through Stripe)")
+    def refund(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        if "apply" in request.POST:
+            form = RefundForm(request.POST)
+            if form.is_valid():
+                amount = form.cleaned_data["amount"]
+                cents = int((amount * 100).to_integral_value()) if isinstance(amount, Decimal) else None
+                for purchase in queryset:
+                    self._run(request, lambda p=purchase: services.purchase_refund(
+                        purchase=p, amount_cents=cents, by=request.user, reason=form.cleaned_data["reason"]),
+                        f"Refunded purchase {purchase.pk}.")
+                return None
+        else:
+            form = RefundForm()
+        return self._intermediate(request, queryset, form, "refund", "Refund")
+
+    @admin.action(description="Cancel plan (no further charges)")
+    def cancel_plan(self, request: HttpRequest, queryset) -> None:
+        for purchase in queryset:
+            self._run(request, lambda p=purchase: services.purchase_cancel_by_staff(purchase=p),
+                      f"Canceled purchase {purchase.pk}.")
+
+    @admin.action(description="Retry missed installments now")
+    def retry_now(self, request: HttpRequest, queryset) -> None:
+        from billing.tasks import charge_due
+
+        for purchase in queryset:
+            self._run(request, lambda p=purchase: services.purchase_retry_now(purchase=p),
+                      f"Purchase {purchase.pk}: missed installments are due now.")
+        charge_due.delay()
+
+    @admin.action(description="Change installment cadence")
+    def change_cadence(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        if "apply" in request.POST:
+            form = CadenceForm(request.POST)
+            if form.is_valid():
+                for purchase in queryset:
+                    self._run(request, lambda p=purchase: services.purchase_cadence_change(
+                        purchase=p, interval_days=form.cleaned_data["interval_days"]),
+                        f"Purchase {purchase.pk}: installments every {form.cleaned_data['interval_days']} days.")
+                return None
+        else:
+            form = CadenceForm(initial={"interval_days": 7})
+        return self._intermediate(request, queryset, form, "change_cadence", "Change cadence")
+
+    def _run(self, request: HttpRequest, operation, success: str) -> None:
+        try:
+            operation()
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, level=messages.ERROR)
+        else:
+            self.message_user(request, success, level=messages.SUCCESS)
+
+    def _intermediate(self, request, queryset, form, action: str, title: str) -> HttpResponse:
+        context = {**self.admin_site.each_context(request), "title": title, "form": form, "purchases": queryset,
+                   "action": action, "opts": self.model._meta,
+                   "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)}
+        return render(request, "admin/billing/action_form.html", context)
+
+
+@admin.register(ChargeAttempt)
+class ChargeAttemptAdmin(admin.ModelAdmin):
+    list_display = ["id", "purchase", "kind", "amount_cents", "status", "decline_code", "payment_intent_id", "sent_at"]
+    list_filter = ["status", "kind"]
+    search_fields = ["payment_intent_id", "idempotency_key", "purchase__user__email"]
+    readonly_fields = [f.name for f in ChargeAttempt._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # the ledger is append-only
+
+
+@admin.register(Refund)
+class RefundAdmin(admin.ModelAdmin):
+    list_display = ["id", "attempt", "amount_cents", "stripe_refund_id", "created_by", "created_at"]
+    readonly_fields = [f.name for f in Refund._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(WebhookReceipt)
+class WebhookReceiptAdmin(admin.ModelAdmin):
+    list_display = ["event_id", "type", "object_id", "attempt", "note", "received_at"]
+    list_filter = ["type"]
+    readonly_fields = [f.name for f in WebhookReceipt._meta.fields]
