@@ -208,4 +208,4 @@ def test_status_api(client, stand_in):
     assert body["plan"] == "pro" and body["status"] == "grace"
     assert body["entitlements"]["chat_messages_per_day"] == 5000
     client.logout()
-    assert client.get("/api/billing/status/").status_code == 403
+    assert client.get("/api/billing/status/").status_code == 401
