@@ -4,24 +4,17 @@
 
 from __future__ import annotations
 
-import http.client
-import json
-import os
 import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
-from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from common.bench import as_json, median, percentile, table
-from common.stack import daphne_start, process_stop, wait_for, worker_start
-from config import services
+from inference.bench_stack import BenchStack, backend_direct, direct_generate
 
-PROMPT = "Explain in a few sentences why the sky is blue."
 TTS_TEXT = ("Parley answers from your own documents and speaks the answer back to you, running on "
             "hardware you control, with no cloud.")  # 120 characters
 CHAT_MODEL = "qwen2.5-coder-0.5b-ct2"
@@ -40,7 +33,7 @@ class Command(BaseCommand):
 
         bundled_models_register()
         figures: dict[str, float] = {}
-        with _Stack() as stack:
+        with BenchStack(models=[CHAT_MODEL]) as stack:
             self.stderr.write(f"stack up at {stack.url}; loading models in this process for the direct baseline")
             figures.update(self._chat(stack, runs, max_tokens))
             figures.update(self._concurrency(stack, max_tokens=64))
@@ -52,14 +45,14 @@ class Command(BaseCommand):
 
     # ---------------------------------------------------------------- chat, direct vs API
 
-    def _chat(self, stack: _Stack, runs: int, max_tokens: int) -> dict[str, float]:
-        backend = _backend(CHAT_MODEL)
+    def _chat(self, stack: BenchStack, runs: int, max_tokens: int) -> dict[str, float]:
+        backend = backend_direct(CHAT_MODEL)
         try:
             direct, api = [], []
-            _direct_once(backend, 8)
+            direct_generate(backend, 8)
             stack.stream(CHAT_MODEL, 8)
             for _ in range(runs):  # alternate so drift on the machine hits both sides alike
-                direct.append(_direct_once(backend, max_tokens))
+                direct.append(direct_generate(backend, max_tokens))
                 api.append(stack.stream(CHAT_MODEL, max_tokens))
         finally:
             backend.unload()
@@ -74,7 +67,7 @@ class Command(BaseCommand):
             "llm_api_delivered_ratio": a_tps / d_tps if d_tps else float("nan"),
         }
 
-    def _concurrency(self, stack: _Stack, *, max_tokens: int) -> dict[str, float]:
+    def _concurrency(self, stack: BenchStack, *, max_tokens: int) -> dict[str, float]:
         out = {}
         for streams in (1, 4, 8):
             results: list[tuple[float, float, int]] = []
@@ -107,7 +100,7 @@ class Command(BaseCommand):
             audio = audio_decode(clip.read_bytes(), max_seconds=10)
         seconds = len(audio) / 16000
         for name, key in (("whisper-tiny.en", "stt_tiny"), ("whisper-base", "stt_base")):
-            backend = _backend(name)
+            backend = backend_direct(name)
             backend.transcribe(audio)
             times = []
             for _ in range(5):
@@ -117,7 +110,7 @@ class Command(BaseCommand):
             backend.unload()
             out[f"{key}_3s_clip_ms"] = median(times)
             out[f"{key}_rtf"] = median(times) / 1000 / seconds
-        piper = _backend("piper-en-us-joe")
+        piper = backend_direct("piper-en-us-joe")
         list(piper.synthesize("Warm up."))
         firsts, rtfs = [], []
         for _ in range(5):
@@ -134,7 +127,7 @@ class Command(BaseCommand):
         return out
 
     def _embeddings(self) -> dict[str, float]:
-        backend = _backend("all-minilm-l6-v2")
+        backend = backend_direct("all-minilm-l6-v2")
         sentences = [f"Sentence number {i} about invoices, passwords and meeting rooms." for i in range(512)]
         backend.embed(sentences[:32])
         started = time.perf_counter()
@@ -146,108 +139,6 @@ class Command(BaseCommand):
             backend.embed([sentence])
             singles.append((time.perf_counter() - t) * 1000)
         return {"embed_sentences_per_s": per_second, "embed_single_query_ms": median(singles)}
-
-
-def _backend(name: str):
-    """The bare backend, loaded in this process: the baseline the stack is measured against."""
-    from dataclasses import replace
-
-    from inference.backends import backend_class
-    from inference.runtime import host, source_resolve
-    from inference.worker import spec_config
-
-    spec = spec_config(name)
-    backend = backend_class(spec.backend)(replace(spec, path=source_resolve(spec)), host.device)
-    backend.load()
-    return backend
-
-
-def _direct_once(backend, max_tokens: int) -> tuple[float, float, int]:
-    from inference.backends import GenerationRequest
-
-    request = GenerationRequest(messages=[{"role": "user", "content": PROMPT}], max_tokens=max_tokens, temperature=0)
-    started = time.perf_counter()
-    first = None
-    for chunk in backend.generate(request):
-        if chunk.text and first is None:
-            first = time.perf_counter()
-        if chunk.finish_reason:
-            tokens = chunk.completion_tokens
-    end = time.perf_counter()
-    return (first - started) * 1000, (tokens - 1) / (end - first), tokens
-
-
-class _Stack:
-    """A gpu worker and Daphne started for this run, on their own Redis db so nothing else interferes."""
-
-    def __enter__(self) -> _Stack:
-        from accounts.models import User
-        from accounts.services import apikey_create, user_create
-
-        user = User.objects.filter(email="bench@parley.localhost").first() or user_create(
-            email="bench@parley.localhost")
-        self.api_key, self.key = apikey_create(user=user, name="bench_inference")
-        port = services._free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        redis_url = settings.REDIS_URL.rsplit("/", 1)[0] + "/2"
-        db = settings.DATABASES["default"]
-        env = dict(os.environ, REDIS_URL=redis_url, PYTHONUNBUFFERED="1", PARLEY_WORKER_MODELS=CHAT_MODEL,
-                   DJANGO_SETTINGS_MODULE=os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings.dev"),
-                   PARLEY_USER_RPM="100000", PARLEY_USER_TOKENS_PER_DAY="100000000")
-        if not os.environ.get("DATABASE_URL"):
-            env["DATABASE_URL"] = f"postgres://{db['USER']}@/{db['NAME']}?host={db['HOST']}&port={db['PORT']}"
-        self.tmp = tempfile.TemporaryDirectory()
-        logs = Path(self.tmp.name)
-        self.worker = worker_start(env=env, queues="gpu", hostname=f"bench-{os.getpid()}@localhost",
-                                   log=logs / "worker.log", concurrency=8)
-        self.web = daphne_start(env=env, port=port, log=logs / "web.log")
-        import redis
-
-        client = redis.Redis.from_url(redis_url, decode_responses=True)
-
-        def model_loaded() -> bool:
-            for key in client.scan_iter("parley:worker:bench-*"):
-                state = json.loads(client.get(key) or "{}").get("models", {}).get(CHAT_MODEL, {})
-                if state.get("state") == "loaded":
-                    return True
-            return False
-
-        wait_for(model_loaded, timeout=180, what="the bench worker", log=logs / "worker.log")
-        wait_for(lambda: services.port_in_use(port), timeout=60, what="Daphne", log=logs / "web.log")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        from accounts.services import apikey_revoke
-
-        process_stop(self.web)
-        process_stop(self.worker)
-        apikey_revoke(api_key=self.api_key)
-        self.tmp.cleanup()
-
-    def stream(self, model: str, max_tokens: int) -> tuple[float, float, int]:
-        """(ttft ms, tokens/s after the first, completion tokens) for one streamed request."""
-        parsed = urlparse(self.url)
-        conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=300)
-        body = json.dumps({"model": model, "messages": [{"role": "user", "content": PROMPT}], "stream": True,
-                           "max_tokens": max_tokens, "temperature": 0, "stream_options": {"include_usage": True}})
-        started = time.perf_counter()
-        conn.request("POST", "/v1/chat/completions", body=body,
-                     headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"})
-        response = conn.getresponse()
-        first, tokens = None, 0
-        for line in response:
-            if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
-                continue
-            chunk = json.loads(line[6:])
-            if "error" in chunk:
-                raise RuntimeError(chunk["error"]["message"])
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-            elif chunk["choices"] and chunk["choices"][0]["delta"].get("content") and first is None:
-                first = time.perf_counter()
-        end = time.perf_counter()
-        conn.close()
-        return (first - started) * 1000, (tokens - 1) / (end - first), tokens
 
 
 def _rows(f: dict[str, float]) -> list[tuple[str, object, str, str]]:

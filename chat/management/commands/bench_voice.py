@@ -1,0 +1,130 @@
+"""Voice turns through the real stack with espeak-ng speech sent in real time, 20 ms frames:
+first partial transcript, final transcript, LLM, TTS and end-of-speech → first reply audio."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+from django.core.management.base import BaseCommand
+from django.db import connections
+
+from chat.models import Assistant
+from chat.services import conversation_create
+from common.bench import as_json, percentile, table
+from inference.bench_stack import BenchStack
+from inference.selectors import route_resolve
+
+QUESTIONS = [
+    "what is the capital of France",
+    "how do I reset my password",
+    "name three primary colours",
+    "what time zone is London in",
+    "give me a tip for a job interview",
+]
+FRAME = 640
+
+
+class Command(BaseCommand):
+    help = "Run N voice turns through the WebSocket stack and print p50/p99 of every stage."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--turns", type=int, default=10)
+        parser.add_argument("--assistant", default="general")
+
+    def handle(self, *args: object, turns: int, assistant: str, **options: object) -> None:
+        from inference.services import bundled_models_register
+
+        bundled_models_register()
+        helper = Assistant.objects.get(slug=assistant)
+        models = [route_resolve(model=helper.route_alias, task="chat")[1][0].name,
+                  route_resolve(model="stt-default", task="stt")[1][0].name,
+                  route_resolve(model="tts-default", task="tts")[1][0].name]
+        with tempfile.TemporaryDirectory() as tmp, BenchStack(models=models) as stack:
+            clips = [_clip(question, Path(tmp) / f"q{i}.wav") for i, question in enumerate(QUESTIONS)]
+            conversation = conversation_create(user=stack.user, assistant=helper)
+            cookie = stack.session_cookie()
+            connections.close_all()
+            asyncio.run(_turn(stack, cookie, conversation.pk, clips[0]))  # warm-up
+            results = []
+            for i in range(turns):
+                conversation = conversation_create(user=stack.user, assistant=helper)
+                connections.close_all()
+                results.append(asyncio.run(_turn(stack, cookie, conversation.pk, clips[i % len(clips)])))
+        figures: dict[str, object] = {"turns": turns}
+        rows = []
+        for key, label, target in (
+            ("first_partial_ms", "first partial after speech starts", "<= 800"),
+            ("stt_final_ms", "final transcript after end of speech", ""),
+            ("llm_ttft_ms", "LLM first token after transcript", ""),
+            ("tts_first_audio_ms", "TTS first audio of first piece", ""),
+            ("voice_first_audio_ms", "end of speech → first reply audio", "p50 <= 1000, p99 <= 2000"),
+            ("client_first_audio_ms", "…measured at the client", ""),
+        ):
+            values = [r[key] for r in results if r.get(key) is not None]
+            p50, p99 = percentile(values, 50), percentile(values, 99)
+            figures[f"{key}_p50"], figures[f"{key}_p99"] = p50, p99
+            verdict = ""
+            if key == "voice_first_audio_ms":
+                verdict = f"{target}: {'met' if p50 <= 1000 and p99 <= 2000 else 'MISSED'}"
+            elif key == "first_partial_ms":
+                verdict = f"{target}: {'met' if p50 <= 800 else 'MISSED'}"
+            rows.append((label + " p50 / p99", f"{p50:.0f} / {p99:.0f}", "ms", verdict))
+        self.stdout.write(table(rows))
+        self.stdout.write(as_json("voice", figures))
+
+
+def _clip(text: str, path: Path) -> bytes:
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-s", "160", "-w", str(raw), text], check=True)
+    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(path), "pad", "0.2", "0.3"], check=True)
+    with wave.open(str(path)) as clip:
+        return clip.readframes(clip.getnframes())
+
+
+async def _turn(stack: BenchStack, cookie: str, conversation_id: int, pcm: bytes) -> dict:
+    import websockets
+
+    url = stack.url.replace("http://", "ws://") + f"/ws/voice/{conversation_id}/"
+    async with websockets.connect(url, additional_headers={"Cookie": cookie, "Origin": stack.url}) as socket:
+        await socket.send(json.dumps({"type": "start", "sample_rate": 16000}))
+        started = time.perf_counter()
+        first_partial = None
+
+        async def listen_for_partials() -> None:
+            nonlocal first_partial
+            while True:
+                frame = json.loads(await socket.recv())
+                if frame["type"] == "partial" and first_partial is None:
+                    first_partial = (time.perf_counter() - started) * 1000
+
+        listener = asyncio.create_task(listen_for_partials())
+        for offset in range(0, len(pcm), FRAME):  # real time: one 20 ms frame every 20 ms
+            await socket.send(pcm[offset:offset + FRAME])
+            await asyncio.sleep(max(0.0, started + (offset + FRAME) / 32000 - time.perf_counter()))
+        listener.cancel()
+        try:
+            await listener
+        except asyncio.CancelledError:
+            pass
+        await socket.send(json.dumps({"type": "end"}))
+        ended = time.perf_counter()
+        result: dict = {"first_partial_ms": first_partial}
+        while True:
+            message = await socket.recv()
+            if isinstance(message, bytes):
+                result.setdefault("client_first_audio_ms", (time.perf_counter() - ended) * 1000)
+                continue
+            frame = json.loads(message)
+            if frame["type"] == "metrics":
+                result.update({k: frame.get(k) for k in ("stt_final_ms", "llm_ttft_ms", "tts_first_audio_ms",
+                                                          "voice_first_audio_ms")})
+            elif frame["type"] == "error":
+                raise RuntimeError(frame["message"])
+            elif frame["type"] == "done":
+                return result
