@@ -182,7 +182,9 @@ class CTranslate2ChatBackend(Backend):
             self.generator = ctranslate2.Generator(
                 path, device=self.device, compute_type=compute_type, intra_threads=cpu_threads()
             )
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            # The converted folder's config.json has no model_type, which makes transformers
+            # mistake Qwen's (correct) pre-tokenizer regex for a known-broken Mistral one.
+            self.tokenizer = AutoTokenizer.from_pretrained(path, fix_mistral_regex=False)
         except (RuntimeError, OSError, ValueError) as exc:
             raise BackendError(f"Could not load {self.spec.name} from {path}: {exc}", code="load_failed") from exc
         end_tokens = [token for token in self.spec.params.get("stop_tokens", []) if token]
