@@ -109,3 +109,35 @@ def test_sse_stream_gives_the_same_frames_as_the_socket(live_daphne, celery_work
     assert kinds[0] == "start" and "delta" in kinds and kinds[-2:] == ["done", "metrics"]
     reply = Message.objects.get(role="assistant")
     assert reply.status == "done" and reply.text == "".join(f["text"] for f in frames if f["type"] == "delta")
+
+
+def test_stale_streaming_replies_are_marked_interrupted(bundled_models):
+    from django.utils import timezone
+
+    from chat.services import message_assistant_start, messages_interrupt_stale
+
+    conversation = conversation_make()
+    stale = message_assistant_start(conversation=conversation, request_id="r1", context={})
+    fresh = message_assistant_start(conversation=conversation, request_id="r2", context={})
+    Message.objects.filter(pk=stale.pk).update(updated_at=timezone.now() - timezone.timedelta(hours=1))
+
+    assert messages_interrupt_stale(older_than_seconds=600) == 1
+    stale.refresh_from_db()
+    fresh.refresh_from_db()
+    assert (stale.status, fresh.status) == ("interrupted", "streaming")
+    assert "server stopped" in stale.error
+
+
+def test_staff_manage_assistants_in_admin(client, bundled_models):
+    client.force_login(user_make(is_staff=True, is_superuser=True))
+
+    response = client.post("/admin/chat/assistant/add/", {
+        "name": "Legal", "slug": "legal", "emoji": "⚖️", "description": "Contracts", "system_prompt": "Be careful.",
+        "route_alias": "chat-default", "temperature": 0.2, "max_tokens": 400, "is_active": "on"})
+
+    assert response.status_code == 302
+    from chat.models import Assistant
+
+    assert Assistant.objects.get(slug="legal").owner is None
+    client.force_login(user_make())  # a staff assistant is offered to everyone
+    assert "Start a conversation with Legal" in client.get("/app/assistants/").content.decode()

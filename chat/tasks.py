@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from celery import shared_task
+
+from chat.services import messages_interrupt_stale
+
+
+@shared_task(name="chat.tasks.messages_interrupt_stale")
+def interrupt_stale_messages() -> int:
+    """Replies left 'streaming' by a web process that died are marked interrupted (run by beat)."""
+    return messages_interrupt_stale(older_than_seconds=600)
