@@ -212,5 +212,6 @@ def _with_knowledge(system: str, *, user: User, query: str, conversation: Conver
     context, citations = context_for_chat(user=user, query=query, collections=None)
     if not context:
         return system, []
+    citations = [{**citation, "title": citation.get("document_title", "")} for citation in citations]
     return (f"{system}\n\nAnswer from these sources when they are relevant, citing them as [1], [2]:\n\n{context}",
             citations)

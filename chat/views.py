@@ -69,10 +69,10 @@ def conversation_page(request: HttpRequest, conversation_id: int) -> HttpRespons
 
 def _knowledge_available(request: HttpRequest) -> bool:
     try:
-        from knowledge.selectors import collections_for_user
+        from knowledge.selectors import collections_readable
     except ImportError:
         return False
-    return collections_for_user(user=request.user).exists()
+    return collections_readable(user=request.user).exists()
 
 
 @login_required
