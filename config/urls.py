@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health, views
 from inference import urls as inference_urls
+from knowledge import urls as knowledge_urls
 
 admin.site.site_header = "Parley admin"
 admin.site.site_title = "Parley admin"
@@ -25,4 +26,11 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/", include("accounts.api_urls")),
+]
+
+# Knowledge: pages, API and the seed's /rag/ aliases.
+urlpatterns += [
+    path("app/knowledge/", include("knowledge.urls")),
+    path("api/knowledge/", include(knowledge_urls.api_urlpatterns)),
+    path("rag/", include(knowledge_urls.rag_urlpatterns)),
 ]

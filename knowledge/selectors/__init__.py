@@ -10,6 +10,7 @@ from knowledge.selectors.access import (
     collection_access,
     collection_get_for,
     collections_readable,
+    collections_with_counts,
     collections_writable,
     document_get_for,
     documents_of_collection,
@@ -28,6 +29,7 @@ from knowledge.selectors.search import (
 __all__ = [
     "ACCESS_MANAGE", "ACCESS_READ", "ACCESS_WRITE", "MAX_QUERY_CHARS", "Citation", "SearchResult",
     "chunks_of_document", "chunks_search", "citation_url", "collection_access", "collection_get_for",
-    "collections_readable", "collections_writable", "context_build", "context_for_chat", "document_get_for",
+    "collections_readable", "collections_with_counts",
+    "collections_writable", "context_build", "context_for_chat", "document_get_for",
     "documents_of_collection", "grants_of_collection",
 ]

@@ -123,12 +123,13 @@ LIMIT %(k)s
 
 def chunks_search(*, user: User, query: str, collections: list[int] | None = None, k: int = 5,
                   query_vector: np.ndarray | None = None, mode: str = "hybrid", exact: bool = False,
-                  ) -> list[SearchResult]:
+                  embed_in_process: bool = False) -> list[SearchResult]:
     """The k best chunks the user may read, best first.
 
     `collections` narrows the search to those ids (ids the user may not read are ignored);
     `query_vector` skips embedding the query (benchmarks); `mode` is hybrid, vector or text;
-    `exact` disables the vector index (the reference for recall).
+    `exact` disables the vector index (the reference for recall). The query is embedded by the gpu
+    worker unless `embed_in_process` (code already running in a Celery worker, tests).
     """
     query = query_check(query)
     if mode not in ("hybrid", "vector", "text"):
@@ -141,7 +142,7 @@ def chunks_search(*, user: User, query: str, collections: list[int] | None = Non
     if query_vector is None and mode != "text":
         from inference.client import embed_texts
 
-        query_vector = embed_texts(texts=[query], user_id=user.pk)[0]
+        query_vector = embed_texts(texts=[query], user_id=user.pk, in_process=embed_in_process)[0]
     vector = _vector_literal(query_vector) if query_vector is not None else _vector_literal(np.zeros(384))
     # Positional parameters of the compiled permission query, then named ones: psycopg takes
     # one style per statement, so the permission SQL's %s are rewritten to named placeholders.
