@@ -17,7 +17,7 @@ _CITE = re.compile(r"\[(\d{1,2})\]")
 
 
 def answer_grounded(*, user: User, query: str, collections: list[int] | None = None, k: int = 5,
-                    model: str = "chat-default") -> dict[str, object]:
+                    model: str = "chat-default", max_tokens: int = 384) -> dict[str, object]:
     """{"passages", "answer", "citations" (with `cited`), "model"}; no sources means no model call."""
     from inference.client import chat_complete
     from inference.gateway import GatewayError
@@ -30,7 +30,8 @@ def answer_grounded(*, user: User, query: str, collections: list[int] | None = N
     messages = [{"role": "system", "content": SYSTEM_PROMPT.format(sources=context)},
                 {"role": "user", "content": query}]
     try:
-        reply = chat_complete(messages=messages, user_id=user.pk, model=model, max_tokens=384, temperature=0.1)
+        reply = chat_complete(messages=messages, user_id=user.pk, model=model, max_tokens=max_tokens,
+                              temperature=0.1)
     except GatewayError as exc:
         raise ApplicationError(exc.message, code=exc.code, status=exc.status)
     text = reply["text"].strip()

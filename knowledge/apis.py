@@ -152,7 +152,8 @@ def _document_add(request: Request, collection_id: int, data: dict) -> Response:
     else:
         document, created = services.document_create_from_text(
             user=request.user, collection=collection, text=data["text"], title=data["title"])
-    body = DocumentAcceptedOutput({**DocumentOutput(document).data, "created": created}).data
+    document.created = created
+    body = DocumentAcceptedOutput(document).data
     response = Response(body, status=status.HTTP_202_ACCEPTED)
     response["Location"] = body["status_url"]
     return response
@@ -261,6 +262,8 @@ class QueryApi(KnowledgeApi):
         k = serializers.IntegerField(min_value=1, max_value=20, default=5)
         answer = serializers.BooleanField(default=False, help_text="Also write a grounded answer with citations.")
         model = serializers.CharField(required=False, default="chat-default", help_text="Chat model or route.")
+        max_tokens = serializers.IntegerField(min_value=1, max_value=2048, default=384,
+                                              help_text="Longest answer, in tokens.")
 
     class Output(serializers.Serializer):
         class Meta:
@@ -281,7 +284,7 @@ class QueryApi(KnowledgeApi):
         params = data.validated_data
         if params["answer"] or request.query_params.get("answer") in ("1", "true", "True"):
             result = answer_grounded(user=request.user, query=params["query"], collections=params["collections"],
-                                     k=params["k"], model=params["model"])
+                                     k=params["k"], model=params["model"], max_tokens=params["max_tokens"])
         else:
             passages = chunks_search(user=request.user, query=params["query"], collections=params["collections"],
                                      k=params["k"])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 from accounts.models import Team, User
 from accounts.services import membership_add, team_create
@@ -28,7 +29,17 @@ def document_ready(*, collection: Collection, user: User, text: str, name: str =
     """A document ingested synchronously in this process (real extraction, chunking, embeddings)."""
     document, _ = document_create_from_file(user=user, collection=collection,
                                             file=upload(name or f"doc-{next(_counter)}.txt", text, "text/plain"))
-    return document_ingest(document_id=document.pk) or Document.objects.get(pk=document.pk)
+    ingested = document_ingest(document_id=document.pk)
+    if ingested is not None:
+        return ingested
+    # In transactional tests a live worker may have claimed it first (the upload queued a task).
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        document.refresh_from_db()
+        if document.status in (Document.Status.READY, Document.Status.FAILED):
+            return document
+        time.sleep(0.1)
+    raise AssertionError(f"document {document.pk} is still {document.status}")
 
 
 def grant(*, collection: Collection, by: User, to: User | None = None, team: Team | None = None,

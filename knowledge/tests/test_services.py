@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pydoc_data.topics
+
 import pytest
 
 from accounts.tests.factories import user_make

@@ -3,9 +3,8 @@ member and outsider), with real documents from CPython's pydoc topics."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pydoc_data.topics
+from dataclasses import dataclass, field
 
 from accounts.models import User
 from accounts.tests.factories import user_make
