@@ -126,9 +126,11 @@ def _title_from(filename: str) -> str:
 
 @transaction.atomic
 def document_create_from_file(*, user: User, collection: Collection, file: UploadedFile | File,
-                              title: str = "", source: str = Document.Source.UPLOAD) -> tuple[Document, bool]:
+                              title: str = "", source: str = Document.Source.UPLOAD, enqueue: bool = True,
+                              ) -> tuple[Document, bool]:
     """Store a file and queue its ingest. Returns (document, created); the same bytes already in
-    the collection return the existing document and change nothing."""
+    the collection return the existing document and change nothing. `enqueue=False` leaves the
+    ingest to the caller (the benchmark runs it in-process)."""
     _require(user, collection, ACCESS_WRITE)
     filename = Path(file.name or "document").name[:300]
     mime = (getattr(file, "content_type", "") or "")[:120]
@@ -158,7 +160,8 @@ def document_create_from_file(*, user: User, collection: Collection, file: Uploa
     except IntegrityError:  # the same file uploaded concurrently: the other upload won
         document.file.delete(save=False)
         return Document.objects.get(collection=collection, sha256=sha256), False
-    _ingest_enqueue(document)
+    if enqueue:
+        _ingest_enqueue(document)
     return document, True
 
 
@@ -275,7 +278,8 @@ def document_claim(*, document_id: int) -> Document | None:
     return Document.objects.select_related("collection").get(pk=document_id)
 
 
-def document_ingest(*, document_id: int, in_process: bool = True) -> Document | None:
+def document_ingest(*, document_id: int, in_process: bool = True, timings: dict[str, float] | None = None
+                    ) -> Document | None:
     """Extract, chunk, embed and store one document, reporting progress; safe to run twice.
 
     Not one transaction: progress must be visible while it runs, so each batch commits on its
@@ -287,7 +291,7 @@ def document_ingest(*, document_id: int, in_process: bool = True) -> Document | 
     Chunk.objects.filter(document_id=document.pk).delete()  # leftovers of a crashed attempt
     _progress(document, status=Document.Status.PROCESSING, progress=1)
     try:
-        count = _ingest(document, in_process=in_process)
+        count = _ingest(document, in_process=in_process, timings=timings)
     except IntegrityError:
         # The document was deleted while we worked (its chunks' foreign key no longer holds).
         logger.info("document %s disappeared during ingest", document_id)

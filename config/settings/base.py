@@ -262,3 +262,5 @@ PARLEY_KNOWLEDGE_EF_SEARCH = env.int("PARLEY_KNOWLEDGE_EF_SEARCH", default=100)
 # unless this is set (they would let users read the operator's internal network).
 PARLEY_KNOWLEDGE_FETCH_PRIVATE_URLS = env.bool("PARLEY_KNOWLEDGE_FETCH_PRIVATE_URLS", default=False)
 PARLEY_KNOWLEDGE_FETCH_TIMEOUT = env.float("PARLEY_KNOWLEDGE_FETCH_TIMEOUT", default=20.0)
+# The keyword leg ranks at most this many matching passages per query (see knowledge/selectors/search.py).
+PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT = env.int("PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT", default=1000)

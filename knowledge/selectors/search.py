@@ -1,9 +1,12 @@
 """Hybrid retrieval: HNSW vector search and Postgres full text, fused by reciprocal rank.
 
-The caller's permissions are part of the same SQL statement: the readable-collections query
-(owned, their teams', granted to them or their teams) is compiled into it as an array the
-index scan filters on, and `hnsw.iterative_scan` keeps the scan going until enough chunks pass
-that filter, so a user who can read 1% of the chunks still gets k results.
+The caller's permissions are applied by Postgres inside the search: in one transaction, the
+readable-collections query (owned, their teams', granted to them or their teams) gives an array
+of ids, which the search statement binds as a constant that both index scans filter on. It is
+a constant rather than a subquery because Postgres cannot estimate how many rows a subquery's
+array admits: it guessed 10% for a user who could read everything and chose an exact scan.
+`hnsw.iterative_scan` keeps the vector scan going until enough chunks pass the filter, so a
+user who can read 1% of the chunks still gets k results.
 """
 
 from __future__ import annotations
@@ -82,13 +85,12 @@ def _vector_literal(vector: np.ndarray) -> str:
 
 
 _SEARCH_SQL = """
-WITH allowed AS MATERIALIZED ({allowed}),
-vector_hits AS (
+WITH vector_hits AS (
     SELECT id, row_number() OVER (ORDER BY distance) AS rank
     FROM (
         SELECT ch.id, ch.embedding <=> %(vector)s::vector AS distance
         FROM knowledge_chunk ch
-        WHERE ch.collection_id = ANY(ARRAY(SELECT id FROM allowed))
+        WHERE ch.collection_id = ANY(%(allowed)s)
         ORDER BY ch.embedding <=> %(vector)s::vector
         LIMIT %(candidates)s
     ) nearest
@@ -96,27 +98,44 @@ vector_hits AS (
 text_hits AS (
     SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
     FROM (
-        SELECT ch.id, ts_rank_cd(ch.search_vector, query) AS score
-        FROM knowledge_chunk ch, websearch_to_tsquery('english', %(text)s) query
-        WHERE ch.search_vector @@ query AND ch.collection_id = ANY(ARRAY(SELECT id FROM allowed))
-        ORDER BY score DESC, ch.id
+        SELECT m.id, ts_rank_cd(m.search_vector, m.query) AS score
+        FROM (
+            -- Ranking reads every matching row; words that occur in a large share of the
+            -- passages would make this leg scan thousands. It ranks the first text_limit
+            -- matches only, and such unselective words are left to the vector leg.
+            SELECT ch.id, ch.search_vector, query
+            FROM knowledge_chunk ch, websearch_to_tsquery('english', %(text)s) query
+            WHERE ch.search_vector @@ query AND ch.collection_id = ANY(%(allowed)s)
+            LIMIT %(text_limit)s
+        ) m
+        ORDER BY score DESC, m.id
         LIMIT %(candidates)s
     ) matches
+),
+fused AS MATERIALIZED (
+    SELECT COALESCE(v.id, t.id) AS id, v.rank AS vector_rank, t.rank AS text_rank,
+           COALESCE(1.0 / (%(rrf)s + v.rank), 0) * %(use_vector)s
+             + COALESCE(1.0 / (%(rrf)s + t.rank), 0) * %(use_text)s AS score
+    FROM vector_hits v
+    FULL OUTER JOIN text_hits t ON t.id = v.id
+    WHERE (v.rank IS NOT NULL AND %(use_vector)s = 1) OR (t.rank IS NOT NULL AND %(use_text)s = 1)
 )
+-- LATERAL ... LIMIT 1 keeps the lookups of the (at most 2 x candidates) fused ids on the primary
+-- keys: without the LIMIT the planner flattens them into joins and may scan whole tables.
 SELECT ch.id, ch.document_id, d.title, ch.collection_id, ch.ordinal, ch.text, ch.start_offset,
-       ch.end_offset, ch.token_count,
-       COALESCE(1.0 / (%(rrf)s + v.rank), 0) * %(use_vector)s
-         + COALESCE(1.0 / (%(rrf)s + t.rank), 0) * %(use_text)s AS score,
-       v.rank, t.rank
-FROM vector_hits v
-FULL OUTER JOIN text_hits t ON t.id = v.id
-JOIN knowledge_chunk ch ON ch.id = COALESCE(v.id, t.id)
+       ch.end_offset, ch.token_count, f.score, f.vector_rank, f.text_rank
+FROM fused f
+CROSS JOIN LATERAL (
+    SELECT c.id, c.document_id, c.collection_id, c.ordinal, c.text, c.start_offset, c.end_offset, c.token_count
+    FROM knowledge_chunk c WHERE c.id = f.id LIMIT 1
+) ch
 -- Chunks of a document still being ingested are stored batch by batch; they become visible
 -- when the document turns ready. Checking here (not in the index scan) keeps that scan's
 -- filter a plain array test; only in-flight documents can take candidate slots.
-JOIN knowledge_document d ON d.id = ch.document_id AND d.status = 'ready'
-WHERE (v.rank IS NOT NULL AND %(use_vector)s = 1) OR (t.rank IS NOT NULL AND %(use_text)s = 1)
-ORDER BY score DESC, ch.id
+CROSS JOIN LATERAL (
+    SELECT title FROM knowledge_document doc WHERE doc.id = ch.document_id AND doc.status = 'ready' LIMIT 1
+) d
+ORDER BY f.score DESC, ch.id
 LIMIT %(k)s
 """
 
@@ -138,27 +157,26 @@ def chunks_search(*, user: User, query: str, collections: list[int] | None = Non
     allowed = collections_readable(user=user)
     if collections is not None:
         allowed = allowed.filter(id__in=[int(c) for c in collections])
-    allowed_sql, allowed_params = allowed.order_by().values("id").query.sql_with_params()
     if query_vector is None and mode != "text":
         from inference.client import embed_texts
 
         query_vector = embed_texts(texts=[query], user_id=user.pk, in_process=embed_in_process)[0]
     vector = _vector_literal(query_vector) if query_vector is not None else _vector_literal(np.zeros(384))
-    # Positional parameters of the compiled permission query, then named ones: psycopg takes
-    # one style per statement, so the permission SQL's %s are rewritten to named placeholders.
-    named = {f"allowed_{index}": value for index, value in enumerate(allowed_params)}
-    allowed_sql = allowed_sql.replace("%", "%%").replace("%%s", "%s") % tuple(f"%({name})s" for name in named)
     params = {
-        **named, "vector": vector, "text": query, "candidates": max(4 * k, 40), "rrf": RRF_K, "k": k,
+        "vector": vector, "text": query, "candidates": max(4 * k, 40), "rrf": RRF_K, "k": k,
+        "text_limit": settings.PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT,
         "use_vector": 0 if mode == "text" else 1, "use_text": 0 if mode == "vector" else 1,
     }
     with transaction.atomic(), connection.cursor() as cursor:
+        params["allowed"] = list(allowed.order_by().values_list("id", flat=True))
+        if not params["allowed"]:
+            return []
         # relaxed_order: results come back roughly ordered; they are re-ranked by distance above.
         cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         cursor.execute("SET LOCAL hnsw.ef_search = %s", [int(settings.PARLEY_KNOWLEDGE_EF_SEARCH)])
         if exact:
             cursor.execute("SET LOCAL enable_indexscan = off")
-        cursor.execute(_SEARCH_SQL.format(allowed=allowed_sql), params)
+        cursor.execute(_SEARCH_SQL, params)
         rows = cursor.fetchall()
     return [
         SearchResult(chunk_id=row[0], document_id=row[1], document_title=row[2], collection_id=row[3],
