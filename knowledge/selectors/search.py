@@ -222,9 +222,11 @@ def _truncate_to_tokens(text: str, tokens: int) -> str:
 
 
 def context_for_chat(*, user: User, query: str, collections: list[int] | None = None, k: int = 5,
-                     budget_tokens: int = CONTEXT_TOKENS) -> tuple[str, list[dict[str, object]]]:
+                     budget_tokens: int = CONTEXT_TOKENS, embed_in_process: bool = False,
+                     ) -> tuple[str, list[dict[str, object]]]:
     """What the chat consumer puts in the prompt: numbered sources and their citations as dicts
     (number, document_id, document_title, chunk_id, start_offset, end_offset, url)."""
-    results = chunks_search(user=user, query=query, collections=collections, k=k)
+    results = chunks_search(user=user, query=query, collections=collections, k=k,
+                            embed_in_process=embed_in_process)
     text, citations = context_build(results, budget_tokens=budget_tokens)
     return text, [citation.as_dict() for citation in citations]

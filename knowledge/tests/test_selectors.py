@@ -136,14 +136,8 @@ def test_context_build_numbers_sources_within_the_token_budget(world):
 
 
 def test_context_for_chat_returns_text_and_citation_dicts(world):
-    from knowledge.selectors import search
-
-    original = search.chunks_search
-    search.chunks_search = lambda **kw: original(**kw, embed_in_process=True)
-    try:
-        text, citations = context_for_chat(user=world.member, query="How does a for loop use an iterator?")
-    finally:
-        search.chunks_search = original
+    text, citations = context_for_chat(user=world.member, query="How does a for loop use an iterator?",
+                                       embed_in_process=True)
 
     assert text.startswith("[1] ")
     assert set(citations[0]) == {"number", "document_id", "document_title", "chunk_id", "start_offset",
