@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from chat import urls as chat_urls
 from config import health, views
 from inference import urls as inference_urls
+from knowledge import urls as knowledge_urls
 
 admin.site.site_header = "Parley admin"
 admin.site.site_title = "Parley admin"
@@ -32,4 +33,11 @@ urlpatterns = [
     path("billing/", include("billing.urls")),
     path("api/", include("billing.api_urls")),
     path("stripe/", include("billing.stripe_urls")),
+]
+
+# Knowledge: pages, API and the seed's /rag/ aliases.
+urlpatterns += [
+    path("app/knowledge/", include("knowledge.urls")),
+    path("api/knowledge/", include(knowledge_urls.api_urlpatterns)),
+    path("rag/", include(knowledge_urls.rag_urlpatterns)),
 ]

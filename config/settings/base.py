@@ -295,3 +295,21 @@ BILLING_CLOCK_ADJUSTABLE = (
 )
 # Absolute links in billing emails (sent from workers, where there is no request).
 PARLEY_BASE_URL = env("PARLEY_BASE_URL", default="") or f"http://localhost:{env('PARLEY_PORT', default='8000')}"
+
+# --- Knowledge -------------------------------------------------------------------------
+# Ingest runs on the `default` queue (named here so a change of default never moves it).
+CELERY_TASK_ROUTES["knowledge.tasks.*"] = {"queue": "default"}
+# Largest document accepted; bigger files become a `failed` document without being read.
+PARLEY_KNOWLEDGE_MAX_FILE_BYTES = env.int("PARLEY_KNOWLEDGE_MAX_FILE_BYTES", default=50 * 1024 * 1024)
+# A DOCX (a ZIP archive) may expand to at most this much before it is opened (zip bombs).
+PARLEY_KNOWLEDGE_MAX_UNPACKED_BYTES = env.int("PARLEY_KNOWLEDGE_MAX_UNPACKED_BYTES", default=200 * 1024 * 1024)
+# Passages embedded per call while ingesting.
+PARLEY_KNOWLEDGE_EMBED_BATCH = env.int("PARLEY_KNOWLEDGE_EMBED_BATCH", default=64)
+# HNSW candidate list size per search; larger = better recall, slower queries.
+PARLEY_KNOWLEDGE_EF_SEARCH = env.int("PARLEY_KNOWLEDGE_EF_SEARCH", default=100)
+# Documents added by URL are fetched by the worker; loopback and private addresses are refused
+# unless this is set (they would let users read the operator's internal network).
+PARLEY_KNOWLEDGE_FETCH_PRIVATE_URLS = env.bool("PARLEY_KNOWLEDGE_FETCH_PRIVATE_URLS", default=False)
+PARLEY_KNOWLEDGE_FETCH_TIMEOUT = env.float("PARLEY_KNOWLEDGE_FETCH_TIMEOUT", default=20.0)
+# The keyword leg ranks at most this many matching passages per query (see knowledge/selectors/search.py).
+PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT = env.int("PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT", default=1000)

@@ -1,0 +1,232 @@
+"""Hybrid retrieval: HNSW vector search and Postgres full text, fused by reciprocal rank.
+
+The caller's permissions are applied by Postgres inside the search: in one transaction, the
+readable-collections query (owned, their teams', granted to them or their teams) gives an array
+of ids, which the search statement binds as a constant that both index scans filter on. It is
+a constant rather than a subquery because Postgres cannot estimate how many rows a subquery's
+array admits: it guessed 10% for a user who could read everything and chose an exact scan.
+`hnsw.iterative_scan` keeps the vector scan going until enough chunks pass the filter, so a
+user who can read 1% of the chunks still gets k results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+from django.urls import reverse
+
+from accounts.models import User
+from common.errors import ApplicationError
+from knowledge.chunking import token_estimate
+from knowledge.selectors.access import collections_readable
+
+MAX_QUERY_CHARS = 2000
+RRF_K = 60  # the constant from Cormack et al.; it damps the weight of the very first ranks
+CONTEXT_TOKENS = 2000
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    chunk_id: int
+    document_id: int
+    document_title: str
+    collection_id: int
+    ordinal: int
+    text: str
+    start_offset: int
+    end_offset: int
+    token_count: int
+    score: float
+    vector_rank: int | None
+    text_rank: int | None
+
+    @property
+    def url(self) -> str:
+        return citation_url(document_id=self.document_id, chunk_id=self.chunk_id)
+
+
+@dataclass(frozen=True)
+class Citation:
+    number: int
+    document_id: int
+    document_title: str
+    chunk_id: int
+    start_offset: int
+    end_offset: int
+    url: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def citation_url(*, document_id: int, chunk_id: int) -> str:
+    """The document page scrolled to the passage, which the page highlights."""
+    path = reverse("knowledge:document_detail", kwargs={"document_id": document_id})
+    return f"{path}?chunk={chunk_id}#chunk-{chunk_id}"
+
+
+def query_check(query: str) -> str:
+    query = (query or "").strip()
+    if not query:
+        raise ApplicationError("The query is empty; type what you are looking for.", code="query_empty")
+    if len(query) > MAX_QUERY_CHARS:
+        raise ApplicationError(
+            f"The query is {len(query):,} characters long; the limit is {MAX_QUERY_CHARS:,}. Shorten it.",
+            code="query_too_long",
+        )
+    return query
+
+
+def _vector_literal(vector: np.ndarray) -> str:
+    return "[" + ",".join(f"{value:.7g}" for value in np.asarray(vector, dtype=np.float32).ravel()) + "]"
+
+
+_SEARCH_SQL = """
+WITH vector_hits AS (
+    SELECT id, row_number() OVER (ORDER BY distance) AS rank
+    FROM (
+        SELECT ch.id, ch.embedding <=> %(vector)s::vector AS distance
+        FROM knowledge_chunk ch
+        WHERE ch.collection_id = ANY(%(allowed)s)
+        ORDER BY ch.embedding <=> %(vector)s::vector
+        LIMIT %(candidates)s
+    ) nearest
+),
+text_hits AS (
+    SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
+    FROM (
+        SELECT m.id, ts_rank_cd(m.search_vector, m.query) AS score
+        FROM (
+            -- Ranking reads every matching row; words that occur in a large share of the
+            -- passages would make this leg scan thousands. It ranks the first text_limit
+            -- matches only, and such unselective words are left to the vector leg.
+            SELECT ch.id, ch.search_vector, query
+            FROM knowledge_chunk ch, websearch_to_tsquery('english', %(text)s) query
+            WHERE ch.search_vector @@ query AND ch.collection_id = ANY(%(allowed)s)
+            LIMIT %(text_limit)s
+        ) m
+        ORDER BY score DESC, m.id
+        LIMIT %(candidates)s
+    ) matches
+),
+fused AS MATERIALIZED (
+    SELECT COALESCE(v.id, t.id) AS id, v.rank AS vector_rank, t.rank AS text_rank,
+           COALESCE(1.0 / (%(rrf)s + v.rank), 0) * %(use_vector)s
+             + COALESCE(1.0 / (%(rrf)s + t.rank), 0) * %(use_text)s AS score
+    FROM vector_hits v
+    FULL OUTER JOIN text_hits t ON t.id = v.id
+    WHERE (v.rank IS NOT NULL AND %(use_vector)s = 1) OR (t.rank IS NOT NULL AND %(use_text)s = 1)
+)
+-- LATERAL ... LIMIT 1 keeps the lookups of the (at most 2 x candidates) fused ids on the primary
+-- keys: without the LIMIT the planner flattens them into joins and may scan whole tables.
+SELECT ch.id, ch.document_id, d.title, ch.collection_id, ch.ordinal, ch.text, ch.start_offset,
+       ch.end_offset, ch.token_count, f.score, f.vector_rank, f.text_rank
+FROM fused f
+CROSS JOIN LATERAL (
+    SELECT c.id, c.document_id, c.collection_id, c.ordinal, c.text, c.start_offset, c.end_offset, c.token_count
+    FROM knowledge_chunk c WHERE c.id = f.id LIMIT 1
+) ch
+-- Chunks of a document still being ingested are stored batch by batch; they become visible
+-- when the document turns ready. Checking here (not in the index scan) keeps that scan's
+-- filter a plain array test; only in-flight documents can take candidate slots.
+CROSS JOIN LATERAL (
+    SELECT title FROM knowledge_document doc WHERE doc.id = ch.document_id AND doc.status = 'ready' LIMIT 1
+) d
+ORDER BY f.score DESC, ch.id
+LIMIT %(k)s
+"""
+
+
+def chunks_search(*, user: User, query: str, collections: list[int] | None = None, k: int = 5,
+                  query_vector: np.ndarray | None = None, mode: str = "hybrid", exact: bool = False,
+                  embed_in_process: bool = False) -> list[SearchResult]:
+    """The k best chunks the user may read, best first.
+
+    `collections` narrows the search to those ids (ids the user may not read are ignored);
+    `query_vector` skips embedding the query (benchmarks); `mode` is hybrid, vector or text;
+    `exact` disables the vector index (the reference for recall). The query is embedded by the gpu
+    worker unless `embed_in_process` (code already running in a Celery worker, tests).
+    """
+    query = query_check(query)
+    if mode not in ("hybrid", "vector", "text"):
+        raise ApplicationError("mode must be hybrid, vector or text.", code="invalid_mode")
+    k = max(1, min(int(k), 50))
+    allowed = collections_readable(user=user)
+    if collections is not None:
+        allowed = allowed.filter(id__in=[int(c) for c in collections])
+    if query_vector is None and mode != "text":
+        from inference.client import embed_texts
+
+        query_vector = embed_texts(texts=[query], user_id=user.pk, in_process=embed_in_process)[0]
+    vector = _vector_literal(query_vector) if query_vector is not None else _vector_literal(np.zeros(384))
+    params = {
+        "vector": vector, "text": query, "candidates": max(4 * k, 40), "rrf": RRF_K, "k": k,
+        "text_limit": settings.PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT,
+        "use_vector": 0 if mode == "text" else 1, "use_text": 0 if mode == "vector" else 1,
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        params["allowed"] = list(allowed.order_by().values_list("id", flat=True))
+        if not params["allowed"]:
+            return []
+        # relaxed_order: results come back roughly ordered; they are re-ranked by distance above.
+        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        cursor.execute("SET LOCAL hnsw.ef_search = %s", [int(settings.PARLEY_KNOWLEDGE_EF_SEARCH)])
+        if exact:
+            cursor.execute("SET LOCAL enable_indexscan = off")
+        cursor.execute(_SEARCH_SQL, params)
+        rows = cursor.fetchall()
+    return [
+        SearchResult(chunk_id=row[0], document_id=row[1], document_title=row[2], collection_id=row[3],
+                     ordinal=row[4], text=row[5], start_offset=row[6], end_offset=row[7], token_count=row[8],
+                     score=float(row[9]), vector_rank=row[10], text_rank=row[11])
+        for row in rows
+    ]
+
+
+def context_build(results: list[SearchResult], *, budget_tokens: int = CONTEXT_TOKENS
+                  ) -> tuple[str, list[Citation]]:
+    """Numbered sources, best first, until the token budget is spent; a passage that doesn't fit
+    is shortened to what does, so the best source always gets in."""
+    blocks, citations, used = [], [], 0
+    for result in results:
+        header = f"[{len(citations) + 1}] {result.document_title}\n"
+        cost = token_estimate(header) + result.token_count + 1
+        text = result.text
+        if used + cost > budget_tokens:
+            room = budget_tokens - used - token_estimate(header) - 1
+            if room < 50:
+                break
+            text = _truncate_to_tokens(text, room)
+            cost = token_estimate(header) + token_estimate(text) + 1
+        number = len(citations) + 1
+        blocks.append(f"[{number}] {result.document_title}\n{text}")
+        citations.append(Citation(
+            number=number, document_id=result.document_id, document_title=result.document_title,
+            chunk_id=result.chunk_id, start_offset=result.start_offset, end_offset=result.end_offset,
+            url=result.url,
+        ))
+        used += cost
+    return "\n\n".join(blocks), citations
+
+
+def _truncate_to_tokens(text: str, tokens: int) -> str:
+    words, kept = text.split(" "), []
+    for word in words:
+        if token_estimate(" ".join([*kept, word])) > tokens:
+            break
+        kept.append(word)
+    return " ".join(kept) + " …"
+
+
+def context_for_chat(*, user: User, query: str, collections: list[int] | None = None, k: int = 5,
+                     budget_tokens: int = CONTEXT_TOKENS, embed_in_process: bool = False,
+                     ) -> tuple[str, list[dict[str, object]]]:
+    """What the chat consumer puts in the prompt: numbered sources and their citations as dicts
+    (number, document_id, document_title, chunk_id, start_offset, end_offset, url)."""
+    results = chunks_search(user=user, query=query, collections=collections, k=k,
+                            embed_in_process=embed_in_process)
+    text, citations = context_build(results, budget_tokens=budget_tokens)
+    return text, [citation.as_dict() for citation in citations]

@@ -1,0 +1,435 @@
+"""Writes for knowledge: collections and grants, adding and deleting documents, and ingest."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import socket
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.core.files import File
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import Team, User
+from accounts.selectors import teams_of_user
+from common.errors import ApplicationError
+from common.notifications import user_notify
+from knowledge.chunking import chunks_stream
+from knowledge.extraction import KIND_MIMES, Extraction, ExtractionError, kind_detect
+from knowledge.models import Chunk, Collection, CollectionGrant, Document
+from knowledge.selectors import ACCESS_MANAGE, ACCESS_WRITE, collection_access
+
+logger = logging.getLogger(__name__)
+_COPY_BYTES = 1024 * 1024
+
+# --------------------------------------------------------------------------- collections
+
+
+@transaction.atomic
+def collection_create(*, user: User, name: str, description: str = "", team: Team | None = None) -> Collection:
+    """A collection owned by the user, or by one of their teams."""
+    name = (name or "").strip()
+    if not name:
+        raise ApplicationError("A collection needs a name.", code="name_required")
+    if team is not None and not teams_of_user(user=user).filter(pk=team.pk).exists():
+        raise ApplicationError("You can only create collections for teams you belong to.",
+                               code="permission_denied", status=403)
+    return Collection.objects.create(
+        name=name[:120], description=description.strip(), owner_user=None if team else user, owner_team=team,
+        created_by=user,
+    )
+
+
+def _require(user: User, collection: Collection, need: str) -> None:
+    access = collection_access(user=user, collection=collection)
+    if access is None:
+        raise ApplicationError("No such collection.", code="not_found", status=404)
+    if need == ACCESS_MANAGE and access != ACCESS_MANAGE:
+        raise ApplicationError("Only the collection's owner (or a team owner or admin) can do that.",
+                               code="permission_denied", status=403)
+    if need == ACCESS_WRITE and access not in (ACCESS_WRITE, ACCESS_MANAGE):
+        raise ApplicationError("You may read this collection but not change it; ask its owner for write access.",
+                               code="permission_denied", status=403)
+
+
+@transaction.atomic
+def collection_delete(*, user: User, collection: Collection) -> None:
+    _require(user, collection, ACCESS_MANAGE)
+    files = [document.file.name for document in collection.documents.exclude(file="")]
+    collection.delete()
+    transaction.on_commit(lambda: _files_delete(files))
+
+
+@transaction.atomic
+def collection_share(*, user: User, collection: Collection, permission: str, grantee_email: str = "",
+                     team: Team | None = None) -> CollectionGrant:
+    """Grant read or write to a user (by email) or a team; sharing again changes the permission."""
+    _require(user, collection, ACCESS_MANAGE)
+    if permission not in CollectionGrant.Permission.values:
+        raise ApplicationError("Permission must be read or write.", code="invalid_permission")
+    if bool(grantee_email.strip()) == (team is not None):
+        raise ApplicationError("Share with either a user's email address or a team.", code="grantee_required")
+    grantee = None
+    if team is None:
+        grantee = User.objects.filter(email__iexact=grantee_email.strip(), is_active=True).first()
+        if grantee is None:
+            raise ApplicationError(f"No Parley user has the address {grantee_email.strip()}; "
+                                   "they need to sign up first.", code="user_not_found")
+        if grantee.pk == collection.owner_user_id:
+            raise ApplicationError("That user owns this collection already.", code="already_owner")
+    elif team.pk == collection.owner_team_id:
+        raise ApplicationError("That team owns this collection already.", code="already_owner")
+    grant, created = CollectionGrant.objects.get_or_create(
+        collection=collection, user=grantee, team=team if grantee is None else None,
+        defaults={"permission": permission, "granted_by": user},
+    )
+    if not created and grant.permission != permission:
+        CollectionGrant.objects.filter(pk=grant.pk).update(permission=permission, granted_by=user)
+        grant.permission = permission
+    return grant
+
+
+@transaction.atomic
+def grant_revoke(*, user: User, grant: CollectionGrant) -> None:
+    _require(user, grant.collection, ACCESS_MANAGE)
+    grant.delete()
+
+
+# --------------------------------------------------------------------------- adding documents
+
+
+def _hash_file(handle) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    for block in iter(lambda: handle.read(_COPY_BYTES), b""):
+        digest.update(block)
+        size += len(block)
+    handle.seek(0)
+    return digest.hexdigest(), size
+
+
+def _title_from(filename: str) -> str:
+    stem = Path(filename).stem.replace("_", " ").replace("-", " ").strip()
+    return (stem or filename or "Untitled")[:300]
+
+
+@transaction.atomic
+def document_create_from_file(*, user: User, collection: Collection, file: UploadedFile | File,
+                              title: str = "", source: str = Document.Source.UPLOAD, enqueue: bool = True,
+                              ) -> tuple[Document, bool]:
+    """Store a file and queue its ingest. Returns (document, created); the same bytes already in
+    the collection return the existing document and change nothing. `enqueue=False` leaves the
+    ingest to the caller (the benchmark runs it in-process)."""
+    _require(user, collection, ACCESS_WRITE)
+    filename = Path(file.name or "document").name[:300]
+    mime = (getattr(file, "content_type", "") or "")[:120]
+    size = file.size or 0
+    if size > settings.PARLEY_KNOWLEDGE_MAX_FILE_BYTES:
+        # Not read at all: a failed row tells the uploader why, without hashing gigabytes.
+        document = Document.objects.create(
+            collection=collection, title=(title or _title_from(filename))[:300], source=source, filename=filename,
+            mime=mime, size=size, status=Document.Status.FAILED, added_by=user,
+            error=f"{filename} is {size / 1024 / 1024:,.1f} MB; the limit is "
+                  f"{settings.PARLEY_KNOWLEDGE_MAX_FILE_BYTES / 1024 / 1024:,.0f} MB. Split it into smaller files.",
+        )
+        return document, True
+    file.seek(0)
+    sha256, size = _hash_file(file)
+    existing = Document.objects.filter(collection=collection, sha256=sha256).first()
+    if existing is not None:
+        return existing, False
+    document = Document(
+        collection=collection, title=(title or _title_from(filename))[:300], source=source, filename=filename,
+        mime=mime, size=size, sha256=sha256, added_by=user,
+    )
+    try:
+        with transaction.atomic():
+            document.file.save(filename, file, save=False)  # streams in chunks; never read whole
+            document.save()
+    except IntegrityError:  # the same file uploaded concurrently: the other upload won
+        document.file.delete(save=False)
+        return Document.objects.get(collection=collection, sha256=sha256), False
+    if enqueue:
+        _ingest_enqueue(document)
+    return document, True
+
+
+def document_create_from_text(*, user: User, collection: Collection, title: str, text: str
+                              ) -> tuple[Document, bool]:
+    """A document sent as text through the API; stored as a .txt file and ingested like one."""
+    if not (text or "").strip():
+        raise ApplicationError("The text is empty.", code="text_empty")
+    name = (_title_from(title) if title else "document") + ".txt"
+    with tempfile.TemporaryFile() as handle:
+        handle.write(text.encode())
+        handle.seek(0)
+        wrapped = File(handle, name=name)
+        wrapped.content_type = "text/plain"
+        return document_create_from_file(user=user, collection=collection, file=wrapped,
+                                         title=title or "Untitled", source=Document.Source.API)
+
+
+@transaction.atomic
+def document_create_from_url(*, user: User, collection: Collection, url: str, title: str = ""
+                             ) -> tuple[Document, bool]:
+    """Queue a web page or file for the worker to fetch; the same URL again returns the first."""
+    _require(user, collection, ACCESS_WRITE)
+    url = (url or "").strip()
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ApplicationError("Give an http:// or https:// address.", code="invalid_url")
+    existing = (
+        Document.objects.filter(collection=collection, source_url=url)
+        .exclude(status=Document.Status.FAILED).first()
+    )
+    if existing is not None:
+        return existing, False
+    document = Document.objects.create(
+        collection=collection, title=(title or url)[:300], source=Document.Source.URL, source_url=url,
+        filename=Path(parsed.path).name[:300] or parsed.hostname, added_by=user,
+    )
+    _ingest_enqueue(document)
+    return document, True
+
+
+def _ingest_enqueue(document: Document) -> None:
+    from knowledge.tasks import document_ingest_task
+
+    document_id = document.pk
+    transaction.on_commit(lambda: document_ingest_task.delay(document_id))
+
+
+@transaction.atomic
+def document_delete(*, user: User, document: Document) -> None:
+    """Remove the document, its chunks (cascade, one DELETE) and its stored file."""
+    _require(user, document.collection, ACCESS_WRITE)
+    name = document.file.name
+    document.delete()
+    if name:
+        transaction.on_commit(lambda: _files_delete([name]))
+
+
+def _files_delete(names: list[str]) -> None:
+    from django.core.files.storage import default_storage
+
+    for name in names:
+        default_storage.delete(name)
+
+
+@transaction.atomic
+def document_retry(*, user: User, document: Document) -> Document:
+    """Queue a failed document again (after the operator raised a limit, say)."""
+    _require(user, document.collection, ACCESS_WRITE)
+    updated = Document.objects.filter(pk=document.pk, status=Document.Status.FAILED).update(
+        status=Document.Status.PENDING, progress=0, error="", claimed_at=None
+    )
+    if updated:
+        _ingest_enqueue(document)
+    document.refresh_from_db()
+    return document
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+class _Failure(Exception):
+    pass
+
+
+def _progress(document: Document, *, status: str, progress: int, error: str = "", chunk_count: int | None = None
+              ) -> None:
+    """Write progress to the row (guarded by our claim) and push it to the uploader's sockets."""
+    fields = {"status": status, "progress": progress, "error": error}
+    if chunk_count is not None:
+        fields["chunk_count"] = chunk_count
+    Document.objects.filter(pk=document.pk, claimed_at=document.claimed_at).update(**fields, updated_at=timezone.now())
+    if document.added_by_id:
+        try:
+            user_notify(user_id=document.added_by_id, event="knowledge.document", data={
+                "id": document.pk, "collection_id": document.collection_id, "status": status,
+                "progress": progress, "error": error, "chunk_count": chunk_count,
+            })
+        except Exception:  # a live update is a nicety; the row is the truth
+            logger.warning("could not push progress of document %s", document.pk, exc_info=True)
+
+
+def document_claim(*, document_id: int) -> Document | None:
+    """Take the document for ingest with one conditional UPDATE; None if another run has it or it's done."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    # A processing row whose claim is older than the task time limit was left by a dead worker.
+    claimable = Q(status=Document.Status.PENDING) | Q(status=Document.Status.PROCESSING, claimed_at__lt=stale)
+    claimed = Document.objects.filter(claimable, pk=document_id).update(
+        status=Document.Status.PROCESSING, progress=1, error="", claimed_at=now, updated_at=now
+    )
+    if not claimed:
+        return None
+    return Document.objects.select_related("collection").get(pk=document_id)
+
+
+def document_ingest(*, document_id: int, in_process: bool = True, timings: dict[str, float] | None = None
+                    ) -> Document | None:
+    """Extract, chunk, embed and store one document, reporting progress; safe to run twice.
+
+    Not one transaction: progress must be visible while it runs, so each batch commits on its
+    own, and the chunks become searchable only when the document turns `ready`.
+    """
+    document = document_claim(document_id=document_id)
+    if document is None:
+        return None
+    Chunk.objects.filter(document_id=document.pk).delete()  # leftovers of a crashed attempt
+    _progress(document, status=Document.Status.PROCESSING, progress=1)
+    try:
+        count = _ingest(document, in_process=in_process, timings=timings)
+    except IntegrityError:
+        # The document was deleted while we worked (its chunks' foreign key no longer holds).
+        logger.info("document %s disappeared during ingest", document_id)
+        return None
+    except _Failure as exc:
+        return _fail(document, str(exc))
+    except ExtractionError as exc:
+        return _fail(document, str(exc))
+    except SoftTimeLimitExceeded:
+        return _fail(document, f"Ingest took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} s and was stopped. "
+                               "Split the document into smaller files.")
+    except Exception as exc:  # the document says what broke; the worker goes on
+        logger.exception("ingest of document %s failed", document_id)
+        return _fail(document, f"Ingest failed unexpectedly ({exc.__class__.__name__}: {exc}). "
+                               "Try again; if it keeps failing, tell the operator.")
+    _progress(document, status=Document.Status.READY, progress=100, chunk_count=count)
+    document.refresh_from_db()
+    return document
+
+
+def _fail(document: Document, reason: str) -> Document:
+    Chunk.objects.filter(document_id=document.pk).delete()
+    _progress(document, status=Document.Status.FAILED, progress=0, error=reason[:2000], chunk_count=0)
+    document.refresh_from_db()
+    return document
+
+
+def _ingest(document: Document, *, in_process: bool, timings: dict[str, float] | None = None) -> int:
+    from inference.client import embed_texts
+
+    timings = timings if timings is not None else {}
+    with _local_copy(document) as path:
+        size = path.stat().st_size
+        if size > settings.PARLEY_KNOWLEDGE_MAX_FILE_BYTES:
+            raise _Failure(f"The file is {size / 1024 / 1024:,.1f} MB; the limit is "
+                           f"{settings.PARLEY_KNOWLEDGE_MAX_FILE_BYTES / 1024 / 1024:,.0f} MB.")
+        kind = kind_detect(path=path, filename=document.filename or document.title, mime=document.mime)
+        Document.objects.filter(pk=document.pk).update(mime=KIND_MIMES[kind], size=size)
+        extraction = Extraction(path=path, kind=kind, filename=document.filename or document.title)
+        batch_size = settings.PARLEY_KNOWLEDGE_EMBED_BATCH
+        batch, count, last_push = [], 0, 0.0
+        started = time.perf_counter()
+        for span in chunks_stream(extraction):
+            batch.append(span)
+            if len(batch) < batch_size:
+                continue
+            timings["extract_chunk"] = timings.get("extract_chunk", 0) + time.perf_counter() - started
+            count = _store_batch(document, batch, count, in_process=in_process, embed=embed_texts, timings=timings)
+            batch = []
+            if time.monotonic() - last_push > 0.3:
+                _progress(document, status=Document.Status.PROCESSING, progress=max(2, int(95 * extraction.fraction)))
+                last_push = time.monotonic()
+            started = time.perf_counter()
+        timings["extract_chunk"] = timings.get("extract_chunk", 0) + time.perf_counter() - started
+        if batch:
+            count = _store_batch(document, batch, count, in_process=in_process, embed=embed_texts, timings=timings)
+    if count == 0:
+        raise _Failure("No text could be extracted from this file. If it is a scanned PDF, run it through OCR "
+                       "first; otherwise check that it is not empty.")
+    return count
+
+
+def _store_batch(document: Document, spans: list, count: int, *, in_process: bool, embed, timings: dict) -> int:
+    started = time.perf_counter()
+    vectors = embed(texts=[span.text for span in spans], user_id=document.added_by_id or 0, in_process=in_process)
+    embedded = time.perf_counter()
+    Chunk.objects.bulk_create([
+        Chunk(document_id=document.pk, collection_id=document.collection_id, ordinal=count + index,
+              text=span.text, start_offset=span.start, end_offset=span.end, token_count=span.token_count,
+              embedding=vectors[index])
+        for index, span in enumerate(spans)
+    ])
+    timings["embed"] = timings.get("embed", 0) + embedded - started
+    timings["store"] = timings.get("store", 0) + time.perf_counter() - embedded
+    return count + len(spans)
+
+
+class _local_copy:
+    """The document's bytes as a local path: the stored file, or a URL fetched to a temp file."""
+
+    def __init__(self, document: Document) -> None:
+        self.document, self.temp = document, None
+
+    def __enter__(self) -> Path:
+        if self.document.source == Document.Source.URL:
+            self.temp = tempfile.NamedTemporaryFile(prefix="parley-fetch-", delete=False)
+            _fetch(self.document, self.temp)
+            self.temp.close()
+            return Path(self.temp.name)
+        if not self.document.file:
+            raise _Failure("The document has no stored file; upload it again.")
+        try:
+            return Path(self.document.file.path)
+        except NotImplementedError:  # remote storage: copy it down in blocks
+            self.temp = tempfile.NamedTemporaryFile(prefix="parley-doc-", delete=False)
+            with self.document.file.open("rb") as source:
+                for block in iter(lambda: source.read(_COPY_BYTES), b""):
+                    self.temp.write(block)
+            self.temp.close()
+            return Path(self.temp.name)
+
+    def __exit__(self, *exc_info) -> None:
+        if self.temp is not None:
+            Path(self.temp.name).unlink(missing_ok=True)
+
+
+def _fetch(document: Document, out) -> None:
+    """Download the URL in blocks, refusing private addresses and anything over the size limit."""
+    url = document.source_url
+    host = urlparse(url).hostname or ""
+    if not settings.PARLEY_KNOWLEDGE_FETCH_PRIVATE_URLS:
+        try:
+            addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        except OSError:
+            raise _Failure(f"Could not resolve {host}; check the address.")
+        for address in addresses:
+            ip = ipaddress.ip_address(address.split("%")[0])
+            if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
+                raise _Failure(f"{host} is a private or local address; Parley only fetches public pages.")
+    limit = settings.PARLEY_KNOWLEDGE_MAX_FILE_BYTES
+    request = urllib.request.Request(url, headers={"User-Agent": "Parley knowledge ingest"})
+    try:
+        with urllib.request.urlopen(request, timeout=settings.PARLEY_KNOWLEDGE_FETCH_TIMEOUT) as response:
+            mime = response.headers.get_content_type() or ""
+            digest, size = hashlib.sha256(), 0
+            for block in iter(lambda: response.read(_COPY_BYTES), b""):
+                size += len(block)
+                if size > limit:
+                    raise _Failure(f"{url} is larger than the {limit / 1024 / 1024:,.0f} MB limit.")
+                digest.update(block)
+                out.write(block)
+    except urllib.error.HTTPError as exc:
+        raise _Failure(f"Fetching {url} failed: the server answered {exc.code} {exc.reason}.")
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise _Failure(f"Fetching {url} failed: {getattr(exc, 'reason', exc)}.")
+    sha256 = digest.hexdigest()
+    duplicate = Document.objects.filter(collection_id=document.collection_id, sha256=sha256).exclude(pk=document.pk)
+    if (other := duplicate.first()) is not None:
+        raise _Failure(f"This page has the same content as “{other.title}”, already in this collection.")
+    Document.objects.filter(pk=document.pk).update(sha256=sha256, size=size, mime=mime[:120])
+    document.mime = mime

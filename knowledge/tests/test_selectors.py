@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from common.errors import ApplicationError
+from knowledge.models import Chunk, Document
+from knowledge.selectors import (
+    chunks_search,
+    collection_access,
+    collections_readable,
+    context_build,
+    context_for_chat,
+)
+from knowledge.tests.world import INJECTION, VOCABULARY, world_build
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def world(django_db_setup, django_db_blocker):
+    """Built once for the module inside a transaction that is rolled back at the end; each test
+    runs in a savepoint of it (pytest-django's per-test atomic), so tests can't see each other's rows."""
+    from django.db import transaction
+
+    from inference.services import bundled_models_register
+
+    with django_db_blocker.unblock(), transaction.atomic():
+        bundled_models_register()
+        yield world_build()
+        transaction.set_rollback(True)
+
+
+def test_readable_collections_and_access_levels(world):
+    for user in (world.owner, world.member, world.outsider):
+        assert {c.pk for c in collections_readable(user=user)} == world.readable[user.pk]
+    assert collection_access(user=world.owner, collection=world.team) == "manage"
+    assert collection_access(user=world.member, collection=world.team) == "write"
+    assert collection_access(user=world.member, collection=world.shared) == "read"
+    assert collection_access(user=world.outsider, collection=world.shared_with_outsider) == "read"
+    assert collection_access(user=world.outsider, collection=world.private) is None
+
+
+def test_hybrid_search_finds_the_answering_passage(world):
+    results = chunks_search(user=world.owner, query="What does __exit__ receive when the with block raises?",
+                            embed_in_process=True)
+
+    assert len(results) == 5
+    assert results[0].document_title == "with"
+    assert results[0].score >= results[-1].score
+    first = results[0]
+    assert first.text == Chunk.objects.get(pk=first.chunk_id).text
+    assert first.url == f"/app/knowledge/documents/{first.document_id}/?chunk={first.chunk_id}#chunk-{first.chunk_id}"
+    assert all(r.vector_rank for r in results)  # a question: its words don't all occur in one passage
+
+    # Keywords: websearch_to_tsquery (all words must occur) ranks the passages that have them.
+    keyword = chunks_search(user=world.owner, query='"context manager" __exit__', embed_in_process=True)
+    assert keyword[0].text_rank == 1 and keyword[0].document_title == "with"
+    assert chunks_search(user=world.owner, query="zyzzyva", mode="text") == []
+
+
+def test_leak_200_random_queries_through_the_selector(world):
+    rng = random.Random(5)
+    users = [world.owner, world.member, world.outsider]
+    all_ids = [c.pk for c in world.collections]
+    seen: dict[int, set[int]] = {user.pk: set() for user in users}
+    for index in range(200):
+        user = users[index % 3]
+        words = rng.sample(VOCABULARY, rng.randint(1, 4))
+        query = " ".join(words) if index % 10 else INJECTION.format(private=world.private.pk, team=world.team.pk)
+        # Sometimes ask for collections explicitly, including ones the user may not read.
+        wanted = rng.sample(all_ids, rng.randint(1, len(all_ids))) if index % 4 == 0 else None
+        results = chunks_search(user=user, query=query, collections=wanted, k=rng.choice([5, 10]),
+                                query_vector=_random_unit(rng), mode=rng.choice(["hybrid", "vector", "text"]))
+        allowed = world.readable[user.pk] & (set(wanted) if wanted else world.readable[user.pk])
+        got = {r.collection_id for r in results}
+        assert got <= allowed, (user.email, query, got - allowed)
+        seen[user.pk] |= got
+    # The test is only meaningful if users did get results from everything they may read.
+    for user in users:
+        assert seen[user.pk] == world.readable[user.pk]
+
+
+def _random_unit(rng: random.Random) -> np.ndarray:
+    vector = np.array([rng.gauss(0, 1) for _ in range(384)], dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def test_prompt_injection_in_a_document_does_not_widen_the_search(world):
+    query = INJECTION.format(private=world.private.pk, team=world.team.pk)
+    results = chunks_search(user=world.outsider, query=query, k=10, embed_in_process=True)
+
+    assert results and results[0].document_title == "notes"
+    assert {r.collection_id for r in results} <= world.readable[world.outsider.pk]
+
+
+def test_selective_filter_still_returns_k(world):
+    # One small document among many: iterative index scans keep going until k rows pass the filter.
+    results = chunks_search(user=world.member, query="loop", collections=[world.shared.pk], k=10,
+                            query_vector=_random_unit(random.Random(1)), mode="vector")
+    available = Chunk.objects.filter(collection=world.shared).count()
+    assert len(results) == min(10, available)
+
+
+def test_documents_not_ready_are_invisible(world):
+    Document.objects.filter(collection=world.private).update(status="processing")
+    results = chunks_search(user=world.owner, query="with statement context manager", k=10,
+                            embed_in_process=True)
+    assert results and world.private.pk not in {r.collection_id for r in results}
+
+
+def test_query_limits(world):
+    with pytest.raises(ApplicationError, match="limit is 2,000") as too_long:
+        chunks_search(user=world.owner, query="x" * 2001)
+    assert too_long.value.status == 400
+    with pytest.raises(ApplicationError, match="empty"):
+        chunks_search(user=world.owner, query="   ")
+
+
+def test_context_build_numbers_sources_within_the_token_budget(world):
+    results = chunks_search(user=world.owner, query="exceptions try except finally", k=10, embed_in_process=True)
+    text, citations = context_build(results, budget_tokens=2000)
+    assert len(citations) == 10
+
+    assert [c.number for c in citations] == list(range(1, len(citations) + 1))
+    assert text.startswith(f"[1] {citations[0].document_title}\n")
+    assert all(f"[{c.number}] " in text for c in citations)
+    from knowledge.chunking import token_estimate
+
+    assert token_estimate(text) <= 2000 + 5 * len(citations)
+
+    small_text, small = context_build(results, budget_tokens=300)
+    assert 1 <= len(small) < len(citations) and token_estimate(small_text) <= 320
+
+
+def test_context_for_chat_returns_text_and_citation_dicts(world):
+    text, citations = context_for_chat(user=world.member, query="How does a for loop use an iterator?",
+                                       embed_in_process=True)
+
+    assert text.startswith("[1] ")
+    assert set(citations[0]) == {"number", "document_id", "document_title", "chunk_id", "start_offset",
+                                 "end_offset", "url"}
+    assert {Document.objects.get(pk=c["document_id"]).collection_id for c in citations} <= \
+        world.readable[world.member.pk]
