@@ -51,6 +51,12 @@ def generate(self, job: dict) -> dict:
         if group:
             publisher.send(group, {"type": "inference.event", "event": event, "attempt": attempt, **data})
 
+    if group and cancel_requested(job_id):
+        # Stopped before a worker got to it (e.g. the user pressed stop at once): skip the prefill.
+        emit("done", finish_reason="canceled", usage={"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+             spec=job["spec"], ttft_ms=None, duration_ms=0)
+        return {"ok": True, "text": "", "finish_reason": "canceled", "spec": job["spec"], "ttft_ms": None,
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
     emit("start", worker=worker_name, spec=job["spec"])
     canceled = {"flag": False, "checked": 0.0}
 

@@ -73,3 +73,20 @@ def test_upload_two_files_watch_progress_then_search_and_open_the_passage(
     expect(cited).to_be_in_viewport()
     expect(page.locator(".chunk--cited")).to_have_count(1)
     assert Chunk.objects.get(pk=chunk_id).text[:40] in cited.inner_text()
+
+    # Ask in chat with knowledge on: the reply cites a passage, and the citation opens it.
+    page.goto(url + "/app/assistants/")
+    page.get_by_role("button", name="Start a conversation with General assistant").click()
+    expect(page.locator("#chat-status")).to_have_text("Connected")
+    page.get_by_label("Use knowledge").check()
+    page.get_by_label("Message General assistant").fill("What does __exit__ receive when the with block raises?")
+    page.keyboard.press("Enter")
+    reply = page.locator(".msg--assistant").last
+    citation = reply.locator(".msg__citations a").first
+    expect(citation).to_be_visible(timeout=120_000)
+    expect(citation).to_contain_text("[1] context managers")
+    cited_id = int(re.search(r"#chunk-(\d+)$", citation.get_attribute("href")).group(1))
+    citation.click()
+    expect(page).to_have_url(re.compile(rf"#chunk-{cited_id}$"))
+    expect(page.locator(f"#chunk-{cited_id}")).to_have_class(re.compile(r"chunk--cited"))
+    assert Chunk.objects.select_related("document").get(pk=cited_id).document.title == "context managers"

@@ -126,6 +126,7 @@ export function handleFrame(frame) {
     case "start":
       if (!pending) startAssistantBubble();
       pending.el.dataset.id = frame.message_id;
+      if (frame.citations?.length) showCitations(pending.el, frame.citations);
       break;
     case "delta":
       appendDelta(frame.text);
@@ -134,7 +135,7 @@ export function handleFrame(frame) {
       const stopped = frame.finish_reason === "stopped";
       const el = pending?.el;
       finish(stopped ? "interrupted" : "done", stopped ? "Interrupted" : "", stopped ? "warning" : "");
-      if (el && frame.citations?.length) showCitations(el, frame.citations);
+      if (el && frame.citations?.length && !el.querySelector(".msg__citations")) showCitations(el, frame.citations);
       break;
     }
     case "metrics": {
