@@ -22,8 +22,8 @@ from inference.selectors import route_resolve
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-PARTIAL_EVERY_SECONDS = 0.5
-MIN_PARTIAL_SECONDS = 0.4
+PARTIAL_EVERY_SECONDS = 0.3
+MIN_PARTIAL_SECONDS = 0.3
 VAD_SILENCE_SECONDS = 0.7
 AUDIO_FRAME_SECONDS = 0.1
 _MARKDOWN = re.compile(r"[*_#`>|~]+|\[(\d+)\]")
