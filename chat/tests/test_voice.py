@@ -24,7 +24,19 @@ FRAME = 640  # 20 ms of 16 kHz PCM16
 @pytest.fixture
 def voice(celery_worker, bundled_models):
     user = user_make()
+    _warm_speech_to_text(user)
     return user, conversation_make(user=user)
+
+
+def _warm_speech_to_text(user) -> None:
+    """Load whisper in the worker first: partials are about a warm model, not a cold start."""
+    import base64
+
+    from inference import gateway
+
+    job = gateway.Job(request_id=gateway.request_id_new("warm"), task="stt", user_id=user.pk, api_key_id=None,
+                      route="", payload={"audio": base64.b64encode(b"\x00" * 16000).decode(), "language": "en"})
+    gateway.run(job, ["whisper-tiny.en"])
 
 
 async def _open(voice):
