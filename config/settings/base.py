@@ -99,7 +99,8 @@ else:
     }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-DATABASES["default"].setdefault("TEST", {})["NAME"] = "parley_test"
+# PARLEY_TEST_DB_NAME / PARLEY_TEST_REDIS_DB let two test runs share the embedded services.
+DATABASES["default"].setdefault("TEST", {})["NAME"] = env("PARLEY_TEST_DB_NAME", default="parley_test")
 
 _embedded_redis = services.embedded_urls().get("REDIS_URL", "redis://127.0.0.1:6379/0")
 REDIS_URL = env("REDIS_URL", default=_embedded_redis)

@@ -18,7 +18,7 @@ WHITENOISE_AUTOREFRESH = True
 # Tests use Redis db 1 so a running `make run` (db 0) and the test suite don't see each
 # other's queues, and the suite can flush its own db freely.
 if not env("REDIS_URL", default="") or env.bool("PARLEY_TEST_SEPARATE_REDIS_DB", default=False):
-    REDIS_URL = REDIS_URL.rsplit("/", 1)[0] + "/1"
+    REDIS_URL = REDIS_URL.rsplit("/", 1)[0] + "/" + str(env.int("PARLEY_TEST_REDIS_DB", default=1))
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 CHANNEL_LAYERS = {
     "default": {

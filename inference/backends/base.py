@@ -42,6 +42,10 @@ class GenerationRequest:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     is_canceled: Callable[[], bool] = lambda: False
+    # Called with the request's place in line (1 = next) while it waits for a free slot.
+    on_queued: Callable[[int], None] = lambda position: None
+    # Extra sampling knobs a backend may honour (repetition guards for small models, from spec params).
+    repeat_penalty: float | None = None
 
 
 @dataclass
@@ -50,6 +54,9 @@ class GenerationChunk:
     finish_reason: str | None = None  # "stop", "length" or "canceled" on the last chunk
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Prompt tokens the engine really computed for this request (after any cache reuse and
+    # including re-prefills); the bench and tests compare it with prompt_tokens.
+    prompt_tokens_processed: int | None = None
 
 
 @dataclass
