@@ -11,11 +11,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.permissions import HasScope
 from chat.models import Assistant
 from chat.selectors import assistants_for_user, conversation_get, conversations_of_user, messages_of_conversation
 from chat.services import conversation_create, conversation_delete, conversation_rename
 from chat.turns import Turn
-from inference.apis import HasScope
 
 
 class ConversationOutput(serializers.Serializer):
@@ -132,11 +132,15 @@ class ConversationMessageStreamApi(_ConversationApi):
         data.is_valid(raise_exception=True)
         # Touch the assistant here, in the request thread, so the stream never queries lazily.
         _ = conversation.assistant.route_alias
+        api_key = request.auth if hasattr(request.auth, "scopes") else None
         turn = Turn(user=request.user, conversation=conversation, text=data.validated_data["text"],
-                    use_knowledge=data.validated_data["use_knowledge"])
+                    use_knowledge=data.validated_data["use_knowledge"], api_key=api_key)
 
         async def events():
             async for frame in turn.run():
+                if frame["type"] == "queued":  # a comment line: the client needs no event for waiting
+                    yield f": queued {frame['position']}\n\n"
+                    continue
                 yield f"event: {frame['type']}\ndata: {json.dumps(frame)}\n\n"
 
         response = StreamingHttpResponse(events(), content_type="text/event-stream")

@@ -60,6 +60,8 @@ class Message(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.DONE)
     via = models.CharField(max_length=8, default="text", help_text="text or voice")
     model_name = models.CharField(max_length=100, blank=True)
+    # Who answered and why, e.g. "Answered by SmolLM2 135M because Qwen2.5-Coder 0.5B failed to load".
+    model_note = models.CharField(max_length=300, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
     usage = models.JSONField(default=dict, blank=True)
     timings = models.JSONField(default=dict, blank=True)

@@ -84,13 +84,68 @@ def message_assistant_progress(*, message_id: int, text: str) -> None:
 
 
 def message_assistant_finish(
-    *, message_id: int, text: str, status: str, model_name: str = "", usage: dict | None = None,
-    timings: dict | None = None, error: str = "",
+    *, message_id: int, text: str, status: str, model_name: str = "", model_note: str = "",
+    usage: dict | None = None, timings: dict | None = None, error: str = "",
 ) -> bool:
     """Settle a streaming reply once; a second settle (a retry, a race with cleanup) changes nothing."""
     return bool(Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-        text=text, status=status, model_name=model_name, usage=usage or {}, timings=timings or {}, error=error[:2000],
+        text=text, status=status, model_name=model_name, model_note=model_note[:300], usage=usage or {},
+        timings=timings or {}, error=error[:2000],
     ))
+
+
+# A reply whose turn lost its lease this long ago is orphaned (chat.turns.LEASE_TTL_SECONDS).
+ORPHAN_MIN_AGE_SECONDS = 10
+ORPHAN_WAIT_SECONDS = 5.0
+
+
+def messages_finish_orphaned(*, min_age_seconds: int = ORPHAN_MIN_AGE_SECONDS,
+                             wait_seconds: float = ORPHAN_WAIT_SECONDS) -> int:
+    """Finish replies whose web process died mid-stream, with everything the worker generated.
+
+    A streaming turn holds a lease in Redis; once it lapses, nobody will read the rest of the
+    stream. The worker stores each chat request's outcome, so: stop the job if it still runs,
+    wait briefly for its outcome, and settle the message with the full text, `done` if the model
+    finished, `interrupted` if it was stopped. With no outcome (the worker died too), the last
+    partial text saved by the turn is kept, interrupted. Runs from beat every 10 seconds.
+    """
+    import time
+
+    from chat.turns import LEASE_PREFIX
+    from common.redis_connection import redis_client
+    from inference.services import job_cancel, job_outcome
+
+    cutoff = timezone.now() - timezone.timedelta(seconds=min_age_seconds)
+    candidates = list(Message.objects.filter(status=Message.Status.STREAMING, created_at__lt=cutoff)
+                      .order_by("created_at", "id")[:200])
+    client, finished = redis_client(), 0
+    orphans = [m for m in candidates if not client.exists(LEASE_PREFIX + str(m.pk))]
+    for message in orphans:
+        if message.request_id and job_outcome(request_id=message.request_id) is None:
+            job_cancel(request_id=message.request_id)
+    deadline = time.monotonic() + wait_seconds
+    for message in orphans:
+        outcome = None
+        while message.request_id:
+            outcome = job_outcome(request_id=message.request_id)
+            if outcome is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if outcome is not None:
+            complete = outcome["status"] == "done" and outcome.get("finish_reason") in ("stop", "length")
+            status = Message.Status.DONE if complete else Message.Status.INTERRUPTED
+            text = outcome.get("text", "")
+            error = "" if complete else "The server restarted while this reply was being written; this is what was " \
+                                        "written before it stopped."
+            model_name, usage = outcome.get("spec", ""), outcome.get("usage", {})
+        else:
+            status, text, model_name, usage = Message.Status.INTERRUPTED, message.text, message.model_name, {}
+            error = "The server stopped while this reply was being written."
+        if not text:
+            status = Message.Status.FAILED
+        finished += message_assistant_finish(message_id=message.pk, text=text, status=status, model_name=model_name,
+                                             usage=usage, timings=message.timings, error=error)
+    return finished
 
 
 def messages_interrupt_stale(*, older_than_seconds: int = 600) -> int:

@@ -27,15 +27,19 @@ from chat.services import (
 )
 from common.errors import ApplicationError
 from common.redis_connection import redis_client
-from inference import gateway
-from inference.quotas import QuotaExceeded, Reservation, limits_for, quota_reserve, tokens_estimate
-from inference.selectors import route_resolve
+from inference.services import Caller, ChatStream, chat_stream, tokens_estimate
 
 logger = logging.getLogger(__name__)
 
 # How often a streaming reply's partial text is written to its row.
 PROGRESS_SAVE_SECONDS = 1.0
 BUSY_TTL_SECONDS = 900
+# While a turn streams, its web process holds a lease on the reply. A reply whose lease lapsed
+# belongs to a process that died; chat's sweep (beat, every 10 s) finishes it from the worker's
+# stored outcome, so the text generated is kept (chat.services.messages_finish_orphaned).
+LEASE_PREFIX = "parley:chat:lease:"
+LEASE_TTL_SECONDS = 10
+LEASE_EVERY_SECONDS = 3
 
 
 class TurnRefused(Exception):
@@ -73,12 +77,11 @@ class Turn:
     text: str
     via: str = "text"
     use_knowledge: bool | None = None
+    api_key: object | None = None  # the key an SSE client used; its limits apply too
     started: float = field(default_factory=time.perf_counter)
     # Filled by prepare():
     message: Message | None = None
-    job: gateway.Job | None = None
-    specs: list[str] = field(default_factory=list)
-    reservation: Reservation | None = None
+    stream: ChatStream | None = None
     citations: list = field(default_factory=list)
 
     def _busy_key(self) -> str:
@@ -92,7 +95,6 @@ class Turn:
                                       "Wait for it or stop it before sending another message.")
         try:
             user_message = message_user_create(conversation=self.conversation, text=self.text, via=self.via)
-            route, specs = route_resolve(model=assistant.route_alias, task="chat")
             context_budget = settings.PARLEY_CHAT_CONTEXT_TOKENS
             history, note = context_messages(conversation=self.conversation, budget_tokens=context_budget,
                                              exclude_id=user_message.pk)
@@ -102,33 +104,36 @@ class Turn:
                 system, self.citations = _with_knowledge(system, user=self.user, query=self.text,
                                                          conversation=self.conversation)
             messages = [{"role": "system", "content": system}, *history, {"role": "user", "content": self.text}]
-            estimate = tokens_estimate([m["content"] for m in messages], overhead=10)
-            limits = limits_for(user=self.user, api_key=None, model=assistant.route_alias,
-                                spec_limits=(specs[0].rpm_limit, specs[0].tokens_per_day_limit))
-            self.reservation = quota_reserve(limits=limits, tokens=estimate + assistant.max_tokens,
-                                             min_tokens=estimate + 1)
-            max_tokens = min(assistant.max_tokens, self.reservation.granted - estimate)
-            self.job = gateway.Job(
-                request_id=gateway.request_id_new("chatcmpl"), task="chat", user_id=self.user.pk, api_key_id=None,
-                route=route, payload={"messages": messages, "max_tokens": max_tokens,
-                                      "temperature": assistant.temperature},
-            )
-            self.specs = [spec.name for spec in specs]
+            caller = Caller(user=self.user, api_key=self.api_key, via="voice" if self.via == "voice" else "app")
+            self.stream = chat_stream(caller=caller, model=assistant.route_alias, messages=messages,
+                                      max_tokens=assistant.max_tokens, temperature=assistant.temperature,
+                                      shrink_to_fit=True)
             note["knowledge"] = bool(knowledge)
-            self.message = message_assistant_start(conversation=self.conversation, request_id=self.job.request_id,
+            self.message = message_assistant_start(conversation=self.conversation, request_id=self.stream.request_id,
                                                    context=note, via=self.via, citations=self.citations)
-        except QuotaExceeded as exc:
-            self.release()
-            raise TurnRefused("rate_limited", exc.message) from exc
+            self._lease()
         except ApplicationError as exc:
             self.release()
-            raise TurnRefused(exc.code, exc.message) from exc
+            code = "rate_limited" if exc.status == 429 else exc.code
+            raise TurnRefused(code, exc.message) from exc
         except Exception:
             self.release()
             raise
 
     def release(self) -> None:
+        if self.stream is not None:
+            self.stream.close()  # settles the reservation (a no-op once the stream has settled it)
         redis_client().delete(self._busy_key())
+        if self.message is not None:
+            redis_client().delete(LEASE_PREFIX + str(self.message.pk))
+
+    def _lease(self) -> None:
+        redis_client().set(LEASE_PREFIX + str(self.message.pk), "1", ex=LEASE_TTL_SECONDS)
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_EVERY_SECONDS)
+            await sync_to_async(self._lease, thread_sensitive=False)()
 
     async def run(self) -> AsyncIterator[dict]:
         """Frames of the reply. Closing the iterator early (stop, disconnect) stops the model."""
@@ -137,13 +142,15 @@ class Turn:
         except TurnRefused as refused:
             yield refused.frame()
             return
-        yield {"type": "start", "message_id": self.message.pk, "request_id": self.job.request_id,
-               "citations": self.citations}
+        yield {"type": "start", "message_id": self.message.pk, "request_id": self.stream.request_id,
+               "citations": self.citations, "model": self.stream.expected_model}
         text, first, last_save, outcome = "", None, time.perf_counter(), None
+        lease = asyncio.create_task(self._keep_lease())
         try:
-            async for event in gateway.stream(self.job, self.specs):
+            async for event in self.stream:
                 now = time.perf_counter()
-                if event["event"] == "delta":
+                kind = event["event"]
+                if kind == "delta":
                     if first is None:
                         first = now
                         LLM_TTFT_MS.observe((now - self.started) * 1000)
@@ -153,13 +160,18 @@ class Turn:
                         last_save = now
                         await sync_to_async(message_assistant_progress, thread_sensitive=False)(
                             message_id=self.message.pk, text=text)
+                elif kind == "queued":
+                    yield {"type": "queued", "position": event["position"], "model": event["spec"]}
+                elif kind == "fallback":
+                    yield {"type": "fallback", "model": event["spec"], "model_label": event["model_label"],
+                           "reason": event["fallback_reason"]}
                 else:
                     outcome = event
             if outcome and outcome["event"] == "done":
                 metrics = self._metrics(first, outcome)
                 await self._finish(text, Message.Status.DONE, outcome, metrics)
                 yield {"type": "done", "message_id": self.message.pk, "finish_reason": outcome["finish_reason"],
-                       "model": outcome["spec"], "citations": self.citations}
+                       "citations": self.citations, **_answered(outcome)}
                 yield {"type": "metrics", **metrics}
             else:
                 error = outcome or {"code": "unavailable", "message": "The model stopped answering."}
@@ -173,6 +185,7 @@ class Turn:
                                               error="Stopped before the reply was complete."))
             raise
         finally:
+            lease.cancel()
             await sync_to_async(self.release, thread_sensitive=False)()
 
     def _metrics(self, first: float | None, done: dict | None) -> dict:
@@ -191,16 +204,21 @@ class Turn:
         }
 
     async def _finish(self, text: str, status: str, outcome: dict | None, metrics: dict, error: str = "") -> None:
-        usage = (outcome or {}).get("usage", {})
+        outcome = outcome or {}
+        await sync_to_async(message_assistant_finish, thread_sensitive=False)(
+            message_id=self.message.pk, text=text, status=status, model_name=outcome.get("spec", ""),
+            model_note=_answered(outcome)["model_note"] if outcome.get("spec") else "",
+            usage=outcome.get("usage", {}), timings=metrics, error=error)
 
-        def finish() -> None:
-            message_assistant_finish(message_id=self.message.pk, text=text, status=status,
-                                     model_name=(outcome or {}).get("spec", ""), usage=usage, timings=metrics,
-                                     error=error)
-            if self.reservation:
-                self.reservation.settle(usage.get("total_tokens", 0))
 
-        await sync_to_async(finish, thread_sensitive=False)()
+def _answered(outcome: dict) -> dict:
+    """Who answered, for the `done` frame and the page: "Answered by SmolLM2 135M because Qwen … failed to load"."""
+    label = outcome.get("model_label") or outcome.get("spec", "")
+    note = f"Answered by {label}"
+    if outcome.get("fallback"):
+        note += f" because {outcome['fallback_reason']}"
+    return {"model": outcome.get("spec", ""), "model_label": label, "fallback": bool(outcome.get("fallback")),
+            "fallback_reason": outcome.get("fallback_reason", ""), "model_note": note}
 
 
 def _with_knowledge(system: str, *, user: User, query: str, conversation: Conversation) -> tuple[str, list]:

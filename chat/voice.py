@@ -16,8 +16,7 @@ from django.conf import settings
 from chat.consumers import ChatSocket
 from chat.metrics import STT_FINAL_MS, STT_PARTIAL_MS, TTS_FIRST_AUDIO_MS, VOICE_FIRST_AUDIO_MS
 from chat.turns import Turn
-from inference import gateway
-from inference.selectors import route_resolve
+from inference.services import Caller, GatewayError, QuotaExceeded, synthesize, transcribe
 
 logger = logging.getLogger(__name__)
 
@@ -164,24 +163,20 @@ class VoiceConsumer(ChatSocket):
 
     # ------------------------------------------------------------------ speech to text
 
-    def _stt_job(self, audio: bytes, prefix: str) -> tuple[gateway.Job, list[str]]:
-        route, specs = route_resolve(model=settings.PARLEY_VOICE_STT_MODEL, task="stt")
-        job = gateway.Job(request_id=gateway.request_id_new(prefix), task="stt", user_id=self.user.pk,
-                          api_key_id=None, route=route,
-                          payload={"audio": base64.b64encode(audio).decode(), "language": "en"})
-        return job, [spec.name for spec in specs]
+    def _caller(self) -> Caller:
+        return Caller(user=self.user, via="voice")
 
-    async def _transcribe(self, audio: bytes, prefix: str) -> str:
+    async def _transcribe(self, audio: bytes, *, preview: bool) -> str:
         def run() -> str:
-            job, specs = self._stt_job(audio, prefix)
-            return gateway.run(job, specs)["text"].strip()
+            return transcribe(caller=self._caller(), audio=audio, model=settings.PARLEY_VOICE_STT_MODEL,
+                              language="en", preview=preview)["text"].strip()
 
         return await sync_to_async(run, thread_sensitive=False)()
 
     async def _partial(self, audio: bytes, received_at: float) -> None:
         try:
-            text = await self._transcribe(audio, "stt-partial")
-        except gateway.GatewayError:
+            text = await self._transcribe(audio, preview=True)
+        except (GatewayError, QuotaExceeded):
             return  # a missed partial is harmless; the final transcript decides
         if self.capturing and text:
             elapsed = (time.perf_counter() - received_at) * 1000
@@ -218,8 +213,11 @@ class VoiceConsumer(ChatSocket):
     async def _turn(self, audio: bytes) -> None:
         marks = self.marks
         try:
-            text = await self._transcribe(audio, "stt")
-        except gateway.GatewayError as exc:
+            text = await self._transcribe(audio, preview=False)
+        except QuotaExceeded as exc:
+            await self.error("rate_limited", exc.message)
+            return
+        except GatewayError as exc:
             await self.error("stt_failed", f"Speech recognition failed: {exc.message}")
             return
         marks["stt_final_ms"] = (time.perf_counter() - marks["speech_end"]) * 1000
@@ -312,15 +310,15 @@ class _Speech:
                 break
             asked = time.perf_counter()
 
-            def synthesize(text: str = piece) -> dict:
-                route, specs = route_resolve(model=settings.PARLEY_VOICE_TTS_MODEL, task="tts")
-                job = gateway.Job(request_id=gateway.request_id_new("tts"), task="tts", user_id=consumer.user.pk,
-                                  api_key_id=None, route=route, payload={"input": text, "speed": 1.0})
-                return gateway.run(job, [spec.name for spec in specs])
+            def speak(text: str = piece) -> dict:
+                return synthesize(caller=consumer._caller(), text=text, model=settings.PARLEY_VOICE_TTS_MODEL)
 
             try:
-                result = await sync_to_async(synthesize, thread_sensitive=False)()
-            except gateway.GatewayError as exc:
+                result = await sync_to_async(speak, thread_sensitive=False)()
+            except QuotaExceeded as exc:
+                await consumer.error("rate_limited", exc.message)
+                break  # the rest of the reply is still shown as text
+            except GatewayError as exc:
                 await consumer.error("tts_failed", f"Speech synthesis failed: {exc.message}")
                 continue
             rate, pcm = result["sample_rate"], base64.b64decode(result["audio"])

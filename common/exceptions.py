@@ -14,7 +14,9 @@ from common.errors import ApplicationError
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApplicationError):
-        return Response({"error": {"message": exc.message, "code": exc.code, **exc.extra}}, status=exc.status)
+        headers = {"Retry-After": str(exc.extra["retry_after"])} if "retry_after" in exc.extra else None
+        return Response({"error": {"message": exc.message, "code": exc.code, **exc.extra}}, status=exc.status,
+                        headers=headers)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     elif isinstance(exc, Http404):

@@ -1,18 +1,35 @@
-"""The web side of inference: send a job to the `gpu` queue and follow the route's fallback chain.
+"""The web side of inference: send a job to a worker that holds its model, follow the fallback chain.
 
-A spec that fails to load, times out, loses its worker or errors before any token was sent
-is skipped for the next one in the chain; after tokens have reached the client, a failure is
-reported as a clean error event instead. A circuit breaker in Redis skips a spec that keeps
-failing for a cooldown, so every request does not pay for the same broken model.
+Inside inference only: other apps call `inference.services` (the public face), never this module.
+
+Rules, in the order a job meets them:
+1. **Where it goes.** A job goes to `<gpu queue>.<spec>`, the queue of the workers whose heartbeat
+   says they hold (or are loading) the model. When no live worker holds it, it goes to the shared
+   gpu queue (any worker loads it on first use) if PARLEY_LAZY_LOAD is on; otherwise the next
+   model is tried at once.
+2. **Starting.** A worker *claims* a job (SET NX on the request's run key) before it touches the
+   model, so the same request never runs on two models at once. A job nobody claims within the
+   start deadline is cancelled, and only then is the next model tried. Waiting in line on a
+   worker that claimed it is not a failure: the worker reports `queued` with the position.
+3. **Falling back.** On an error, a failed load, a lost worker or a missed start deadline, and
+   only before any token reached the client. After that a failure is an error event. A circuit
+   breaker in Redis skips a model that keeps failing for a cooldown.
+4. **Telling.** Every outcome names the model that answered and, for a fallback, why the models
+   before it did not (`fallback_reason`).
+5. **Cancelling.** A request whose client goes away (stream closed, or the ASGI request aborted:
+   see `jobs_tracked`) sets the cancel flag the worker checks per token. An overall timeout
+   cancels the running job and waits for it to stop before any fallback starts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import redis
@@ -21,7 +38,8 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from common.heartbeat import worker_alive
+from common.errors import ApplicationError
+from common.heartbeat import worker_alive, workers_alive
 from common.redis_connection import redis_client
 from inference.streaming import cancel_set, request_group
 
@@ -30,6 +48,12 @@ logger = logging.getLogger(__name__)
 BREAKER_FAILURES = 3
 BREAKER_WINDOW_SECONDS = 60
 BREAKER_COOLDOWN_SECONDS = 30
+RUN_KEY_PREFIX = "parley:job:run:"
+RUN_KEY_TTL_SECONDS = 3600
+# After cancelling a running job, how long to wait for it to stop before the next model starts.
+CANCEL_GRACE_SECONDS = 15.0
+POLL_SECONDS = 0.25
+LIVENESS_EVERY_SECONDS = 2.0
 
 
 def breaker_open(spec: str) -> bool:
@@ -52,20 +76,42 @@ def breaker_record(spec: str, *, ok: bool) -> None:
         logger.warning("circuit open for %s for %ss", spec, BREAKER_COOLDOWN_SECONDS)
 
 
-def _candidates(specs: list[str]) -> list[str]:
-    """Specs whose breaker is closed; if every one is open, try them all rather than fail outright."""
-    closed = [spec for spec in specs if not breaker_open(spec)]
-    return closed or specs
-
-
 # Errors caused by the request itself: no other model would do better, and the client must change it.
-CLIENT_ERRORS = {"context_length_exceeded", "wrong_task", "model_not_found", "invalid_audio"}
+CLIENT_ERRORS = {"context_length_exceeded", "wrong_task", "model_not_found", "invalid_audio", "invalid_request"}
+
+# How a skipped model reads in "answered by B because A …".
+_REASONS = {
+    "load_failed": "failed to load",
+    "checksum_mismatch": "failed its checksum",
+    "model_unloaded": "was unloaded",
+    "timeout": "did not start in time",
+    "request_timeout": "took too long",
+    "worker_lost": "lost its worker",
+    "not_loaded": "is not loaded on any worker",
+    "breaker_open": "kept failing and is paused",
+    "upstream_error": "could not reach its upstream server",
+}
 
 
-class GatewayError(Exception):
+def spec_label(name: str) -> str:
+    """A model's name as people read it: the start of its description ("Qwen2.5-Coder 0.5B Instruct")."""
+    from inference.models import ModelSpec
+
+    description = ModelSpec.objects.filter(name=name).values_list("description", flat=True).first() or ""
+    label = description.split(":")[0].split(",")[0].strip()
+    return label or name
+
+
+def fallback_reason(failures: list[dict]) -> str:
+    """'Qwen 0.5B failed to load' for the models tried before the one that answered."""
+    parts = [f"{failure['label']} {_REASONS.get(failure['code'], 'failed (' + failure['code'] + ')')}"
+             for failure in failures]
+    return "; ".join(parts)
+
+
+class GatewayError(ApplicationError):
     def __init__(self, message: str, *, code: str, status: int = 503):
-        super().__init__(message)
-        self.message, self.code, self.status = message, code, status
+        super().__init__(message, code=code, status=status)
 
 
 @dataclass
@@ -82,8 +128,17 @@ class Job:
 
     def for_spec(self, spec: str, attempt: int, group: str | None = None) -> dict:
         job_id = self.request_id if attempt == 0 else f"{self.request_id}-{attempt}"
-        return {**self.payload, "job_id": job_id, "spec": spec, "attempt": attempt, "route": self.route,
-                "user_id": self.user_id, "api_key_id": self.api_key_id, "group": group}
+        return {**self.payload, "job_id": job_id, "request_id": self.request_id, "spec": spec, "attempt": attempt,
+                "route": self.route, "user_id": self.user_id, "api_key_id": self.api_key_id, "group": group}
+
+    def failures(self) -> list[dict]:
+        return [a for a in self.attempts if a.get("outcome") not in (None, "ok")]
+
+    def answered(self, spec: str) -> dict:
+        """What an outcome says about who answered: the model, whether it was a fallback, and why."""
+        failures = self.failures()
+        return {"spec": spec, "model_label": spec_label(spec), "fallback": bool(failures),
+                "fallback_reason": fallback_reason(failures) if failures else ""}
 
 
 def request_id_new(prefix: str) -> str:
@@ -97,39 +152,192 @@ _TASKS = {
     "tts": "inference.tasks.synthesize",
 }
 
+# ----------------------------------------------------------------------------- claims and queues
+
+
+def model_queue(spec: str) -> str:
+    """The queue of the workers holding `spec` (they subscribe when the model is loaded)."""
+    return f"{settings.PARLEY_GPU_QUEUE}.{spec}"
+
+
+def queue_for(spec: str) -> str | None:
+    """Where a job for `spec` goes now, or None when no worker can take it."""
+    workers = workers_alive()
+    for worker in workers:
+        state = (worker.get("models") or {}).get(spec, {}).get("state")
+        if state in ("loaded", "loading"):
+            return model_queue(spec)
+    if settings.PARLEY_LAZY_LOAD and any(settings.PARLEY_GPU_QUEUE in worker.get("queues", []) for worker in workers):
+        return settings.PARLEY_GPU_QUEUE
+    return None
+
+
+def run_key(request_id: str) -> str:
+    return RUN_KEY_PREFIX + request_id
+
+
+def run_holder(request_id: str) -> tuple[int, str] | None:
+    """(attempt, worker) of the attempt that claimed the request, if one did."""
+    raw = redis_client().get(run_key(request_id))
+    if not raw:
+        return None
+    attempt, _, worker = raw.decode().partition("|")
+    return int(attempt), worker
+
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def job_claim(job: dict, worker: str) -> bool:
+    """A worker's claim on a request: at most one attempt of a request runs at a time."""
+    return bool(redis_client().set(run_key(job["request_id"]), f"{job['attempt']}|{worker}", nx=True,
+                                   ex=RUN_KEY_TTL_SECONDS))
+
+
+def job_release(job: dict, worker: str) -> None:
+    redis_client().eval(_RELEASE, 1, run_key(job["request_id"]), f"{job['attempt']}|{worker}")
+
+
+def _release_dead(request_id: str, attempt: int) -> None:
+    """A lost worker cannot release its claim; clear it so the next attempt can start."""
+    holder = run_holder(request_id)
+    if holder and holder[0] == attempt:
+        redis_client().eval(_RELEASE, 1, run_key(request_id), f"{holder[0]}|{holder[1]}")
+
+
+# ----------------------------------------------------------------------------- disconnects
+
+_tracked: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("parley_tracked_jobs", default=None)
+
+
+@contextmanager
+def jobs_tracked() -> Iterator[list[str]]:
+    """Collect the job ids started in this context (a request), so an aborted request can cancel them.
+
+    The list is shared with copies of the context, so jobs started by a sync view running in a
+    thread (sync_to_async copies the context) are seen by the ASGI middleware that owns it.
+    """
+    jobs: list[str] = []
+    token = _tracked.set(jobs)
+    try:
+        yield jobs
+    finally:
+        _tracked.reset(token)
+
+
+def _track(job_id: str) -> None:
+    jobs = _tracked.get()
+    if jobs is not None:
+        jobs.append(job_id)
+
+
+def jobs_cancel(job_ids: list[str]) -> None:
+    for job_id in job_ids:
+        cancel_set(job_id)
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _candidates(job: Job, specs: list[str]) -> list[str]:
+    """Specs whose breaker is closed (skipped ones are noted as failures); all if every one is open."""
+    closed = [spec for spec in specs if not breaker_open(spec)]
+    if not closed:
+        return specs
+    for spec in specs:
+        if spec not in closed:
+            job.attempts.append({"spec": spec, "label": spec_label(spec), "outcome": "breaker_open",
+                                 "code": "breaker_open"})
+    return closed
+
+
+def _failed(job: Job, spec: str, code: str) -> None:
+    job.attempts[-1].update(outcome=code, code=code)
+    logger.warning("%s failed for %s (%s); trying the next model", spec, job.request_id, code)
+
+
+def _no_model(job: Job, last: dict | None) -> GatewayError:
+    if last is None:
+        return GatewayError("No model could serve this request: none of them is available.", code="unavailable")
+    return GatewayError(f"No model could serve this request: {last['message']}", code=last["code"])
+
 
 def run(job: Job, specs: list[str]) -> dict:
-    """Run a non-streaming job through the chain; returns the first successful result."""
+    """Run a non-streaming job through the chain; returns the first successful result, with who answered."""
     from config.celery import app
 
     last_error = None
-    for attempt, spec in enumerate(_candidates(specs)):
+    candidates = _candidates(job, specs)
+    for spec in candidates:
+        attempt = len([a for a in job.attempts if a.get("code") != "breaker_open"])
         payload = job.for_spec(spec, attempt)
-        job.attempts.append({"spec": spec})
-        try:
-            result = app.send_task(_TASKS[job.task], args=[payload], queue=settings.PARLEY_GPU_QUEUE).get(
-                timeout=settings.PARLEY_REQUEST_TIMEOUT, disable_sync_subtasks=False
-            )
-        except CeleryTimeout:
-            cancel_set(payload["job_id"])
-            result = {"ok": False, "code": "timeout", "message": f"{spec} did not answer in time.", "retryable": True}
+        job.attempts.append({"spec": spec, "label": spec_label(spec)})
+        queue = queue_for(spec)
+        if queue is None:
+            _failed(job, spec, "not_loaded")
+            last_error = {"code": "not_loaded", "message": f"{spec_label(spec)} is not loaded on any worker."}
+            continue
+        _track(payload["job_id"])
+        pending = app.send_task(_TASKS[job.task], args=[payload], queue=queue)
+        result = _wait(pending, job, payload, spec)
         breaker_record(spec, ok=result["ok"] or not result.get("retryable", True))
-        job.attempts[-1]["outcome"] = "ok" if result["ok"] else result["code"]
         if result["ok"]:
-            return result
+            job.attempts[-1]["outcome"] = "ok"
+            return {**result, **job.answered(spec)}
+        _failed(job, spec, result["code"])
         if not result.get("retryable", True):
             raise GatewayError(result["message"], code=result["code"],
                                status=400 if result["code"] in CLIENT_ERRORS else 503)
         last_error = result
-        logger.warning("%s failed for %s (%s); trying the next model", spec, job.request_id, result["code"])
-    raise GatewayError(
-        f"No model could serve this request: {last_error['message'] if last_error else 'all are unavailable'}",
-        code=last_error["code"] if last_error else "unavailable",
-    )
+    raise _no_model(job, last_error)
+
+
+def _wait(pending, job: Job, payload: dict, spec: str) -> dict:
+    """The task's result, or an error dict for a missed start, a lost worker or a timeout."""
+    sent = time.monotonic()
+    started, worker, checked = False, None, 0.0
+    while True:
+        try:
+            return pending.get(timeout=POLL_SECONDS, disable_sync_subtasks=False)
+        except CeleryTimeout:
+            pass
+        now = time.monotonic()
+        if now - checked < LIVENESS_EVERY_SECONDS and started:
+            continue
+        checked = now
+        holder = run_holder(job.request_id)
+        if holder and holder[0] == payload["attempt"]:
+            started, worker = True, holder[1]
+        if not started and now - sent > settings.PARLEY_START_TIMEOUT:
+            cancel_set(payload["job_id"])
+            holder = run_holder(job.request_id)
+            if holder and holder[0] == payload["attempt"]:
+                started, worker = True, holder[1]  # it was claimed just now; the claim sees the cancel
+                continue
+            return {"ok": False, "code": "timeout", "retryable": True,
+                    "message": f"{spec_label(spec)} did not start within {settings.PARLEY_START_TIMEOUT:.0f} s."}
+        if started and worker and not worker_alive(worker):
+            _release_dead(job.request_id, payload["attempt"])
+            return {"ok": False, "code": "worker_lost", "retryable": True,
+                    "message": f"The worker serving {spec_label(spec)} stopped answering."}
+        if now - sent > settings.PARLEY_REQUEST_TIMEOUT:
+            cancel_set(payload["job_id"])
+            try:  # let it stop before anything else starts
+                pending.get(timeout=CANCEL_GRACE_SECONDS, disable_sync_subtasks=False)
+            except CeleryTimeout:
+                pass
+            return {"ok": False, "code": "request_timeout", "retryable": False,
+                    "message": f"{spec_label(spec)} did not finish within {settings.PARLEY_REQUEST_TIMEOUT:.0f} s."}
 
 
 async def stream(job: Job, specs: list[str]) -> AsyncIterator[dict]:
-    """Events for a streaming chat job: `delta`s, then `done` or `error`. Stops the job if abandoned."""
+    """Events for a streaming chat job: `queued`, `fallback`, `delta`s, then `done` or `error`.
+
+    Closing the iterator early (the client went away) cancels the job at the worker's next token.
+    """
     from config.celery import app
 
     layer = get_channel_layer()
@@ -149,61 +357,102 @@ async def stream(job: Job, specs: list[str]) -> AsyncIterator[dict]:
                 continue
             await inbox.put(message)
 
+    def off_loop(func):
+        return sync_to_async(func, thread_sensitive=False)
+
     reader = asyncio.create_task(read())
     current_job_id, finished, sent_tokens = None, False, False
-    queue = settings.PARLEY_GPU_QUEUE
-    send = sync_to_async(lambda payload: app.send_task(_TASKS["chat"], args=[payload], queue=queue),
-                         thread_sensitive=False)
     try:
         last_error = None
-        for attempt, spec in enumerate(await sync_to_async(_candidates, thread_sensitive=False)(specs)):
+        candidates = await off_loop(_candidates)(job, specs)
+        for spec in candidates:
+            attempt = len([a for a in job.attempts if a.get("code") != "breaker_open"])
             payload = job.for_spec(spec, attempt, group)
+            label = await off_loop(spec_label)(spec)
+            job.attempts.append({"spec": spec, "label": label})
+            if job.failures():
+                yield {"event": "fallback", **await off_loop(job.answered)(spec)}
+            queue = await off_loop(queue_for)(spec)
+            if queue is None:
+                _failed(job, spec, "not_loaded")
+                last_error = {"code": "not_loaded", "message": f"{label} is not loaded on any worker."}
+                continue
             current_job_id = payload["job_id"]
-            job.attempts.append({"spec": spec})
-            await send(payload)
-            worker, deadline = None, time.monotonic() + settings.PARLEY_FIRST_EVENT_TIMEOUT
+            await off_loop(lambda p=payload, q=queue: app.send_task(_TASKS["chat"], args=[p], queue=q))()
             outcome = None
-            while outcome is None:
-                try:
-                    message = await asyncio.wait_for(inbox.get(), timeout=2.0)
-                except TimeoutError:
-                    lost = worker is not None and not await sync_to_async(worker_alive, thread_sensitive=False)(worker)
-                    if lost or (not sent_tokens and time.monotonic() > deadline):
-                        code = "worker_lost" if lost else "timeout"
-                        outcome = {"event": "error", "code": code, "retryable": True,
-                                   "message": f"The worker serving {spec} stopped answering ({code})."}
-                    continue
-                if message.get("attempt") != attempt or message.get("type") != "inference.event":
-                    continue  # a late message from an abandoned attempt
-                event = message["event"]
-                if event == "start":
-                    worker = message["worker"]
-                elif event == "delta":
+            async for event in _attempt_events(inbox, payload, spec, label, job):
+                if event["event"] == "delta":
                     sent_tokens = True
-                    yield {"event": "delta", "text": message["text"], "spec": spec}
+                    yield {"event": "delta", "text": event["text"], "spec": spec}
+                elif event["event"] == "queued":
+                    yield {"event": "queued", "position": event["position"], "spec": spec}
                 else:
-                    outcome = message
-            job.attempts[-1]["outcome"] = "ok" if outcome["event"] == "done" else outcome["code"]
+                    outcome = event
             if outcome["event"] == "done":
-                await sync_to_async(breaker_record, thread_sensitive=False)(spec, ok=True)
+                job.attempts[-1]["outcome"] = "ok"
+                await off_loop(breaker_record)(spec, ok=True)
                 finished = True
-                yield {**outcome, "spec": spec}
+                yield {**outcome, **await off_loop(job.answered)(spec)}
                 return
             retryable = outcome.get("retryable", True)
-            await sync_to_async(breaker_record, thread_sensitive=False)(spec, ok=not retryable)
+            await off_loop(breaker_record)(spec, ok=not retryable)
+            _failed(job, spec, outcome["code"])
             if sent_tokens or not retryable:
                 finished = True
                 yield {"event": "error", "code": outcome["code"], "message": outcome["message"], "spec": spec}
                 return
-            await sync_to_async(cancel_set, thread_sensitive=False)(current_job_id)
+            await off_loop(cancel_set)(current_job_id)
             last_error = outcome
         finished = True
-        yield {"event": "error", "code": last_error["code"] if last_error else "unavailable",
-               "message": "No model could serve this request: "
-               + (last_error["message"] if last_error else "all are unavailable.")}
+        error = _no_model(job, last_error)
+        yield {"event": "error", "code": error.code, "message": error.message}
     finally:
         reader.cancel()
         if not finished and current_job_id:
             # The client went away mid-stream: stop the worker at its next token.
-            await sync_to_async(cancel_set, thread_sensitive=False)(current_job_id)
+            await off_loop(cancel_set)(current_job_id)
         await layer.group_discard(group, channel)
+
+
+async def _attempt_events(inbox: asyncio.Queue, payload: dict, spec: str, label: str, job: Job
+                          ) -> AsyncIterator[dict]:
+    """One attempt's events from the worker, ending with `done` or `error` (made up here for a
+    missed start deadline, a lost worker or the overall timeout)."""
+    attempt = payload["attempt"]
+    sent = time.monotonic()
+    worker = None
+    while True:
+        try:
+            message = await asyncio.wait_for(inbox.get(), timeout=LIVENESS_EVERY_SECONDS)
+        except TimeoutError:
+            now = time.monotonic()
+            if worker is None and now - sent > settings.PARLEY_START_TIMEOUT:
+                await sync_to_async(cancel_set, thread_sensitive=False)(payload["job_id"])
+                holder = await sync_to_async(run_holder, thread_sensitive=False)(job.request_id)
+                if holder and holder[0] == attempt:
+                    worker = holder[1]  # claimed just now; it sees the cancel and ends with an error
+                    continue
+                yield {"event": "error", "code": "timeout", "retryable": True,
+                       "message": f"{label} did not start within {settings.PARLEY_START_TIMEOUT:.0f} s."}
+                return
+            if worker is not None and not await sync_to_async(worker_alive, thread_sensitive=False)(worker):
+                await sync_to_async(_release_dead, thread_sensitive=False)(job.request_id, attempt)
+                yield {"event": "error", "code": "worker_lost", "retryable": True,
+                       "message": f"The worker serving {label} stopped answering."}
+                return
+            if now - sent > settings.PARLEY_REQUEST_TIMEOUT:
+                await sync_to_async(cancel_set, thread_sensitive=False)(payload["job_id"])
+                yield {"event": "error", "code": "request_timeout", "retryable": False,
+                       "message": f"{label} did not finish within {settings.PARLEY_REQUEST_TIMEOUT:.0f} s."}
+                return
+            continue
+        if message.get("attempt") != attempt or message.get("type") != "inference.event":
+            continue  # a late message from an abandoned attempt
+        event = message["event"]
+        if event == "start":
+            worker = message["worker"]
+        elif event in ("delta", "queued"):
+            yield message
+        else:
+            yield message
+            return

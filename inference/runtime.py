@@ -44,10 +44,11 @@ def source_resolve(spec: SpecConfig) -> Path | None:
     if spec.backend == "openai_upstream":
         return None
     if source.startswith("package:"):
-        from inference.install import ModelInstallError, model_prepare
+        from inference.install import ModelInstallError, model_prepare, source_parse
 
+        name, artifact = source_parse(source)
         try:
-            return model_prepare(source.removeprefix("package:")).path
+            return model_prepare(name, artifact=artifact).path
         except ModelInstallError as exc:
             raise BackendError(str(exc), code="load_failed") from exc
     if source.startswith(("https://", "http://", "s3://")):
@@ -111,6 +112,9 @@ class ModelHost:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.on_change: list = []  # callables run after a state change (the heartbeat)
+        # callables run with a model's name once it is loaded / unloaded (the per-model queue)
+        self.on_loaded: list = []
+        self.on_unloaded: list = []
 
     def _lock(self, name: str) -> threading.Lock:
         with self._guard:
@@ -121,9 +125,12 @@ class ModelHost:
         self._changed()
 
     def _changed(self) -> None:
-        for callback in self.on_change:
+        self._notify(self.on_change)
+
+    def _notify(self, callbacks: list, *args: object) -> None:
+        for callback in callbacks:
             try:
-                callback()
+                callback(*args)
             except Exception:
                 logger.warning("state callback failed", exc_info=True)
 
@@ -165,6 +172,7 @@ class ModelHost:
             seconds = round(time.perf_counter() - started, 2)
             self._state(spec.name, state="loaded", progress=1.0, error="", loaded_at=time.time(), load_seconds=seconds)
             logger.info("loaded %s on %s in %.2fs", spec.name, self.device, seconds)
+            self._notify(self.on_loaded, spec.name)
             return backend
 
     def unload(self, name: str) -> bool:
@@ -174,6 +182,7 @@ class ModelHost:
                 backend.unload()
             self._states.pop(name, None)
             self._changed()
+            self._notify(self.on_unloaded, name)
             return backend is not None
 
     def snapshot(self) -> dict[str, object]:

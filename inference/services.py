@@ -6,7 +6,24 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from inference.models import ModelSpec, Route, RouteEntry, UsageRecord
+from inference.models import ModelSpec, ModelVariant, Route, RouteEntry, UsageRecord
+
+# The public face other apps use to reach a model (see inference/serving.py).
+from inference.serving import (  # noqa: F401
+    Caller,
+    ChatStream,
+    GatewayError,
+    QuotaExceeded,
+    chat_complete,
+    chat_stream,
+    embed,
+    job_cancel,
+    job_outcome,
+    jobs_tracked,
+    synthesize,
+    tokens_estimate,
+    transcribe,
+)
 
 
 def usage_cost(
@@ -71,25 +88,106 @@ def modelspecs_set_enabled(*, names: list[str], enabled: bool) -> int:
 
 
 def bundled_models_register(*, names: list[str] | None = None) -> list[ModelSpec]:
-    """Register prepared bundled models (those with a manifest) and the routes between them."""
+    """Register prepared bundled models (those with a manifest), their variants, and the routes between them.
+
+    A chat model gets one variant per engine and quantization; the active one is llama-server on the
+    GGUF on a CPU (CTranslate2 int8 if the engine is not built) and CTranslate2 int8_float16 on CUDA.
+    """
     from inference.catalog import BUNDLED, ROUTES
-    from inference.install import model_manifest
+    from inference.install import GGUF, model_manifest
 
     registered = []
     for name, model in BUNDLED.items():
         if names is not None and name not in names:
             continue
-        manifest = model_manifest(name)
+        manifests = {"ct2": model_manifest(name), GGUF: model_manifest(name, GGUF) if model.variants else None}
+        manifest = manifests["ct2"] or manifests[GGUF]
         if manifest is None:
             continue
-        registered.append(modelspec_register(name=name, defaults={
+        spec = modelspec_register(name=name, defaults={
             "task": model.task, "backend": model.backend, "source": f"package:{name}",
             "sha256": manifest["sha256"], "quantization": model.quantization, "params": dict(model.params),
             "description": model.description, "price_input_per_1k": model.price_input_per_1k,
             "price_output_per_1k": model.price_output_per_1k, "price_per_audio_second": model.price_per_audio_second,
             "price_per_1k_chars": model.price_per_1k_chars,
-        }))
+            # Registration resets params to the catalog's, so no variant's overrides are in them any more.
+            "active_variant": None,
+        })
+        variants = {}
+        for bundled in model.variants:
+            variant_manifest = manifests[bundled.artifact]
+            if variant_manifest is None:  # that artifact was never prepared here
+                continue
+            source = f"package:{name}:{GGUF}" if bundled.artifact == GGUF else f"package:{name}"
+            variants[bundled.name] = modelvariant_register(spec=spec, name=bundled.name, defaults={
+                "backend": bundled.backend, "quantization": bundled.quantization, "source": source,
+                "sha256": variant_manifest["sha256"], "params": dict(bundled.params),
+                "description": bundled.description,
+            })
+        chosen = _bundled_variant_choose(name, variants)
+        if chosen is not None:
+            spec = modelspec_variant_activate(spec=spec, variant=chosen)
+        registered.append(spec)
     for alias, chain in ROUTES.items():
         task = BUNDLED[chain[0]].task
         route_set(alias=alias, task=task, spec_names=chain, description=f"{task} route: " + " → ".join(chain))
     return registered
+
+
+# --------------------------------------------------------------------------- model variants
+
+
+@transaction.atomic
+def modelvariant_register(*, spec: ModelSpec, name: str, defaults: dict) -> ModelVariant:
+    """Create or update one of a spec's variants by name."""
+    variant, _ = ModelVariant.objects.update_or_create(spec=spec, name=name, defaults=defaults)
+    return variant
+
+
+@transaction.atomic
+def modelspec_variant_activate(*, spec: ModelSpec, variant: ModelVariant) -> ModelSpec:
+    """Make `variant` the way `spec` runs: copy its engine, weights and checksum into the spec row.
+
+    The spec keeps holding the active variant's values so everything that reads a spec is unchanged.
+    A reload (admin action / control broadcast) is what makes running workers pick the change up.
+    """
+    if variant.spec_id != spec.pk:
+        raise ValueError(f"Variant {variant.name} belongs to another model than {spec.name}.")
+    # Lock the row: two admins switching at once must not mix one variant's backend with another's source.
+    spec = ModelSpec.objects.select_for_update().get(pk=spec.pk)
+    params = dict(spec.params)
+    previous = ModelVariant.objects.filter(pk=spec.active_variant_id).first() if spec.active_variant_id else None
+    if previous is not None:
+        # Keys a variant sets belong to the variants: drop the old one's before merging the new one's.
+        for key in previous.params:
+            params.pop(key, None)
+    params.update(variant.params)
+    spec.backend, spec.source, spec.sha256 = variant.backend, variant.source, variant.sha256
+    spec.quantization, spec.params, spec.active_variant = variant.quantization, params, variant
+    spec.save(update_fields=["backend", "source", "sha256", "quantization", "params", "active_variant",
+                             "updated_at"])
+    return spec
+
+
+def _bundled_variant_choose(name: str, variants: dict[str, ModelVariant]) -> ModelVariant | None:
+    """The variant this machine should run: the GPU one on CUDA, else llama-server if built, else CTranslate2."""
+    import logging
+
+    from inference.catalog import CPU_VARIANT_PREFERENCE, CUDA_VARIANT
+    from inference.devices import cuda_available
+    from inference.engines import llama_server_path
+
+    if not variants:
+        return None
+    if cuda_available() and CUDA_VARIANT in variants:
+        return variants[CUDA_VARIANT]
+    gguf = next((v for n, v in variants.items() if n.startswith(CPU_VARIANT_PREFERENCE[0])), None)
+    if gguf is not None and llama_server_path() is not None:
+        return gguf
+    fallback = variants.get(CPU_VARIANT_PREFERENCE[1])
+    if gguf is not None and fallback is not None:
+        logging.getLogger(__name__).warning(
+            "%s: llama-server is not built, so it runs on CTranslate2 int8 (slower with mixed sampling "
+            "settings). Build the engine with `manage.py models_install`.", name,
+        )
+    return fallback or gguf or next(iter(variants.values()))

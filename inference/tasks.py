@@ -8,14 +8,20 @@ caller notices the lost worker and falls back or reports the error instead.
 from __future__ import annotations
 
 import base64
+import json
+import logging
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from celery import shared_task
 
-from inference import control, worker  # noqa: F401 - registers the control command and worker hooks
+from common.redis_connection import redis_client
+from inference import control, gateway, worker  # noqa: F401 - registers the control command and worker hooks
 from inference.backends import BackendError, GenerationRequest
+from inference.repetition import RepetitionGuard
 from inference.runtime import host
 from inference.services import usage_record_create
 from inference.streaming import COALESCE_SECONDS, cancel_requested, publisher
@@ -23,6 +29,10 @@ from inference.streaming import COALESCE_SECONDS, cancel_requested, publisher
 HOSTNAME = socket.gethostname()
 # How often a stream looks at its cancel flag in Redis.
 CANCEL_POLL_SECONDS = 0.05
+OUTCOME_PREFIX = "parley:job:outcome:"
+OUTCOME_TTL_SECONDS = 3600
+
+logger = logging.getLogger(__name__)
 
 
 def _worker_name(task) -> str:
@@ -34,51 +44,109 @@ def _backend(name: str):
     return host.loaded(name) or host.get(worker.spec_config(name))
 
 
-def _error(exc: Exception) -> dict:
+def _error(exc: Exception, job: dict) -> dict:
+    """What the client is told. A BackendError's message is written for people; anything else is
+    a bug whose text (paths, internals) stays in the worker log."""
     if isinstance(exc, BackendError):
         return {"ok": False, "code": exc.code, "message": exc.message, "retryable": exc.retryable}
-    return {"ok": False, "code": "internal_error", "message": f"{exc.__class__.__name__}: {exc}", "retryable": True}
+    logger.exception("%s failed on %s (%s)", job.get("job_id"), job.get("spec"), exc.__class__.__name__)
+    return {"ok": False, "code": "internal_error", "retryable": True,
+            "message": "The model failed while serving this request; the worker log has the details."}
+
+
+def _canceled(job: dict) -> bool:
+    return cancel_requested(job["job_id"]) or cancel_requested(job.get("request_id") or job["job_id"])
+
+
+@contextmanager
+def _claimed(job: dict, worker_name: str) -> Iterator[dict | None]:
+    """Run the job only if no other attempt of its request runs and nobody cancelled it.
+
+    Yields None when the job must not run, with the reason in the yielded-to caller's hands:
+    the gateway cancelled it (start deadline missed) or another attempt holds the request.
+    """
+    if "request_id" not in job:  # a job from before claims existed
+        yield {}
+        return
+    if not gateway.job_claim(job, worker_name):
+        logger.warning("%s skipped: another attempt of %s is running", job["job_id"], job["request_id"])
+        yield None
+        return
+    try:
+        if _canceled(job):
+            yield None
+        else:
+            yield {}
+    finally:
+        gateway.job_release(job, worker_name)
+
+
+# Not retryable: whoever cancelled it (the client, or the gateway after a missed start deadline,
+# which has moved on already) wants nothing more from this request.
+_SKIPPED = {"ok": False, "code": "canceled_before_start", "retryable": False,
+            "message": "The request was withdrawn before this model started it."}
+
+
+def job_outcome_store(request_id: str, outcome: dict) -> None:
+    """The last word on a chat job, kept for an hour: a web process that died mid-reply finishes
+    its message from this (chat's stale-reply sweep)."""
+    redis_client().set(OUTCOME_PREFIX + request_id, json.dumps(outcome), ex=OUTCOME_TTL_SECONDS)
 
 
 @shared_task(name="inference.tasks.generate", bind=True, acks_late=False)
 def generate(self, job: dict) -> dict:
     """Generate a chat reply for `job`; with job['group'], stream deltas to that Channels group."""
     started = time.perf_counter()
-    group, job_id, attempt = job.get("group"), job["job_id"], job.get("attempt", 0)
+    group, attempt = job.get("group"), job.get("attempt", 0)
     worker_name = _worker_name(self)
 
     def emit(event: str, **data: object) -> None:
         if group:
             publisher.send(group, {"type": "inference.event", "event": event, "attempt": attempt, **data})
 
-    if group and cancel_requested(job_id):
-        # Stopped before a worker got to it (e.g. the user pressed stop at once): skip the prefill.
-        emit("done", finish_reason="canceled", usage={"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-             spec=job["spec"], ttft_ms=None, duration_ms=0)
-        return {"ok": True, "text": "", "finish_reason": "canceled", "spec": job["spec"], "ttft_ms": None,
-                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
-    emit("start", worker=worker_name, spec=job["spec"])
-    canceled = {"flag": False, "checked": 0.0}
+    with _claimed(job, worker_name) as claim:
+        if claim is None:
+            emit("error", **{k: v for k, v in _SKIPPED.items() if k != "ok"})
+            return dict(_SKIPPED)
+        emit("start", worker=worker_name, spec=job["spec"])
+        return _generate(job, emit, started, worker_name)
+
+
+def _generate(job: dict, emit, started: float, worker_name: str) -> dict:
+    job_id = job["job_id"]
+    canceled = {"flag": False, "checked": 0.0, "repeating": False}
 
     def is_canceled() -> bool:
         return canceled["flag"]
 
     text_parts: list[str] = []
-    ttft_ms, finish, prompt_tokens, completion_tokens = None, None, 0, 0
+    guard = RepetitionGuard()
+    ttft_ms, finish, prompt_tokens, completion_tokens, processed = None, None, 0, 0, None
+    last_position = {"value": None}
+
+    def on_queued(position: int) -> None:
+        if position != last_position["value"]:
+            last_position["value"] = position
+            emit("queued", position=position)
+
     try:
         backend = _backend(job["spec"])
+        params = getattr(getattr(backend, "spec", None), "params", {}) or {}
         request = GenerationRequest(
             messages=job["messages"], max_tokens=job["max_tokens"], temperature=job.get("temperature", 0.7),
             top_p=job.get("top_p", 1.0), stop=job.get("stop") or [], is_canceled=is_canceled,
+            on_queued=on_queued, repeat_penalty=params.get("repeat_penalty"),
         )
         buffer, last_sent = "", 0.0
         for chunk in backend.generate(request):
             now = time.perf_counter()
             if now - canceled["checked"] > CANCEL_POLL_SECONDS:
                 canceled["checked"] = now
-                canceled["flag"] = canceled["flag"] or cancel_requested(job_id)
+                canceled["flag"] = canceled["flag"] or _canceled(job)
             if chunk.text:
                 text_parts.append(chunk.text)
+                if guard.push(chunk.text) and not canceled["repeating"]:
+                    canceled["flag"] = canceled["repeating"] = True
                 if ttft_ms is None:
                     ttft_ms = (now - started) * 1000
                     emit("delta", text=chunk.text)  # the first delta goes out at once
@@ -91,11 +159,15 @@ def generate(self, job: dict) -> dict:
             if chunk.finish_reason:
                 finish = chunk.finish_reason
                 prompt_tokens, completion_tokens = chunk.prompt_tokens, chunk.completion_tokens
+                processed = chunk.prompt_tokens_processed
         if buffer:
             emit("delta", text=buffer)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error event; the worker lives on
-        result = _error(exc)
+        result = _error(exc, job)
         emit("error", **{k: v for k, v in result.items() if k != "ok"}, tokens_sent=bool(text_parts))
+        job_outcome_store(job.get("request_id", job_id), {
+            "status": "error", "text": "".join(text_parts), "code": result["code"], "message": result["message"],
+            "spec": job["spec"], "usage": {}})
         usage_record_create(
             request_id=job_id, user_id=job["user_id"], api_key_id=job.get("api_key_id"), spec_name=job["spec"],
             route_alias=job.get("route", ""), task="chat", completion_tokens=len(text_parts),
@@ -103,29 +175,41 @@ def generate(self, job: dict) -> dict:
             error=result["message"], worker=worker_name,
         )
         return result
+    if canceled["repeating"]:
+        finish = "repetition"
     duration_ms = (time.perf_counter() - started) * 1000
     usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
              "total_tokens": prompt_tokens + completion_tokens}
+    if processed is not None:
+        usage["prompt_tokens_processed"] = processed
+    text = "".join(text_parts)
     emit("done", finish_reason=finish or "stop", usage=usage, spec=job["spec"], ttft_ms=ttft_ms,
          duration_ms=duration_ms)
+    job_outcome_store(job.get("request_id", job_id), {
+        "status": "done", "text": text, "finish_reason": finish or "stop", "spec": job["spec"], "usage": usage})
     usage_record_create(
         request_id=job_id, user_id=job["user_id"], api_key_id=job.get("api_key_id"), spec_name=job["spec"],
         route_alias=job.get("route", ""), task="chat", prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens, ttft_ms=ttft_ms, duration_ms=duration_ms,
         outcome="canceled" if finish == "canceled" else "ok", worker=worker_name,
     )
-    return {"ok": True, "text": "".join(text_parts), "finish_reason": finish or "stop", "usage": usage,
+    return {"ok": True, "text": text, "finish_reason": finish or "stop", "usage": usage,
             "spec": job["spec"], "ttft_ms": ttft_ms}
 
 
 @shared_task(name="inference.tasks.embed", bind=True, acks_late=False)
 def embed(self, job: dict) -> dict:
+    with _claimed(job, _worker_name(self)) as claim:
+        return dict(_SKIPPED) if claim is None else _embed(self, job)
+
+
+def _embed(self, job: dict) -> dict:
     started = time.perf_counter()
     try:
         backend = _backend(job["spec"])
         vectors, tokens = backend.embed(job["input"])
     except Exception as exc:  # noqa: BLE001
-        return _error(exc)
+        return _error(exc, job)
     usage_record_create(
         request_id=job["job_id"], user_id=job["user_id"], api_key_id=job.get("api_key_id"), spec_name=job["spec"],
         route_alias=job.get("route", ""), task="embed", prompt_tokens=tokens,
@@ -139,17 +223,23 @@ def embed(self, job: dict) -> dict:
 @shared_task(name="inference.tasks.transcribe", bind=True, acks_late=False)
 def transcribe(self, job: dict) -> dict:
     """job['audio'] is base64 PCM16 mono at 16 kHz (the web process decoded and checked it)."""
+    with _claimed(job, _worker_name(self)) as claim:
+        return dict(_SKIPPED) if claim is None else _transcribe(self, job)
+
+
+def _transcribe(self, job: dict) -> dict:
     started = time.perf_counter()
     try:
         audio = np.frombuffer(base64.b64decode(job["audio"]), dtype=np.int16)
         backend = _backend(job["spec"])
         result = backend.transcribe(audio, language=job.get("language") or None, prompt=job.get("prompt") or None)
     except Exception as exc:  # noqa: BLE001
-        return _error(exc)
+        return _error(exc, job)
     seconds = len(audio) / 16000
     usage_record_create(
         request_id=job["job_id"], user_id=job["user_id"], api_key_id=job.get("api_key_id"), spec_name=job["spec"],
-        route_alias=job.get("route", ""), task="stt", audio_seconds=seconds,
+        # A partial transcript of speech still going on is a preview: the final one bills the audio once.
+        route_alias=job.get("route", ""), task="stt", audio_seconds=0 if job.get("preview") else seconds,
         duration_ms=(time.perf_counter() - started) * 1000, worker=_worker_name(self),
     )
     return {"ok": True, "text": result.text, "language": result.language, "duration": seconds,
@@ -159,6 +249,11 @@ def transcribe(self, job: dict) -> dict:
 @shared_task(name="inference.tasks.synthesize", bind=True, acks_late=False)
 def synthesize(self, job: dict) -> dict:
     """Speech for job['input'] as base64 PCM16 mono; with job['group'], each sentence is streamed too."""
+    with _claimed(job, _worker_name(self)) as claim:
+        return dict(_SKIPPED) if claim is None else _synthesize(self, job)
+
+
+def _synthesize(self, job: dict) -> dict:
     started = time.perf_counter()
     group = job.get("group")
     try:
@@ -173,7 +268,7 @@ def synthesize(self, job: dict) -> dict:
                 publisher.send(group, {"type": "inference.audio", "sample_rate": rate,
                                        "audio": base64.b64encode(pcm).decode()})
     except Exception as exc:  # noqa: BLE001
-        return _error(exc)
+        return _error(exc, job)
     audio = b"".join(chunks)
     usage_record_create(
         request_id=job["job_id"], user_id=job["user_id"], api_key_id=job.get("api_key_id"), spec_name=job["spec"],

@@ -55,4 +55,18 @@ def _gpu_worker_ready(sender, **kwargs) -> None:
     state["is_gpu"] = True
     heartbeat_extras.append(host.snapshot)
     host.on_change.append(heartbeat_now)
+    # Jobs for a model go to the queue of the workers holding it (inference.gateway.queue_for):
+    # subscribe once it is loaded. By broadcast to ourselves, because the consumer belongs to the
+    # worker's own event loop and the load finished in another thread.
+    hostname = sender.hostname
+
+    def subscribe(name: str) -> None:
+        sender.app.control.add_consumer(f"{settings.PARLEY_GPU_QUEUE}.{name}", destination=[hostname], reply=False)
+
+    def unsubscribe(name: str) -> None:
+        sender.app.control.cancel_consumer(f"{settings.PARLEY_GPU_QUEUE}.{name}", destination=[hostname],
+                                           reply=False)
+
+    host.on_loaded.append(subscribe)
+    host.on_unloaded.append(unsubscribe)
     models_load_in_background([name for name in settings.PARLEY_WORKER_MODELS if name])

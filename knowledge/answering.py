@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 from accounts.models import User
-from common.errors import ApplicationError
 from knowledge.selectors import chunks_search, context_build
 
 SYSTEM_PROMPT = (
@@ -17,23 +16,22 @@ _CITE = re.compile(r"\[(\d{1,2})\]")
 
 
 def answer_grounded(*, user: User, query: str, collections: list[int] | None = None, k: int = 5,
-                    model: str = "chat-default", max_tokens: int = 384) -> dict[str, object]:
-    """{"passages", "answer", "citations" (with `cited`), "model"}; no sources means no model call."""
-    from inference.client import chat_complete
-    from inference.gateway import GatewayError
+                    model: str = "chat-default", max_tokens: int = 384, api_key=None) -> dict[str, object]:
+    """{"passages", "answer", "citations" (with `cited`), "model"}; no sources means no model call.
 
-    passages = chunks_search(user=user, query=query, collections=collections, k=k)
+    The answer is a chat request like any other: the user's, the key's and the model's limits
+    apply (inference.services raises QuotaExceeded, a 429)."""
+    from inference.services import Caller, chat_complete
+
+    passages = chunks_search(user=user, query=query, collections=collections, k=k, api_key=api_key)
     context, citations = context_build(passages)
     if not citations:
         return {"passages": [], "answer": "None of your documents matches this question, so there is nothing to "
-                "answer from.", "citations": [], "model": None}
+                "answer from.", "citations": [], "model": None, "model_note": ""}
     messages = [{"role": "system", "content": SYSTEM_PROMPT.format(sources=context)},
                 {"role": "user", "content": query}]
-    try:
-        reply = chat_complete(messages=messages, user_id=user.pk, model=model, max_tokens=max_tokens,
-                              temperature=0.1)
-    except GatewayError as exc:
-        raise ApplicationError(exc.message, code=exc.code, status=exc.status)
+    reply = chat_complete(caller=Caller(user=user, api_key=api_key, via="knowledge"), messages=messages,
+                          model=model, max_tokens=max_tokens, temperature=0.1, shrink_to_fit=True)
     text = reply["text"].strip()
     cited = {int(number) for number in _CITE.findall(text)}
     return {
@@ -41,4 +39,5 @@ def answer_grounded(*, user: User, query: str, collections: list[int] | None = N
         "answer": text,
         "citations": [{**citation.as_dict(), "cited": citation.number in cited} for citation in citations],
         "model": reply.get("spec"),
+        "model_note": reply.get("fallback_reason", ""),
     }

@@ -16,9 +16,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.permissions import HasScope
 from accounts.selectors import teams_of_user
 from common.errors import ApplicationError
-from inference.apis import HasScope
 from knowledge import services
 from knowledge.answering import answer_grounded
 from knowledge.models import Document
@@ -274,6 +274,7 @@ class QueryApi(KnowledgeApi):
         answer = serializers.CharField(allow_null=True)
         citations = CitationOutput(many=True)
         model = serializers.CharField(allow_null=True)
+        model_note = serializers.CharField(allow_blank=True, help_text="Why a fallback model answered, if one did.")
 
     @extend_schema(request=Input, responses=Output, operation_id="knowledge_query",
                    summary="Ranked passages from your collections, optionally a grounded answer",
@@ -282,13 +283,15 @@ class QueryApi(KnowledgeApi):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         params = data.validated_data
+        api_key = request.auth if hasattr(request.auth, "scopes") else None
         if params["answer"] or request.query_params.get("answer") in ("1", "true", "True"):
             result = answer_grounded(user=request.user, query=params["query"], collections=params["collections"],
-                                     k=params["k"], model=params["model"], max_tokens=params["max_tokens"])
+                                     k=params["k"], model=params["model"], max_tokens=params["max_tokens"],
+                                     api_key=api_key)
         else:
             passages = chunks_search(user=request.user, query=params["query"], collections=params["collections"],
-                                     k=params["k"])
-            result = {"passages": passages, "answer": None, "citations": [], "model": None}
+                                     k=params["k"], api_key=api_key)
+            result = {"passages": passages, "answer": None, "citations": [], "model": None, "model_note": ""}
         return Response(self.Output({"query": params["query"], **result}).data)
 
 

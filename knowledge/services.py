@@ -320,7 +320,12 @@ def _fail(document: Document, reason: str) -> Document:
 
 
 def _ingest(document: Document, *, in_process: bool, timings: dict[str, float] | None = None) -> int:
-    from inference.client import embed_texts
+    from inference.services import Caller, embed
+
+    caller = Caller(user=document.added_by, via="ingest")
+
+    def embed_texts(*, texts: list[str], in_process: bool):
+        return embed(caller=caller, texts=texts, in_process=in_process).vectors
 
     timings = timings if timings is not None else {}
     with _local_copy(document) as path:
@@ -356,7 +361,7 @@ def _ingest(document: Document, *, in_process: bool, timings: dict[str, float] |
 
 def _store_batch(document: Document, spans: list, count: int, *, in_process: bool, embed, timings: dict) -> int:
     started = time.perf_counter()
-    vectors = embed(texts=[span.text for span in spans], user_id=document.added_by_id or 0, in_process=in_process)
+    vectors = embed(texts=[span.text for span in spans], in_process=in_process)
     embedded = time.perf_counter()
     Chunk.objects.bulk_create([
         Chunk(document_id=document.pk, collection_id=document.collection_id, ordinal=count + index,

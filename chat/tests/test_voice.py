@@ -30,13 +30,9 @@ def voice(celery_worker, bundled_models):
 
 def _warm_speech_to_text(user) -> None:
     """Load whisper in the worker first: partials are about a warm model, not a cold start."""
-    import base64
+    from inference.services import Caller, transcribe
 
-    from inference import gateway
-
-    job = gateway.Job(request_id=gateway.request_id_new("warm"), task="stt", user_id=user.pk, api_key_id=None,
-                      route="", payload={"audio": base64.b64encode(b"\x00" * 16000).decode(), "language": "en"})
-    gateway.run(job, ["whisper-tiny.en"])
+    transcribe(caller=Caller(user=user), audio=b"\x00" * 16000, model="whisper-tiny.en", language="en", preview=True)
 
 
 async def _open(voice):

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "inference.middleware.CancelJobsOnDisconnectMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -240,12 +241,21 @@ LOGGING = {
 # Models a `gpu` worker loads at start (names from admin → Models), comma-separated.
 PARLEY_WORKER_MODELS = env.list(
     "PARLEY_WORKER_MODELS",
-    default=["qwen2.5-coder-0.5b-ct2", "whisper-tiny.en", "piper-en-us-joe", "all-minilm-l6-v2"],
+    default=["qwen2.5-coder-0.5b", "whisper-tiny.en", "piper-en-us-joe", "all-minilm-l6-v2"],
 )
 PARLEY_USER_RPM = env.int("PARLEY_USER_RPM", default=120)
 PARLEY_USER_TOKENS_PER_DAY = env.int("PARLEY_USER_TOKENS_PER_DAY", default=500_000)
-# How long a request waits for a worker's first answer before trying the next model.
-PARLEY_FIRST_EVENT_TIMEOUT = env.float("PARLEY_FIRST_EVENT_TIMEOUT", default=60.0)
+# Speech budgets per user: seconds of audio transcribed, and characters spoken, per day.
+PARLEY_USER_AUDIO_SECONDS_PER_DAY = env.int("PARLEY_USER_AUDIO_SECONDS_PER_DAY", default=3600)
+PARLEY_USER_SPEECH_CHARS_PER_DAY = env.int("PARLEY_USER_SPEECH_CHARS_PER_DAY", default=200_000)
+# How long a job may wait for a worker to pick it up before the next model is tried. Waiting
+# for a free slot on a worker that has it is not a failure: the client sees `queued` instead.
+PARLEY_START_TIMEOUT = env.float("PARLEY_START_TIMEOUT", default=30.0)
+# When no live worker holds a model, send its jobs to the shared `gpu` queue, where any gpu
+# worker loads it on first use. Off: such a request fails over to the next model at once.
+PARLEY_LAZY_LOAD = env.bool("PARLEY_LAZY_LOAD", default=True)
+# Who may use which model: a dotted path to `f(*, caller, specs) -> specs` (plans fill this in).
+PARLEY_MODEL_ACCESS_POLICY = env("PARLEY_MODEL_ACCESS_POLICY", default="inference.serving.access_any_enabled")
 PARLEY_REQUEST_TIMEOUT = env.float("PARLEY_REQUEST_TIMEOUT", default=600.0)
 PARLEY_MAX_AUDIO_BYTES = env.int("PARLEY_MAX_AUDIO_BYTES", default=25 * 1024 * 1024)
 PARLEY_MAX_AUDIO_SECONDS = env.int("PARLEY_MAX_AUDIO_SECONDS", default=600)

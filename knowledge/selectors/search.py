@@ -142,7 +142,7 @@ LIMIT %(k)s
 
 def chunks_search(*, user: User, query: str, collections: list[int] | None = None, k: int = 5,
                   query_vector: np.ndarray | None = None, mode: str = "hybrid", exact: bool = False,
-                  embed_in_process: bool = False) -> list[SearchResult]:
+                  embed_in_process: bool = False, api_key=None) -> list[SearchResult]:
     """The k best chunks the user may read, best first.
 
     `collections` narrows the search to those ids (ids the user may not read are ignored);
@@ -158,9 +158,10 @@ def chunks_search(*, user: User, query: str, collections: list[int] | None = Non
     if collections is not None:
         allowed = allowed.filter(id__in=[int(c) for c in collections])
     if query_vector is None and mode != "text":
-        from inference.client import embed_texts
+        from inference.services import Caller, embed
 
-        query_vector = embed_texts(texts=[query], user_id=user.pk, in_process=embed_in_process)[0]
+        query_vector = embed(caller=Caller(user=user, api_key=api_key, via="knowledge"), texts=[query],
+                             in_process=embed_in_process).vectors[0]
     vector = _vector_literal(query_vector) if query_vector is not None else _vector_literal(np.zeros(384))
     params = {
         "vector": vector, "text": query, "candidates": max(4 * k, 40), "rrf": RRF_K, "k": k,

@@ -128,7 +128,19 @@ export function handleFrame(frame) {
       pending.el.dataset.id = frame.message_id;
       if (frame.citations?.length) showCitations(pending.el, frame.citations);
       break;
+    case "queued":
+      // Waiting for a free slot on the model is not an error: say where the reply stands.
+      if (pending && !pending.text) {
+        setState(pending.el, frame.position <= 1 ? "Waiting for the model: you're next" :
+          `Waiting for the model: ${frame.position - 1} ahead of you`);
+      }
+      break;
+    case "fallback":
+      if (!pending) startAssistantBubble();
+      showModel(pending.el, `Answered by ${frame.model_label} because ${frame.reason}`, true);
+      break;
     case "delta":
+      if (pending && !pending.text) setState(pending.el, "Writing…");
       appendDelta(frame.text);
       break;
     case "done": {
@@ -136,6 +148,10 @@ export function handleFrame(frame) {
       const el = pending?.el;
       finish(stopped ? "interrupted" : "done", stopped ? "Interrupted" : "", stopped ? "warning" : "");
       if (el && frame.citations?.length && !el.querySelector(".msg__citations")) showCitations(el, frame.citations);
+      if (el && frame.model_note) showModel(el, frame.model_note, frame.fallback);
+      if (el && frame.finish_reason === "repetition") {
+        showModel(el, `${frame.model_note || "The model"} (stopped: it began repeating itself)`, true);
+      }
       break;
     }
     case "metrics": {
@@ -166,6 +182,17 @@ export function handleFrame(frame) {
     default:
       break;
   }
+}
+
+function showModel(el, note, fallback) {
+  let span = el.querySelector(".msg__model");
+  if (!span) {
+    span = document.createElement("span");
+    span.className = "msg__model";
+    el.querySelector(".msg__foot")?.prepend(span);
+  }
+  span.textContent = note;
+  span.classList.toggle("msg__model--fallback", Boolean(fallback));
 }
 
 function showCitations(el, citations) {

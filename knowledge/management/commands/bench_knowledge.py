@@ -93,9 +93,9 @@ class Command(BaseCommand):
         user = self.user = user_create(email="bench-ingest@example.com", password=None)
         collection = collection_create(user=user, name="pydoc topics")
         # Warm the embedding model so its load time isn't counted as ingest.
-        from inference.client import embed_texts
+        from inference.services import Caller, embed
 
-        embed_texts(texts=["warm up"], user_id=user.pk, in_process=True)
+        embed(caller=Caller(user=user, via="ingest"), texts=["warm up"], in_process=True)
         timings: dict[str, float] = {}
         titles: dict[int, str] = {}
         chunks, wall = 0, 0.0
@@ -129,14 +129,14 @@ class Command(BaseCommand):
 
     def _query_embedding(self) -> dict[str, float]:
         from accounts.services import user_create
-        from inference.client import embed_texts
+        from inference.services import Caller, embed
 
         self.user = self.user or user_create(email="bench-ingest@example.com", password=None)
 
         times = []
         for question, _ in LABELLED:
             started = time.perf_counter()
-            embed_texts(texts=[question], user_id=self.user.pk, in_process=True)
+            embed(caller=Caller(user=self.user, via="knowledge"), texts=[question], in_process=True)
             times.append((time.perf_counter() - started) * 1000)
         return {"query_embed_p50_ms": median(times)}
 

@@ -1,0 +1,37 @@
+"""Cancel the model jobs of a request whose client went away.
+
+Django's ASGI handler cancels the request's task when the client disconnects, but a sync view
+(DRF) keeps running in its thread, blocked on the worker's answer, and the worker keeps
+generating for nobody. The jobs a request starts are tracked in a context variable the view's
+thread shares (inference.gateway.jobs_tracked); on cancellation, their cancel flags are set and
+the worker stops at its next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+
+from inference.serving import jobs_tracked
+
+
+class CancelJobsOnDisconnectMiddleware:
+    async_capable = True
+    sync_capable = False
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        if iscoroutinefunction(self.get_response):
+            markcoroutinefunction(self)
+
+    async def __call__(self, request):
+        from inference.gateway import jobs_cancel
+
+        with jobs_tracked() as jobs:
+            try:
+                return await self.get_response(request)
+            except asyncio.CancelledError:
+                if jobs:
+                    await asyncio.shield(sync_to_async(jobs_cancel, thread_sensitive=False)(list(jobs)))
+                raise

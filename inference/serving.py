@@ -1,0 +1,327 @@
+"""Inference's one public face: `chat_stream`, `chat_complete`, `embed`, `transcribe`, `synthesize`.
+
+Every caller reaches a model through these (chat turns, voice, knowledge answers, `/v1`, ingest),
+re-exported by `inference.services`. Each one, in this order:
+1. resolves the route and keeps the models the caller may use (PARLEY_MODEL_ACCESS_POLICY);
+2. estimates the prompt with the one estimator and checks the context length;
+3. reserves quota for the user, the API key and the model: tokens for chat and embeddings, audio
+   seconds for speech to text, characters for speech (see METERING);
+4. runs the job through the gateway (fallback, cancellation, start deadlines);
+5. settles the reservation to what was really used. The worker writes one usage row per attempt,
+   carrying the API key when there is one.
+Nothing outside inference imports the gateway, the quotas or the job type.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from common.errors import ApplicationError
+from inference import gateway
+from inference.models import ModelSpec
+from inference.quotas import QuotaExceeded, Reservation, limits_for, quota_reserve, tokens_estimate
+
+__all__ = [
+    "Caller", "ChatStream", "GatewayError", "QuotaExceeded", "access_any_enabled", "chat_complete", "chat_stream",
+    "embed", "job_cancel", "job_outcome", "jobs_tracked", "synthesize", "tokens_estimate", "transcribe",
+]
+
+GatewayError = gateway.GatewayError
+jobs_tracked = gateway.jobs_tracked
+
+# Tokens a chat template and its default system message add around the messages.
+CHAT_TEMPLATE_TOKENS = 30
+DEFAULT_MAX_TOKENS = 512
+
+# Which budgets a call counts against, by what it is and where it comes from. One table, so no
+# path (voice, knowledge, SSE, /v1) can skip a budget the others pay.
+#  - previews (partial transcripts while the user still speaks) re-decode audio the final
+#    transcript bills once, and come several times a second: they count against nothing;
+#  - ingest embeds whole documents in batches; storage limits bound it, not the token budget,
+#    so an upload never fails half-way through on tokens per day.
+METERING: dict[str, dict[str, bool]] = {
+    "chat": {"requests": True, "tokens": True},
+    "embed": {"requests": True, "tokens": True},
+    "stt": {"requests": True, "audio_seconds": True},
+    "tts": {"requests": True, "characters": True},
+    "preview": {},
+    "ingest": {},
+}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: the user, the API key they used (if any) and the path the call came by."""
+
+    user: object  # accounts.models.User
+    api_key: object | None = None  # accounts.models.ApiKey
+    via: str = "app"  # app, api, voice, knowledge, ingest
+
+    @property
+    def api_key_id(self) -> int | None:
+        return getattr(self.api_key, "pk", None)
+
+
+# ----------------------------------------------------------------------------- access
+
+
+def access_any_enabled(*, caller: Caller, specs: list[ModelSpec]) -> list[ModelSpec]:
+    """The default policy: every enabled model is open to every signed-in user."""
+    return specs
+
+
+@cache
+def _policy():
+    return import_string(settings.PARLEY_MODEL_ACCESS_POLICY)
+
+
+def _resolve(*, caller: Caller, model: str, task: str) -> tuple[str, list[ModelSpec]]:
+    from inference.selectors import route_resolve
+
+    route, specs = route_resolve(model=model, task=task)
+    allowed = _policy()(caller=caller, specs=specs)
+    if not allowed:
+        raise ApplicationError(f"Your plan does not include `{model}`. GET /v1/models lists the models you can use.",
+                               code="model_not_allowed", status=403)
+    return route, list(allowed)
+
+
+def _reserve(*, caller: Caller, model: str, specs: list[ModelSpec], kind: str, tokens: int = 0,
+             min_tokens: int = 1, audio_seconds: int = 0, characters: int = 0) -> Reservation:
+    meter = METERING[kind]
+    if not meter or caller.user is None:
+        return Reservation()
+    first = specs[0]
+    limits = limits_for(user=caller.user, api_key=caller.api_key, model=model,
+                        spec_limits=(first.rpm_limit, first.tokens_per_day_limit))
+    return quota_reserve(
+        limits=limits, tokens=tokens if meter.get("tokens") else 0, min_tokens=min_tokens,
+        audio_seconds=audio_seconds if meter.get("audio_seconds") else 0,
+        characters=characters if meter.get("characters") else 0, count_request=meter.get("requests", False),
+    )
+
+
+def _job(*, caller: Caller, task: str, prefix: str, route: str, payload: dict) -> gateway.Job:
+    return gateway.Job(request_id=gateway.request_id_new(prefix), task=task, user_id=caller.user.pk,
+                       api_key_id=caller.api_key_id, route=route, payload=payload)
+
+
+# ----------------------------------------------------------------------------- chat
+
+
+@dataclass
+class _ChatPlan:
+    route: str
+    specs: list[ModelSpec]
+    job: gateway.Job
+    reservation: Reservation
+    prompt_estimate: int
+
+
+def _chat_plan(*, caller: Caller, model: str, messages: list[dict[str, str]], max_tokens: int | None,
+               temperature: float, top_p: float, stop: list[str] | None, shrink_to_fit: bool) -> _ChatPlan:
+    route, specs = _resolve(caller=caller, model=model, task="chat")
+    context = min(spec.context_length for spec in specs)
+    estimate = tokens_estimate([m["content"] for m in messages], overhead=CHAT_TEMPLATE_TOKENS)
+    if estimate >= context:
+        raise ApplicationError(
+            f"The conversation is about {estimate} tokens; {model} takes at most {context}. Shorten the messages.",
+            code="context_length_exceeded", status=400, extra={"param": "messages"})
+    room = context - estimate
+    if max_tokens is None:
+        max_tokens = min(DEFAULT_MAX_TOKENS, room)
+    elif max_tokens > room:
+        if not shrink_to_fit:
+            raise ApplicationError(
+                f"max_tokens is {max_tokens}, but {model} has a context of {context} tokens and the messages take "
+                f"about {estimate}. Ask for at most {room} tokens.", code="context_length_exceeded", status=400,
+                extra={"param": "max_tokens"})
+        max_tokens = room
+    reservation = _reserve(caller=caller, model=model, specs=specs, kind="chat", tokens=estimate + max_tokens,
+                           min_tokens=estimate + 1)
+    if reservation.granted:
+        # A nearly spent budget grants a shorter answer rather than none.
+        max_tokens = max(1, min(max_tokens, reservation.granted - estimate))
+    job = _job(caller=caller, task="chat", prefix="chatcmpl", route=route, payload={
+        "messages": messages, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
+        "stop": stop or []})
+    return _ChatPlan(route=route, specs=specs, job=job, reservation=reservation, prompt_estimate=estimate)
+
+
+@dataclass
+class ChatStream:
+    """A reserved chat request. Iterate it (async) for events: `queued` {position}, `fallback`
+    {spec, model_label, fallback_reason}, `delta` {text}, then `done` {finish_reason, usage, spec,
+    model_label, fallback, fallback_reason, ttft_ms} or `error` {code, message}. Stopping early
+    cancels the job; the reservation settles when the stream ends or `close()` is called."""
+
+    plan: _ChatPlan
+    _used: int = field(default=0, init=False)
+
+    @property
+    def request_id(self) -> str:
+        return self.plan.job.request_id
+
+    @property
+    def max_tokens(self) -> int:
+        return self.plan.job.payload["max_tokens"]
+
+    @property
+    def expected_model(self) -> str:
+        return self.plan.specs[0].name
+
+    async def __aiter__(self) -> AsyncIterator[dict]:
+        try:
+            async for event in gateway.stream(self.plan.job, [spec.name for spec in self.plan.specs]):
+                if event["event"] == "done":
+                    self._used = event["usage"].get("total_tokens", 0)
+                yield event
+        finally:
+            await sync_to_async(self.close, thread_sensitive=False)()
+
+    def close(self) -> None:
+        self.plan.reservation.settle(self._used)
+
+
+def chat_stream(*, caller: Caller, model: str, messages: list[dict[str, str]], max_tokens: int | None = None,
+                temperature: float = 0.7, top_p: float = 1.0, stop: list[str] | None = None,
+                shrink_to_fit: bool = False) -> ChatStream:
+    """Check and reserve a chat request now (raises ApplicationError / QuotaExceeded); stream it later."""
+    return ChatStream(plan=_chat_plan(caller=caller, model=model, messages=messages, max_tokens=max_tokens,
+                                      temperature=temperature, top_p=top_p, stop=stop, shrink_to_fit=shrink_to_fit))
+
+
+def chat_complete(*, caller: Caller, model: str, messages: list[dict[str, str]], max_tokens: int | None = None,
+                  temperature: float = 0.7, top_p: float = 1.0, stop: list[str] | None = None,
+                  shrink_to_fit: bool = False) -> dict:
+    """A whole reply: {"text", "finish_reason", "usage", "spec", "model_label", "fallback", "fallback_reason",
+    "request_id"}. Raises ApplicationError (4xx), QuotaExceeded (429) or GatewayError (503)."""
+    plan = _chat_plan(caller=caller, model=model, messages=messages, max_tokens=max_tokens, temperature=temperature,
+                      top_p=top_p, stop=stop, shrink_to_fit=shrink_to_fit)
+    used = 0
+    try:
+        result = gateway.run(plan.job, [spec.name for spec in plan.specs])
+        used = result["usage"]["total_tokens"]
+    finally:
+        plan.reservation.settle(used)
+    return {**result, "request_id": plan.job.request_id}
+
+
+# ----------------------------------------------------------------------------- embeddings
+
+
+@dataclass
+class Embeddings:
+    vectors: np.ndarray  # float32, one unit-length row per text
+    spec: str
+    prompt_tokens: int
+
+
+def embed(*, caller: Caller, texts: list[str], model: str = "embed-default", in_process: bool = False) -> Embeddings:
+    """Vectors for `texts`. `in_process=True` is for code already running in a Celery worker (ingest):
+    the model is loaded once in that process, which saves a queue round trip per batch."""
+    if not texts:
+        return Embeddings(vectors=np.zeros((0, 0), dtype=np.float32), spec="", prompt_tokens=0)
+    route, specs = _resolve(caller=caller, model=model, task="embed")
+    kind = "ingest" if caller.via == "ingest" else "embed"
+    estimate = tokens_estimate(texts)
+    reservation = _reserve(caller=caller, model=model, specs=specs, kind=kind, tokens=estimate, min_tokens=estimate)
+    used = 0
+    try:
+        if in_process:
+            vectors, used, spec = _embed_here(caller=caller, route=route, spec=specs[0], texts=texts)
+            return Embeddings(vectors=vectors, spec=spec, prompt_tokens=used)
+        job = _job(caller=caller, task="embed", prefix="embd", route=route, payload={"input": texts})
+        result = gateway.run(job, [spec.name for spec in specs])
+        used = result["prompt_tokens"]
+        vectors = np.stack([np.frombuffer(base64.b64decode(v), dtype="<f4") for v in result["embeddings"]])
+        return Embeddings(vectors=vectors, spec=result["spec"], prompt_tokens=used)
+    finally:
+        reservation.settle(used)
+
+
+def _embed_here(*, caller: Caller, route: str, spec: ModelSpec, texts: list[str]) -> tuple[np.ndarray, int, str]:
+    from inference.runtime import host
+    from inference.services import usage_record_create
+    from inference.worker import spec_config
+
+    started = time.perf_counter()
+    backend = host.loaded(spec.name) or host.get(spec_config(spec.name))
+    vectors, tokens = backend.embed(texts)
+    if caller.user is None:  # a document whose uploader was deleted: nobody to bill
+        return vectors, tokens, spec.name
+    usage_record_create(request_id=f"embd-{uuid.uuid4().hex[:24]}", user_id=caller.user.pk,
+                        api_key_id=caller.api_key_id, spec_name=spec.name, route_alias=route, task="embed",
+                        prompt_tokens=tokens, duration_ms=(time.perf_counter() - started) * 1000, worker="in-process")
+    return vectors, tokens, spec.name
+
+
+# ----------------------------------------------------------------------------- speech
+
+SAMPLE_RATE = 16000
+
+
+def transcribe(*, caller: Caller, audio: bytes, model: str = "stt-default", language: str | None = None,
+               prompt: str | None = None, preview: bool = False) -> dict:
+    """Text for PCM16 mono 16 kHz `audio`: {"text", "language", "duration", "segments", "spec", ...}.
+    A `preview` (a partial transcript while the user still speaks) is not billed; the final one is."""
+    route, specs = _resolve(caller=caller, model=model, task="stt")
+    seconds = len(audio) / 2 / SAMPLE_RATE
+    reservation = _reserve(caller=caller, model=model, specs=specs, kind="preview" if preview else "stt",
+                           audio_seconds=math.ceil(seconds))
+    used = 0
+    try:
+        job = _job(caller=caller, task="stt", prefix="stt-partial" if preview else "stt", route=route, payload={
+            "audio": base64.b64encode(audio).decode(), "language": language, "prompt": prompt, "preview": preview})
+        result = gateway.run(job, [spec.name for spec in specs])
+        used = math.ceil(result.get("duration", seconds))
+        return result
+    finally:
+        reservation.settle(audio_seconds=used)
+
+
+def synthesize(*, caller: Caller, text: str, model: str = "tts-default", speed: float = 1.0) -> dict:
+    """Speech for `text`: {"audio" (base64 PCM16 mono), "sample_rate", "spec", "first_chunk_ms", ...}."""
+    route, specs = _resolve(caller=caller, model=model, task="tts")
+    reservation = _reserve(caller=caller, model=model, specs=specs, kind="tts", characters=len(text))
+    used = 0
+    try:
+        job = _job(caller=caller, task="tts", prefix="tts", route=route, payload={"input": text, "speed": speed})
+        result = gateway.run(job, [spec.name for spec in specs])
+        used = len(text)
+        return result
+    finally:
+        reservation.settle(characters=used)
+
+
+# ----------------------------------------------------------------------------- jobs left behind
+
+
+def job_outcome(*, request_id: str) -> dict | None:
+    """The worker's last word on a chat request, kept for an hour: {"status": "done" | "error",
+    "text", "finish_reason", "spec", "usage"}; None while it still runs (or if it never ran)."""
+    import json
+
+    from common.redis_connection import redis_client
+    from inference.tasks import OUTCOME_PREFIX
+
+    raw = redis_client().get(OUTCOME_PREFIX + request_id)
+    return json.loads(raw) if raw else None
+
+
+def job_cancel(*, request_id: str) -> None:
+    """Stop every attempt of a request at its next token (the worker checks the request's flag too)."""
+    from inference.streaming import cancel_set
+
+    cancel_set(request_id)

@@ -1,0 +1,295 @@
+"""Inference's one face, tested at the seams between apps: every path reserves and settles its
+quota, carries the API key into the ledger, names the model that answered, and stops the worker
+when its client goes away. Everything is real (worker, Daphne, Redis, Postgres, small models);
+nothing is mocked."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import os
+import signal
+import time
+import wave
+from pathlib import Path
+
+import pytest
+from django.test import Client, override_settings
+
+from accounts.tests.factories import user_make
+from chat.models import Message
+from chat.tests.factories import conversation_make
+from common.redis_connection import redis_client
+from common.stack import daphne_start, process_stop, wait_for
+from config import services
+from inference.models import UsageRecord
+from inference.tests.factories import api_key_make, broken_chat_route
+from knowledge.tests.factories import collection_make, document_ready
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+FACT = "The lighthouse on Skerry Point was built in 1872 and its lamp burns paraffin oil."
+
+
+def _api(secret: str) -> Client:
+    return Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
+
+
+def _sse(response) -> str:
+    return b"".join(response.streaming_content).decode()
+
+
+def _quota_used(user_id: int, kind: str) -> int:
+    day = int(time.time() // 86400)
+    return int(redis_client().get(f"parley:quota:user:{user_id}:{kind}:d{day}") or 0)
+
+
+def _speech_wav(tmp_path: Path, text: str) -> bytes:
+    """Real speech from espeak-ng, as 16 kHz mono WAV (what a client uploads)."""
+    import subprocess
+
+    raw, out = tmp_path / "raw.wav", tmp_path / "speech.wav"
+    subprocess.run(["espeak-ng", "-w", str(raw), text], check=True)
+    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out)], check=True)
+    return out.read_bytes()
+
+
+def _wav_seconds(data: bytes, tmp_path: Path) -> float:
+    path = tmp_path / "measure.wav"
+    path.write_bytes(data)
+    with wave.open(str(path)) as wav:
+        return wav.getnframes() / wav.getframerate()
+
+
+# ----------------------------------------------------------------------------- quotas on every path
+
+
+def test_sse_chat_honours_the_api_keys_token_limit(bundled_models):
+    """The SSE chat endpoint used to ignore per-key limits: the key's budget now refuses the turn."""
+    user = user_make()
+    conversation = conversation_make(user=user)
+    _, secret = api_key_make(user=user, tokens_per_day_limit=20)
+
+    response = _api(secret).post(f"/api/conversations/{conversation.pk}/messages", {"text": "Say hello."},
+                                 content_type="application/json")
+
+    body = _sse(response)
+    assert "event: error" in body and '"rate_limited"' in body and "this API key" in body
+    assert not Message.objects.filter(role="assistant").exists()
+
+
+@pytest.mark.worker
+def test_a_knowledge_answer_on_a_key_with_a_tiny_budget_is_429(celery_worker, bundled_models):
+    user = user_make()
+    collection = collection_make(user=user)
+    document_ready(collection=collection, user=user, text=FACT * 3, name="lighthouse.txt")
+    _, secret = api_key_make(user=user, tokens_per_day_limit=60)
+
+    response = _api(secret).post("/api/knowledge/query?answer=1", {"query": "When was the lighthouse built?"},
+                                 content_type="application/json")
+
+    assert response.status_code == 429, response.content
+    assert "this API key" in response.json()["error"]["message"]
+    assert int(response["Retry-After"]) > 0
+    assert not UsageRecord.objects.filter(task="chat").exists()  # refused before any model ran
+
+
+@pytest.mark.worker
+def test_usage_rows_from_every_path_carry_the_api_key(celery_worker, bundled_models, tmp_path):
+    user = user_make()
+    collection = collection_make(user=user)
+    document_ready(collection=collection, user=user, text=FACT * 3, name="lighthouse.txt")
+    conversation = conversation_make(user=user)
+    key, secret = api_key_make(user=user)
+    api = _api(secret)
+    before = set(UsageRecord.objects.values_list("id", flat=True))
+
+    chat = api.post("/v1/chat/completions", {"model": "chat-fast", "max_tokens": 8,
+                                             "messages": [{"role": "user", "content": "Hi"}]},
+                    content_type="application/json")
+    embeddings = api.post("/v1/embeddings", {"model": "embed-default", "input": ["one", "two"]},
+                          content_type="application/json")
+    speech = api.post("/v1/audio/speech", {"model": "tts-default", "input": "Hello there.", "response_format": "wav"},
+                      content_type="application/json")
+    wav = _speech_wav(tmp_path, "The lighthouse keeper lit the lamp.")
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    transcript = api.post("/v1/audio/transcriptions", {"model": "stt-default",
+                                                       "file": SimpleUploadedFile("a.wav", wav, "audio/wav")})
+    answer = api.post("/api/knowledge/query", {"query": "When was the lighthouse built?", "answer": True,
+                                               "max_tokens": 16}, content_type="application/json")
+    sse = _sse(api.post(f"/api/conversations/{conversation.pk}/messages", {"text": "Say hi."},
+                        content_type="application/json"))
+
+    assert [r.status_code for r in (chat, embeddings, speech, transcript, answer)] == [200] * 5
+    assert "event: done" in sse
+    rows = UsageRecord.objects.exclude(id__in=before).filter(outcome="ok")
+    by_task = {}
+    for row in rows:
+        by_task.setdefault(row.task, []).append(row)
+    assert {"chat", "embed", "stt", "tts"} <= set(by_task)
+    # Every row made by these calls names the key: /v1 (4 kinds), the knowledge answer and its
+    # query embedding, and the SSE chat turn. Ingest (done above, with no key) is not among them.
+    keyed = rows.filter(api_key=key)
+    assert keyed.filter(task="chat").count() >= 3  # /v1, knowledge answer, SSE turn
+    assert keyed.filter(task="tts").exists() and keyed.filter(task="stt").exists()
+    assert keyed.filter(task="embed").count() >= 2  # /v1 and the knowledge query
+    assert _quota_used(user.pk, "asd") == math.ceil(_wav_seconds(wav, tmp_path))
+    assert _quota_used(user.pk, "cpd") == len("Hello there.")
+
+
+@pytest.mark.worker
+@override_settings(PARLEY_USER_AUDIO_SECONDS_PER_DAY=1)
+def test_transcription_beyond_the_daily_audio_budget_is_429(celery_worker, bundled_models, tmp_path):
+    _, secret = api_key_make()
+    wav = _speech_wav(tmp_path, "This sentence takes more than one second to say out loud.")
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = _api(secret).post("/v1/audio/transcriptions", {"model": "stt-default",
+                                                              "file": SimpleUploadedFile("a.wav", wav, "audio/wav")})
+
+    assert response.status_code == 429
+    assert "seconds of audio per day" in response.json()["error"]["message"]
+
+
+# ----------------------------------------------------------------------------- honest fallback
+
+
+@pytest.mark.worker
+def test_a_fallback_reply_names_its_model_and_why_in_v1(celery_worker, bundled_models):
+    broken_chat_route()
+    for key in redis_client().scan_iter("parley:breaker:*"):
+        redis_client().delete(key)
+    _, secret = api_key_make()
+
+    response = _api(secret).post("/v1/chat/completions", {
+        "model": "chat-broken-first", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]},
+        content_type="application/json")
+
+    body = response.json()
+    assert response.status_code == 200
+    assert body["model"] == "smollm2-135m" and response["X-Parley-Model"] == "smollm2-135m"
+    assert body["parley"]["fallback"] is True
+    assert "broken-chat failed to load" in body["parley"]["fallback_reason"]
+
+
+@pytest.mark.worker
+async def test_a_fallback_reply_names_its_model_in_the_chat_frames(celery_worker, bundled_models):
+    from asgiref.sync import sync_to_async
+
+    from chat.services import assistant_create
+    from chat.services import conversation_create as create
+    from chat.tests.factories import socket_connect
+
+    def setup():
+        broken_chat_route()
+        for key in redis_client().scan_iter("parley:breaker:*"):
+            redis_client().delete(key)
+        user = user_make()
+        assistant = assistant_create(owner=user, name="Fragile", system_prompt="Be brief.",
+                                     route_alias="chat-broken-first", max_tokens=16)
+        return user, create(user=user, assistant=assistant)
+
+    user, conversation = await sync_to_async(setup)()
+    communicator, connected, _ = await socket_connect(f"/ws/chat/{conversation.pk}/", user)
+    assert connected
+    await communicator.send_to(text_data=json.dumps({"type": "user_message", "text": "Say hello."}))
+    frames = []
+    while not frames or frames[-1]["type"] not in ("metrics", "error"):
+        frames.append(json.loads(await communicator.receive_from(timeout=120)))
+    await communicator.disconnect()
+
+    kinds = [f["type"] for f in frames]
+    assert "fallback" in kinds and kinds.index("fallback") < kinds.index("delta")
+    done = next(f for f in frames if f["type"] == "done")
+    assert done["model"] == "smollm2-135m" and done["fallback"] is True
+    assert done["model_note"].startswith("Answered by ") and "because broken-chat failed to load" in done["model_note"]
+    stored = await sync_to_async(Message.objects.get)(role="assistant")
+    assert stored.model_note == done["model_note"]
+
+
+# ----------------------------------------------------------------------------- cancellation
+
+
+@pytest.mark.worker
+def test_a_v1_client_that_disconnects_stops_the_worker(live_daphne, celery_worker, bundled_models):
+    """A non-streamed request whose client hangs up is cancelled in the worker, not run to the end."""
+    key, secret = api_key_make()
+    host, port = live_daphne["url"].removeprefix("http://").split(":")
+    body = json.dumps({"model": "chat-default", "max_tokens": 400, "temperature": 0.7, "messages": [
+        {"role": "user", "content": "Write a very long story about a lighthouse keeper, in many paragraphs."}]})
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.request("POST", "/v1/chat/completions", body=body,
+                       headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"})
+    # Wait until the worker is generating for it, then hang up.
+    wait_for(lambda: bool(list(redis_client().scan_iter("parley:job:run:chatcmpl-*"))), timeout=60,
+             what="the worker to start the job")
+    time.sleep(1.0)
+    connection.sock.close()
+
+    wait_for(lambda: UsageRecord.objects.filter(api_key=key, task="chat").exists(), timeout=120,
+             what="the worker to stop and record the request")
+    record = UsageRecord.objects.get(api_key=key, task="chat")
+    assert record.outcome == "canceled"
+    assert record.completion_tokens < 400
+
+
+@pytest.mark.worker
+def test_a_killed_daphne_mid_reply_leaves_the_generated_text_in_the_message(child_env, celery_worker,
+                                                                             bundled_models, tmp_path):
+    """The web process dies while a reply streams; the orphan sweep finishes the message with
+    everything the worker generated (the worker's stored outcome), not an empty or stale row."""
+    import asyncio
+
+    import websockets
+    from django.conf import settings
+
+    from chat.services import messages_finish_orphaned
+
+    user = user_make()
+    conversation = conversation_make(user=user)
+    client = Client()
+    client.force_login(user)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+    port = services._free_port()
+    log = tmp_path / "daphne.log"
+    daphne = daphne_start(env=dict(child_env, ALLOWED_HOSTS="127.0.0.1,localhost"), port=port, log=log)
+    try:
+        wait_for(lambda: services.port_in_use(port), timeout=60, what="Daphne", log=log)
+
+        async def talk() -> int:
+            async with websockets.connect(
+                f"ws://127.0.0.1:{port}/ws/chat/{conversation.pk}/", origin=f"http://127.0.0.1:{port}",
+                additional_headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}"},
+            ) as socket:
+                await socket.send(json.dumps({"type": "user_message", "text": "Write a long story about a "
+                                              "lighthouse keeper, in many paragraphs."}))
+                deltas = 0
+                while deltas < 3:
+                    frame = json.loads(await asyncio.wait_for(socket.recv(), timeout=120))
+                    if frame["type"] == "start":
+                        message_id = frame["message_id"]
+                    deltas += frame["type"] == "delta"
+                os.kill(daphne.pid, signal.SIGKILL)  # mid-reply
+                return message_id
+
+        message_id = asyncio.run(talk())
+    finally:
+        process_stop(daphne)
+
+    message = Message.objects.get(pk=message_id)
+    assert message.status == Message.Status.STREAMING  # nobody finished it: the process is gone
+    from chat.turns import LEASE_TTL_SECONDS
+
+    time.sleep(LEASE_TTL_SECONDS + 1)
+    assert messages_finish_orphaned(min_age_seconds=0) == 1
+
+    message.refresh_from_db()
+    from inference.services import job_outcome
+
+    outcome = job_outcome(request_id=message.request_id)
+    assert outcome is not None and outcome["text"]
+    assert message.status in (Message.Status.DONE, Message.Status.INTERRUPTED)
+    assert message.text == outcome["text"]
+    assert message.model_name == outcome["spec"]
