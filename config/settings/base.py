@@ -234,7 +234,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Celery logs each task's return value at INFO ("succeeded in 1.2s: {...}"): for inference
+        # tasks that is the reply, the transcript or the audio. Prompts and replies stay out of logs.
+        "celery.app.trace": {"level": "WARNING"},
+    },
 }
 
 # --- Inference -------------------------------------------------------------------------

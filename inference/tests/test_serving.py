@@ -37,7 +37,16 @@ def _api(secret: str) -> Client:
 
 
 def _sse(response) -> str:
-    return b"".join(response.streaming_content).decode()
+    """The whole body of an SSE response made by an async generator (the test client leaves it unread)."""
+    import asyncio
+
+    if not response.is_async:
+        return b"".join(response.streaming_content).decode()
+
+    async def read() -> bytes:
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    return asyncio.run(read()).decode()
 
 
 def _quota_used(user_id: int, kind: str) -> int:
@@ -293,3 +302,68 @@ def test_a_killed_daphne_mid_reply_leaves_the_generated_text_in_the_message(chil
     assert message.status in (Message.Status.DONE, Message.Status.INTERRUPTED)
     assert message.text == outcome["text"]
     assert message.model_name == outcome["spec"]
+
+
+# ----------------------------------------------------------------------------- logs
+
+
+@pytest.mark.worker
+def test_prompts_and_replies_stay_out_of_the_worker_log(celery_worker, bundled_models):
+    """At INFO the worker logs that a task ran, never what was asked or answered."""
+    import uuid
+
+    marker = f"zebracorn{uuid.uuid4().hex[:8]}"
+    _, secret = api_key_make()
+
+    response = _api(secret).post("/v1/chat/completions", {
+        "model": "chat-fast", "max_tokens": 24,
+        "messages": [{"role": "user", "content": f"Repeat this word three times: {marker}"}]},
+        content_type="application/json")
+
+    assert response.status_code == 200
+    reply = response.json()["choices"][0]["message"]["content"]
+    log = Path(celery_worker["log"]).read_text()
+    assert marker not in log
+    for line in (line for line in reply.splitlines() if len(line.strip()) > 12):
+        assert line.strip() not in log
+
+
+# ----------------------------------------------------------------------------- routing by heartbeat
+
+
+@pytest.mark.worker
+def test_jobs_go_to_the_queue_of_the_worker_that_holds_the_model(celery_worker, bundled_models):
+    from config.celery import app
+    from inference.gateway import model_queue, queue_for
+    from inference.services import route_set
+
+    _, secret = api_key_make()
+    ask = {"model": "smollm2-135m", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]}
+    assert _api(secret).post("/v1/chat/completions", ask, content_type="application/json").status_code == 200
+
+    # Loaded: the worker says so in its heartbeat and consumes the model's own queue.
+    wait_for(lambda: queue_for("smollm2-135m") == model_queue("smollm2-135m"), timeout=30,
+             what="the heartbeat to list the loaded model")
+
+    def subscribed() -> bool:
+        queues = app.control.inspect(destination=[celery_worker["hostname"]], timeout=2).active_queues() or {}
+        return model_queue("smollm2-135m") in {q["name"] for q in queues.get(celery_worker["hostname"], [])}
+
+    wait_for(subscribed, timeout=30, what="the worker to consume the model's queue")
+    response = _api(secret).post("/v1/chat/completions", ask, content_type="application/json")
+    assert response.status_code == 200 and response.json()["model"] == "smollm2-135m"
+
+    # A model no live worker holds is not loaded lazily when lazy loading is off: the next one serves.
+    from inference.services import modelspec_register
+
+    modelspec_register(name="unheld-chat", defaults={
+        "task": "chat", "backend": "ctranslate2", "source": "/nonexistent/unheld", "params": {"context_length": 2048},
+        "description": "Unheld Chat, nowhere"})
+    route_set(alias="chat-unheld-first", task="chat", spec_names=["unheld-chat", "smollm2-135m"])
+    with override_settings(PARLEY_LAZY_LOAD=False):
+        response = _api(secret).post("/v1/chat/completions", {**ask, "model": "chat-unheld-first"},
+                                     content_type="application/json")
+    body = response.json()
+    assert response.status_code == 200 and body["model"] == "smollm2-135m"
+    assert body["parley"]["fallback_reason"] == "Unheld Chat is not loaded on any worker"
+    assert not UsageRecord.objects.filter(model_name="unheld-chat").exists()  # never sent to a worker
