@@ -30,9 +30,14 @@ def process_stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def worker_start(*, env: dict[str, str], queues: str, hostname: str, log: Path, concurrency: int = 4
+def worker_start(*, env: dict[str, str], queues: str, hostname: str, log: Path, concurrency: int = 8
                  ) -> subprocess.Popen:
-    """A Celery worker with a threads pool (as the `gpu` worker runs in production)."""
+    """A Celery worker with a threads pool (as the `gpu` worker runs in production).
+
+    More threads than the chat engine has slots: a request beyond them waits inside the worker,
+    where it is told its place in line (`queued`), rather than unseen in the broker. The threads
+    mostly wait on the engines, which release the GIL.
+    """
     with log.open("w") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "-n", hostname,

@@ -164,3 +164,51 @@ def test_sentence_splitter_speaks_early_and_loses_no_words():
     assert pieces[0].strip() == "Paris is the capital of France."
     assert " ".join(p.strip() for p in pieces) == reply
     assert speakable("**Bold** and `code` [1]") == "Bold and code"
+
+
+def _spent(user_id: int, kind: str) -> int:
+    import time as clock
+
+    from common.redis_connection import redis_client
+
+    day = int(clock.time() // 86400)
+    return int(redis_client().get(f"parley:quota:user:{user_id}:{kind}:d{day}") or 0)
+
+
+async def test_a_voice_turn_reserves_and_settles_audio_seconds_and_speech_characters(voice, tmp_path):
+    """Voice used to skip quotas: the utterance's seconds and the spoken characters are counted,
+    once each (partials while speaking are previews and bill nothing)."""
+    import math
+
+    from chat.voice import speakable
+
+    user, _ = voice
+    asd_before, cpd_before = await sync_to_async(_spent)(user.pk, "asd"), await sync_to_async(_spent)(user.pk, "cpd")
+    communicator = await _open(voice)
+    pcm = _pcm(speech_clip("what is the capital of France", tmp_path))
+
+    await _speak(communicator, pcm)
+    await communicator.send_to(text_data=json.dumps({"type": "end"}))
+    frames, _ = await _collect(communicator)
+    await communicator.disconnect()
+
+    reply = "".join(f["text"] for f in frames if f["type"] == "delta")
+    assert await sync_to_async(_spent)(user.pk, "asd") - asd_before == math.ceil(len(pcm) / 2 / 16000)
+    spoken = await sync_to_async(_spent)(user.pk, "cpd") - cpd_before
+    # Every piece is spoken without markdown symbols; pieces are cut at spaces, which are not spoken twice.
+    assert 0 < spoken <= len(speakable(reply)) + 8
+
+
+async def test_a_voice_turn_past_the_audio_budget_gets_rate_limited(voice, tmp_path):
+    from django.test import override_settings
+
+    communicator = await _open(voice)
+    pcm = _pcm(speech_clip("what is the capital of France", tmp_path))
+    with override_settings(PARLEY_USER_AUDIO_SECONDS_PER_DAY=1):
+        await _speak(communicator, pcm, realtime=False)
+        await communicator.send_to(text_data=json.dumps({"type": "end"}))
+        frames, _ = await _collect(communicator, until="error")
+    await communicator.disconnect()
+
+    assert frames[-1]["code"] == "rate_limited" and "seconds of audio per day" in frames[-1]["message"]
+    assert not await sync_to_async(Message.objects.filter(role="assistant").exists)()
