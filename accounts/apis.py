@@ -6,11 +6,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.permissions import HasScope
 from accounts.selectors import memberships_of_user
 
 
 class MeApi(APIView):
     """The signed-in user and the teams they belong to."""
+
+    scope = "account:read"
+    permission_classes = [HasScope]
 
     class TeamOutput(serializers.Serializer):
         class Meta:

@@ -6,11 +6,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.permissions import HasScope
 from billing.selectors import entitlements_for_user, installment_summary, purchase_current_for_user
 
 
 class BillingStatusApi(APIView):
     """The caller's plan, purchase state and entitlements."""
+
+    scope = "billing:read"
+    permission_classes = [HasScope]
 
     class BillingStatusOutputSerializer(serializers.Serializer):
         plan = serializers.CharField()

@@ -12,11 +12,11 @@ from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.permissions import HasScope
 from common.errors import ApplicationError
 from inference import gateway
 from inference.audio import CONTENT_TYPES, AudioError, audio_decode, audio_encode
@@ -74,18 +74,6 @@ def openai_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, exceptions.APIException):
         return openai_error(str(exc.detail), status=exc.status_code, code=exc.default_code)
     return None
-
-
-class HasScope(BasePermission):
-    """Session users may do anything they can do in the app; API keys need the view's scope."""
-
-    message = "This API key lacks the scope this endpoint needs."
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        if not (request.user and request.user.is_authenticated):
-            return False
-        api_key = request.auth if hasattr(request.auth, "scopes") else None
-        return api_key is None or view.scope in api_key.scopes
 
 
 class OpenAIView(APIView):

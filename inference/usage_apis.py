@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inference.apis import HasScope
+from accounts.permissions import HasScope
 from inference.selectors import usage_records_of_user, usage_summary_of_user
 
 
