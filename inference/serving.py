@@ -322,6 +322,6 @@ def job_outcome(*, request_id: str) -> dict | None:
 
 def job_cancel(*, request_id: str) -> None:
     """Stop every attempt of a request at its next token (the worker checks the request's flag too)."""
-    from inference.streaming import cancel_set
+    from inference.streaming import cancel_set, request_cancel_key
 
-    cancel_set(request_id)
+    cancel_set(request_cancel_key(request_id))

@@ -27,6 +27,11 @@ def cancel_set(job_id: str) -> None:
     redis_client().set(CANCEL_PREFIX + job_id, "1", ex=CANCEL_TTL_SECONDS)
 
 
+def request_cancel_key(request_id: str) -> str:
+    """The flag that stops every attempt of a request (an attempt's own flag is its job id)."""
+    return f"request:{request_id}"
+
+
 def cancel_requested(job_id: str) -> bool:
     return bool(redis_client().exists(CANCEL_PREFIX + job_id))
 
