@@ -295,13 +295,21 @@ def run(job: Job, specs: list[str]) -> dict:
     raise _no_model(job, last_error)
 
 
+def _missed_start(label: str) -> dict:
+    return {"ok": False, "code": "timeout", "retryable": True,
+            "message": f"{label} did not start within {settings.PARLEY_START_TIMEOUT:.0f} s."}
+
+
 def _wait(pending, job: Job, payload: dict, spec: str) -> dict:
     """The task's result, or an error dict for a missed start, a lost worker or a timeout."""
     sent = time.monotonic()
-    started, worker, checked = False, None, 0.0
+    started, worker, checked, withdrawn = False, None, 0.0, False
     while True:
         try:
-            return pending.get(timeout=POLL_SECONDS, disable_sync_subtasks=False)
+            result = pending.get(timeout=POLL_SECONDS, disable_sync_subtasks=False)
+            if withdrawn and result.get("code") == "canceled_before_start":
+                return _missed_start(spec_label(spec))  # we withdrew it at the deadline, just as it was claimed
+            return result
         except CeleryTimeout:
             pass
         now = time.monotonic()
@@ -315,10 +323,10 @@ def _wait(pending, job: Job, payload: dict, spec: str) -> dict:
             cancel_set(payload["job_id"])
             holder = run_holder(job.request_id)
             if holder and holder[0] == payload["attempt"]:
-                started, worker = True, holder[1]  # it was claimed just now; the claim sees the cancel
+                # Claimed just now: the worker sees the cancel and says so; then the next model starts.
+                started, worker, withdrawn = True, holder[1], True
                 continue
-            return {"ok": False, "code": "timeout", "retryable": True,
-                    "message": f"{spec_label(spec)} did not start within {settings.PARLEY_START_TIMEOUT:.0f} s."}
+            return _missed_start(spec_label(spec))
         if started and worker and not worker_alive(worker):
             _release_dead(job.request_id, payload["attempt"])
             return {"ok": False, "code": "worker_lost", "retryable": True,
@@ -420,7 +428,7 @@ async def _attempt_events(inbox: asyncio.Queue, payload: dict, spec: str, label:
     missed start deadline, a lost worker or the overall timeout)."""
     attempt = payload["attempt"]
     sent = time.monotonic()
-    worker = None
+    worker, withdrawn = None, False
     while True:
         try:
             message = await asyncio.wait_for(inbox.get(), timeout=LIVENESS_EVERY_SECONDS)
@@ -430,10 +438,9 @@ async def _attempt_events(inbox: asyncio.Queue, payload: dict, spec: str, label:
                 await sync_to_async(cancel_set, thread_sensitive=False)(payload["job_id"])
                 holder = await sync_to_async(run_holder, thread_sensitive=False)(job.request_id)
                 if holder and holder[0] == attempt:
-                    worker = holder[1]  # claimed just now; it sees the cancel and ends with an error
+                    worker, withdrawn = holder[1], True  # claimed just now; it sees the cancel and says so
                     continue
-                yield {"event": "error", "code": "timeout", "retryable": True,
-                       "message": f"{label} did not start within {settings.PARLEY_START_TIMEOUT:.0f} s."}
+                yield {"event": "error", **{k: v for k, v in _missed_start(label).items() if k != "ok"}}
                 return
             if worker is not None and not await sync_to_async(worker_alive, thread_sensitive=False)(worker):
                 await sync_to_async(_release_dead, thread_sensitive=False)(job.request_id, attempt)
@@ -453,6 +460,9 @@ async def _attempt_events(inbox: asyncio.Queue, payload: dict, spec: str, label:
             worker = message["worker"]
         elif event in ("delta", "queued"):
             yield message
+        elif withdrawn and message.get("code") == "canceled_before_start":
+            yield {"event": "error", **{k: v for k, v in _missed_start(label).items() if k != "ok"}}
+            return
         else:
             yield message
             return
