@@ -367,3 +367,42 @@ def test_jobs_go_to_the_queue_of_the_worker_that_holds_the_model(celery_worker, 
     assert response.status_code == 200 and body["model"] == "smollm2-135m"
     assert body["parley"]["fallback_reason"] == "Unheld Chat is not loaded on any worker"
     assert not UsageRecord.objects.filter(model_name="unheld-chat").exists()  # never sent to a worker
+
+
+@pytest.mark.worker
+def test_a_model_that_does_not_start_in_time_falls_back_and_its_job_never_runs(celery_worker, bundled_models):
+    """A worker that vanished still has a fresh heartbeat saying it holds `ghost-chat` (written
+    here as that worker would have): jobs for it sit in its queue unclaimed. After the start
+    deadline the gateway withdraws the job and the next model answers; the withdrawn job, if
+    a worker ever picks it up, is skipped rather than run a second time."""
+    from config.celery import app
+    from inference.gateway import model_queue
+    from inference.services import modelspec_register, route_set
+
+    modelspec_register(name="ghost-chat", defaults={
+        "task": "chat", "backend": "ctranslate2", "source": "/nonexistent/ghost", "params": {"context_length": 2048},
+        "description": "Ghost Chat"})
+    route_set(alias="chat-ghost-first", task="chat", spec_names=["ghost-chat", "smollm2-135m"])
+    redis_client().set("parley:worker:ghost@nowhere", json.dumps({
+        "hostname": "ghost@nowhere", "queues": ["gpu"], "last_seen": time.time(),
+        "models": {"ghost-chat": {"state": "loaded"}}}), ex=60)
+    _, secret = api_key_make()
+    try:
+        with override_settings(PARLEY_START_TIMEOUT=3):
+            response = _api(secret).post("/v1/chat/completions", {
+                "model": "chat-ghost-first", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]},
+                content_type="application/json")
+        body = response.json()
+        assert response.status_code == 200, body
+        assert body["model"] == "smollm2-135m"
+        assert body["parley"]["fallback_reason"] == "Ghost Chat did not start in time"
+
+        # Now a worker takes the ghost's queue: the withdrawn job is skipped, never generated.
+        app.control.add_consumer(model_queue("ghost-chat"), destination=[celery_worker["hostname"]], reply=True)
+        wait_for(lambda: redis_client().llen(model_queue("ghost-chat")) == 0, timeout=30,
+                 what="the worker to take the ghost's queue")
+        time.sleep(1)
+        assert not UsageRecord.objects.filter(model_name="ghost-chat").exists()
+    finally:
+        redis_client().delete("parley:worker:ghost@nowhere")
+        app.control.cancel_consumer(model_queue("ghost-chat"), destination=[celery_worker["hostname"]], reply=True)
