@@ -120,6 +120,12 @@ def _generate(job: dict, emit, started: float, worker_name: str) -> dict:
     canceled = {"flag": False, "checked": 0.0, "repeating": False}
 
     def is_canceled() -> bool:
+        # Asked by the backend per step and while the request waits for a slot: look at Redis at
+        # most every CANCEL_POLL_SECONDS, so a request cancelled in line leaves the line.
+        now = time.perf_counter()
+        if not canceled["flag"] and now - canceled["checked"] > CANCEL_POLL_SECONDS:
+            canceled["checked"] = now
+            canceled["flag"] = _canceled(job)
         return canceled["flag"]
 
     text_parts: list[str] = []
@@ -143,9 +149,7 @@ def _generate(job: dict, emit, started: float, worker_name: str) -> dict:
         buffer, last_sent = "", 0.0
         for chunk in backend.generate(request):
             now = time.perf_counter()
-            if now - canceled["checked"] > CANCEL_POLL_SECONDS:
-                canceled["checked"] = now
-                canceled["flag"] = canceled["flag"] or _canceled(job)
+            is_canceled()
             if chunk.text:
                 text_parts.append(chunk.text)
                 if guard.push(chunk.text) and not canceled["repeating"]:
