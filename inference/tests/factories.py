@@ -17,5 +17,5 @@ def broken_chat_route(alias: str = "chat-broken-first") -> ModelSpec:
         "task": "chat", "backend": "ctranslate2", "source": "/nonexistent/parley/broken-model",
         "params": {"context_length": 2048},
     })
-    route_set(alias=alias, task="chat", spec_names=["broken-chat", "smollm2-135m-ct2"])
+    route_set(alias=alias, task="chat", spec_names=["broken-chat", "smollm2-135m"])
     return broken

@@ -63,7 +63,7 @@ def test_a_failed_load_shows_its_reason_in_admin(client, celery_worker, bundled_
 def test_staff_export_usage_as_csv(client, bundled_models):
     staff = user_make(is_staff=True, is_superuser=True)
     user = user_make(email="csv@example.com")
-    usage_record_create(request_id="req-csv-1", user_id=user.pk, api_key_id=None, spec_name="smollm2-135m-ct2",
+    usage_record_create(request_id="req-csv-1", user_id=user.pk, api_key_id=None, spec_name="smollm2-135m",
                         route_alias="chat-fast", task="chat", prompt_tokens=1000, completion_tokens=500)
     client.force_login(staff)
 

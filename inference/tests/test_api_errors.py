@@ -100,7 +100,7 @@ def test_malformed_chat_bodies_are_400_naming_the_field(client, key, body, param
 
 
 def test_max_tokens_over_the_context_is_400(client, key):
-    body = {"model": "smollm2-135m-ct2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000}
+    body = {"model": "smollm2-135m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000}
 
     error = _error(_post(client, CHAT, key[1], body), 400)
 

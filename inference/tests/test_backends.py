@@ -27,14 +27,14 @@ def _load(name: str):
 
 @pytest.fixture(scope="module")
 def qwen():
-    backend = _load("qwen2.5-coder-0.5b-ct2")
+    backend = _load("qwen2.5-coder-0.5b")
     yield backend
     backend.unload()
 
 
 @pytest.fixture(scope="module")
 def smol():
-    backend = _load("smollm2-135m-ct2")
+    backend = _load("smollm2-135m")
     yield backend
     backend.unload()
 

@@ -35,13 +35,13 @@ def test_non_streaming_request_is_served_by_the_next_model(setup):
 
     response = _ask(client)
 
-    assert response.model == "smollm2-135m-ct2"
+    assert response.model == "smollm2-135m"
     assert response.choices[0].message.content.strip()
     failed = UsageRecord.objects.get(request_id=response.id)  # the first attempt keeps the request id
     served = UsageRecord.objects.get(request_id=f"{response.id}-1")
     assert (failed.model_name, failed.outcome) == ("broken-chat", "error")
     assert "does not exist" in failed.error
-    assert (served.model_name, served.outcome, served.route_alias) == ("smollm2-135m-ct2", "ok", "chat-broken-first")
+    assert (served.model_name, served.outcome, served.route_alias) == ("smollm2-135m", "ok", "chat-broken-first")
 
 
 def test_streaming_request_falls_back_before_any_token(setup):
@@ -49,7 +49,7 @@ def test_streaming_request_falls_back_before_any_token(setup):
 
     chunks = list(_ask(client, stream=True))
 
-    assert {chunk.model for chunk in chunks} == {"smollm2-135m-ct2"}
+    assert {chunk.model for chunk in chunks} == {"smollm2-135m"}
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
 
 
@@ -62,10 +62,10 @@ def test_circuit_breaker_skips_a_failing_model_for_a_cooldown(setup, live_daphne
 
     response = _ask(client)
 
-    assert response.model == "smollm2-135m-ct2"
+    assert response.model == "smollm2-135m"
     assert UsageRecord.objects.filter(model_name="broken-chat").count() == errors_before
     # Readable by admins: the route's chain is unchanged, only skipped for now.
     models = json.load(urllib.request.urlopen(urllib.request.Request(
         live_daphne["url"] + "/v1/models", headers={"Authorization": f"Bearer {client.api_key}"})))
     route = next(m for m in models["data"] if m["id"] == "chat-broken-first")
-    assert route["fallback"] == ["broken-chat", "smollm2-135m-ct2"]
+    assert route["fallback"] == ["broken-chat", "smollm2-135m"]

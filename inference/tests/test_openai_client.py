@@ -21,13 +21,13 @@ def client(live_daphne, celery_worker, bundled_models):
 def test_models_list(client):
     ids = {model.id for model in client.models.list()}
 
-    assert {"qwen2.5-coder-0.5b-ct2", "smollm2-135m-ct2", "whisper-tiny.en", "piper-en-us-joe",
+    assert {"qwen2.5-coder-0.5b", "smollm2-135m", "whisper-tiny.en", "piper-en-us-joe",
             "all-minilm-l6-v2", "chat-default", "embed-default"} <= ids
 
 
 def test_chat_completion_without_streaming(client):
     response = client.chat.completions.create(
-        model="qwen2.5-coder-0.5b-ct2", temperature=0, max_tokens=10,
+        model="qwen2.5-coder-0.5b", temperature=0, max_tokens=10,
         messages=[{"role": "user", "content": "What is the capital of France? Answer in one word."}],
     )
 
@@ -51,7 +51,7 @@ def test_chat_completion_streaming_with_usage(client):
     assert chunks[0].choices[0].delta.role == "assistant"
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
-    assert chunks[-1].model == "smollm2-135m-ct2"
+    assert chunks[-1].model == "smollm2-135m"
 
 
 def test_embeddings(client):

@@ -38,7 +38,7 @@ MAX_TOKENS = 40
 
 def test_parallel_requests_stay_within_the_token_budget(live_daphne, celery_worker, bundled_models):
     api_key, secret = api_key_make(tokens_per_day_limit=BUDGET)
-    body = {"model": "smollm2-135m-ct2", "max_tokens": MAX_TOKENS,
+    body = {"model": "smollm2-135m", "max_tokens": MAX_TOKENS,
             "messages": [{"role": "user", "content": "Tell me about the moon."}]}
 
     def call(_: int) -> Reply:

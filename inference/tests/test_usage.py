@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 def two_users(bundled_models):
     owner, outsider = user_make(email="owner@example.com"), user_make(email="outsider@example.com")
     usage_record_create(request_id="req-owner-1", user_id=owner.pk, api_key_id=None,
-                        spec_name="qwen2.5-coder-0.5b-ct2", route_alias="chat-default", task="chat",
+                        spec_name="qwen2.5-coder-0.5b", route_alias="chat-default", task="chat",
                         prompt_tokens=120, completion_tokens=80, ttft_ms=180, duration_ms=900)
     usage_record_create(request_id="req-owner-2", user_id=owner.pk, api_key_id=None, spec_name="whisper-tiny.en",
                         route_alias="", task="stt", audio_seconds=3.5, duration_ms=400)
@@ -33,7 +33,7 @@ def test_usage_summary_by_day_and_model(client, two_users):
     rows = _get(client, "/api/usage/", secret).json()
 
     by_model = {row["model"]: row for row in rows}
-    assert by_model["qwen2.5-coder-0.5b-ct2"]["prompt_tokens"] == 120
+    assert by_model["qwen2.5-coder-0.5b"]["prompt_tokens"] == 120
     assert by_model["whisper-tiny.en"]["audio_seconds"] == 3.5
 
 
@@ -59,11 +59,11 @@ def test_owner_reads_their_record(client, two_users):
 def test_usage_page_shows_only_the_users_own_rows(client, two_users):
     owner, outsider = two_users
     client.force_login(outsider)
-    assert "qwen2.5-coder-0.5b-ct2" not in client.get("/app/usage/").content.decode()
+    assert "qwen2.5-coder-0.5b" not in client.get("/app/usage/").content.decode()
 
     client.force_login(owner)
     page = client.get("/app/usage/").content.decode()
-    assert "qwen2.5-coder-0.5b-ct2" in page and "whisper-tiny.en" in page
+    assert "qwen2.5-coder-0.5b" in page and "whisper-tiny.en" in page
 
 
 def test_usage_api_needs_the_usage_scope(client, two_users):
