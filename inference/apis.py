@@ -6,7 +6,6 @@ import base64
 import json
 import time
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -18,14 +17,18 @@ from rest_framework.views import APIView
 
 from accounts.permissions import HasScope
 from common.errors import ApplicationError
-from inference import gateway
 from inference.audio import CONTENT_TYPES, AudioError, audio_decode, audio_encode
-from inference.models import ModelSpec
-from inference.quotas import QuotaExceeded, limits_for, quota_reserve, tokens_estimate
 from inference.selectors import route_resolve, routes_all, specs_enabled
-
-# Tokens a chat template and its default system message add around the messages.
-CHAT_TEMPLATE_TOKENS = 30
+from inference.serving import (
+    Caller,
+    GatewayError,
+    QuotaExceeded,
+    chat_complete,
+    chat_stream,
+    embed,
+    synthesize,
+    transcribe,
+)
 
 # ----------------------------------------------------------------------------- errors
 
@@ -57,10 +60,8 @@ def openai_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, QuotaExceeded):
         return openai_error(exc.message, status=429, code="rate_limit_exceeded",
                             headers={"Retry-After": str(exc.retry_after)})
-    if isinstance(exc, ApplicationError):
+    if isinstance(exc, (ApplicationError, GatewayError)):
         return openai_error(exc.message, status=exc.status, code=exc.code, param=exc.extra.get("param"))
-    if isinstance(exc, gateway.GatewayError):
-        return openai_error(exc.message, status=exc.status, code=exc.code)
     if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
         message = str(exc.detail)
         if isinstance(exc, exceptions.NotAuthenticated):
@@ -96,16 +97,8 @@ class OpenAIView(APIView):
     def api_key(self, request: Request):
         return request.auth if hasattr(request.auth, "scopes") else None
 
-    def reserve(self, request: Request, *, model: str, specs: list[ModelSpec], tokens: int, min_tokens: int = 1):
-        first = specs[0]
-        limits = limits_for(user=request.user, api_key=self.api_key(request), model=model,
-                            spec_limits=(first.rpm_limit, first.tokens_per_day_limit))
-        return quota_reserve(limits=limits, tokens=tokens, min_tokens=min_tokens)
-
-    def job(self, request: Request, *, task: str, prefix: str, route: str, payload: dict) -> gateway.Job:
-        api_key = self.api_key(request)
-        return gateway.Job(request_id=gateway.request_id_new(prefix), task=task, user_id=request.user.pk,
-                           api_key_id=api_key.pk if api_key else None, route=route, payload=payload)
+    def caller(self, request: Request) -> Caller:
+        return Caller(user=request.user, api_key=self.api_key(request), via="api")
 
 
 # ----------------------------------------------------------------------------- models
@@ -189,52 +182,47 @@ class ChatCompletionApi(OpenAIView):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         data = data.validated_data
-        route, specs = route_resolve(model=data["model"], task="chat")
-        context = min(spec.context_length for spec in specs)
-        max_tokens = data.get("max_completion_tokens") or data.get("max_tokens") or min(512, context)
-        if max_tokens > context:
-            raise ApplicationError(
-                f"max_tokens is {max_tokens}, but {data['model']} has a context of {context} tokens. "
-                "Ask for fewer tokens.", code="context_length_exceeded", status=400, extra={"param": "max_tokens"},
-            )
-        prompt_estimate = tokens_estimate([m["content"] for m in data["messages"]], overhead=CHAT_TEMPLATE_TOKENS)
-        reservation = self.reserve(request, model=data["model"], specs=specs, tokens=prompt_estimate + max_tokens,
-                                   min_tokens=prompt_estimate + 1)
-        max_tokens = min(max_tokens, reservation.granted - prompt_estimate)
-        job = self.job(request, task="chat", prefix="chatcmpl", route=route, payload={
-            "messages": data["messages"], "max_tokens": max_tokens, "temperature": data["temperature"],
-            "top_p": data["top_p"], "stop": data.get("stop") or [],
-        })
-        names = [spec.name for spec in specs]
+        request_args = {
+            "caller": self.caller(request), "model": data["model"], "messages": data["messages"],
+            "max_tokens": data.get("max_completion_tokens") or data.get("max_tokens"),
+            "temperature": data["temperature"], "top_p": data["top_p"], "stop": data.get("stop") or [],
+        }
         if data["stream"]:
             include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
-            response = StreamingHttpResponse(
-                _sse(job, names, reservation, include_usage=include_usage), content_type="text/event-stream"
-            )
+            stream = chat_stream(**request_args)
+            response = StreamingHttpResponse(_sse(stream, include_usage=include_usage),
+                                             content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"
-            response["X-Request-Id"] = job.request_id
+            response["X-Request-Id"] = stream.request_id
             return response
-        try:
-            result = gateway.run(job, names)
-        except gateway.GatewayError:
-            reservation.settle(0)
-            raise
-        reservation.settle(result["usage"]["total_tokens"])
+        result = chat_complete(**request_args)
         return Response({
-            "id": job.request_id, "object": "chat.completion", "created": int(time.time()), "model": result["spec"],
+            "id": result["request_id"], "object": "chat.completion", "created": int(time.time()),
+            "model": result["spec"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": result["text"]},
                          "logprobs": None, "finish_reason": _finish(result["finish_reason"])}],
-            "usage": result["usage"], "system_fingerprint": None,
-        }, headers={"X-Request-Id": job.request_id})
+            "usage": _usage(result["usage"]), "system_fingerprint": None,
+            "parley": _answered(result),
+        }, headers={"X-Request-Id": result["request_id"], "X-Parley-Model": result["spec"]})
+
+
+def _answered(result: dict) -> dict:
+    """Parley's note on who answered, beside OpenAI's fields (clients ignore unknown keys)."""
+    return {"model_label": result.get("model_label", ""), "fallback": result.get("fallback", False),
+            "fallback_reason": result.get("fallback_reason", "")}
+
+
+def _usage(usage: dict) -> dict:
+    return {key: usage.get(key, 0) for key in ("prompt_tokens", "completion_tokens", "total_tokens")}
 
 
 def _finish(reason: str) -> str:
-    return "stop" if reason == "canceled" else reason
+    return reason if reason in ("stop", "length") else "stop"
 
 
-def _chunk(job: gateway.Job, created: int, model: str, delta: dict, finish: str | None, usage: bool) -> str:
-    body = {"id": job.request_id, "object": "chat.completion.chunk", "created": created, "model": model,
+def _chunk(stream, created: int, model: str, delta: dict, finish: str | None, usage: bool) -> str:
+    body = {"id": stream.request_id, "object": "chat.completion.chunk", "created": created, "model": model,
             "system_fingerprint": None,
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
     if usage:
@@ -242,32 +230,42 @@ def _chunk(job: gateway.Job, created: int, model: str, delta: dict, finish: str 
     return f"data: {json.dumps(body, separators=(',', ':'))}\n\n"
 
 
-async def _sse(job: gateway.Job, specs: list[str], reservation, *, include_usage: bool):
-    """OpenAI's chunk stream: role, content deltas, a finish chunk, usage if asked, then [DONE]."""
-    created, started, used = int(time.time()), False, 0
-    try:
-        async for event in gateway.stream(job, specs):
-            if event["event"] == "delta":
-                if not started:
-                    started = True
-                    yield _chunk(job, created, event["spec"], {"role": "assistant", "content": ""}, None, include_usage)
-                yield _chunk(job, created, event["spec"], {"content": event["text"]}, None, include_usage)
-            elif event["event"] == "done":
-                used = event["usage"]["total_tokens"]
-                if not started:
-                    yield _chunk(job, created, event["spec"], {"role": "assistant", "content": ""}, None, include_usage)
-                yield _chunk(job, created, event["spec"], {}, _finish(event["finish_reason"]), include_usage)
-                if include_usage:
-                    body = {"id": job.request_id, "object": "chat.completion.chunk", "created": created,
-                            "model": event["spec"], "system_fingerprint": None, "choices": [],
-                            "usage": event["usage"]}
-                    yield f"data: {json.dumps(body, separators=(',', ':'))}\n\n"
-            else:
-                error = {"message": event["message"], "type": "server_error", "param": None, "code": event["code"]}
-                yield f"data: {json.dumps({'error': error})}\n\n"
-        yield "data: [DONE]\n\n"
-    finally:
-        await sync_to_async(reservation.settle, thread_sensitive=False)(used)
+async def _sse(stream, *, include_usage: bool):
+    """OpenAI's chunk stream: role, content deltas, a finish chunk, usage if asked, then [DONE].
+
+    While the request waits for a free slot, SSE comment lines (`: queued 2`) keep the connection
+    alive and say where it stands; OpenAI clients ignore comments. A fallback is announced the
+    same way (`: fallback …`), and the chunks' `model` names the model that answered.
+    """
+    created, started = int(time.time()), False
+    async for event in stream:
+        kind = event["event"]
+        if kind == "queued":
+            yield f": queued {event['position']}\n\n"
+        elif kind == "fallback":
+            yield f": fallback to {event['spec']} because {_one_line(event['fallback_reason'])}\n\n"
+        elif kind == "delta":
+            if not started:
+                started = True
+                yield _chunk(stream, created, event["spec"], {"role": "assistant", "content": ""}, None, include_usage)
+            yield _chunk(stream, created, event["spec"], {"content": event["text"]}, None, include_usage)
+        elif kind == "done":
+            if not started:
+                yield _chunk(stream, created, event["spec"], {"role": "assistant", "content": ""}, None, include_usage)
+            yield _chunk(stream, created, event["spec"], {}, _finish(event["finish_reason"]), include_usage)
+            if include_usage:
+                body = {"id": stream.request_id, "object": "chat.completion.chunk", "created": created,
+                        "model": event["spec"], "system_fingerprint": None, "choices": [],
+                        "usage": _usage(event["usage"])}
+                yield f"data: {json.dumps(body, separators=(',', ':'))}\n\n"
+        else:
+            error = {"message": event["message"], "type": "server_error", "param": None, "code": event["code"]}
+            yield f"data: {json.dumps({'error': error})}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 # ----------------------------------------------------------------------------- embeddings
@@ -301,30 +299,20 @@ class EmbeddingApi(OpenAIView):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         data = data.validated_data
-        route, specs = route_resolve(model=data["model"], task="embed")
+        _, specs = route_resolve(model=data["model"], task="embed")
         dims = int(specs[0].params.get("dimensions", 0)) or None
         if data.get("dimensions") and dims and data["dimensions"] != dims:
             raise ApplicationError(f"{data['model']} makes {dims}-dimensional vectors; `dimensions` must be {dims}.",
                                    code="invalid_value", extra={"param": "dimensions"})
-        estimate = tokens_estimate(data["input"])
-        reservation = self.reserve(request, model=data["model"], specs=specs, tokens=estimate, min_tokens=estimate)
-        job = self.job(request, task="embed", prefix="embd", route=route, payload={"input": data["input"]})
-        try:
-            result = gateway.run(job, [spec.name for spec in specs])
-        except gateway.GatewayError:
-            reservation.settle(0)
-            raise
-        reservation.settle(result["prompt_tokens"])
+        result = embed(caller=self.caller(request), texts=data["input"], model=data["model"])
         if data["encoding_format"] == "base64":
-            vectors = result["embeddings"]
+            vectors = [base64.b64encode(row.astype("<f4").tobytes()).decode() for row in result.vectors]
         else:
-            import numpy as np
-
-            vectors = [np.frombuffer(base64.b64decode(v), dtype="<f4").tolist() for v in result["embeddings"]]
+            vectors = [row.tolist() for row in result.vectors]
         return Response({
-            "object": "list", "model": result["spec"],
+            "object": "list", "model": result.spec,
             "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
-            "usage": {"prompt_tokens": result["prompt_tokens"], "total_tokens": result["prompt_tokens"]},
+            "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
         })
 
 
@@ -359,17 +347,12 @@ class TranscriptionApi(OpenAIView):
                 f"The file is {upload.size / 2**20:.1f} MiB; the limit is "
                 f"{settings.PARLEY_MAX_AUDIO_BYTES / 2**20:.0f} MiB.", code="file_too_large", status=413,
                 extra={"param": "file"})
-        route, specs = route_resolve(model=data["model"], task="stt")
         try:
             pcm = audio_decode(upload.read(), max_seconds=settings.PARLEY_MAX_AUDIO_SECONDS)
         except AudioError as exc:
             raise ApplicationError(str(exc), code="invalid_audio", extra={"param": "file"}) from exc
-        self.reserve(request, model=data["model"], specs=specs, tokens=0)
-        job = self.job(request, task="stt", prefix="stt", route=route, payload={
-            "audio": base64.b64encode(pcm.tobytes()).decode(), "language": data.get("language"),
-            "prompt": data.get("prompt"),
-        })
-        result = gateway.run(job, [spec.name for spec in specs])
+        result = transcribe(caller=self.caller(request), audio=pcm.tobytes(), model=data["model"],
+                            language=data.get("language"), prompt=data.get("prompt"))
         fmt = data["response_format"]
         if fmt == "text":
             return HttpResponse(result["text"] + "\n", content_type="text/plain; charset=utf-8")
@@ -419,11 +402,8 @@ class SpeechApi(OpenAIView):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         data = data.validated_data
-        route, specs = route_resolve(model=data["model"], task="tts")
-        self.reserve(request, model=data["model"], specs=specs, tokens=0)
-        job = self.job(request, task="tts", prefix="tts", route=route,
-                       payload={"input": data["input"], "speed": data["speed"]})
-        result = gateway.run(job, [spec.name for spec in specs])
+        result = synthesize(caller=self.caller(request), text=data["input"], model=data["model"],
+                            speed=data["speed"])
         fmt = data["response_format"]
         audio = audio_encode(base64.b64decode(result["audio"]), result["sample_rate"], fmt)
         response = HttpResponse(audio, content_type=CONTENT_TYPES[fmt])
