@@ -181,7 +181,7 @@ def run_holder(request_id: str) -> tuple[int, str] | None:
     raw = redis_client().get(run_key(request_id))
     if not raw:
         return None
-    attempt, _, worker = raw.decode().partition("|")
+    attempt, _, worker = (raw.decode() if isinstance(raw, bytes) else raw).partition("|")
     return int(attempt), worker
 
 
