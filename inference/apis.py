@@ -165,13 +165,13 @@ class ChatCompletionApi(OpenAIView):
         n = serializers.IntegerField(min_value=1, max_value=1, default=1)
         stream = serializers.BooleanField(default=False)
         stream_options = serializers.DictField(required=False)
-        stop = serializers.JSONField(required=False)
+        stop = serializers.JSONField(required=False, allow_null=True)
         user = serializers.CharField(required=False, allow_blank=True)
 
         def validate_stop(self, value):
-            stops = [value] if isinstance(value, str) else value
-            if value is None:
+            if value is None:  # OpenAI accepts `stop: null`
                 return []
+            stops = [value] if isinstance(value, str) else value
             if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops) or len(stops) > 4:
                 raise serializers.ValidationError("must be a string or a list of up to 4 strings.")
             return stops

@@ -162,12 +162,13 @@ def model_queue(spec: str) -> str:
 
 def queue_for(spec: str) -> str | None:
     """Where a job for `spec` goes now, or None when no worker can take it."""
-    workers = workers_alive()
+    # Only workers that serve this deployment's gpu queue (a test or a canary may run others).
+    workers = [w for w in workers_alive() if settings.PARLEY_GPU_QUEUE in w.get("queues", [])]
     for worker in workers:
         state = (worker.get("models") or {}).get(spec, {}).get("state")
         if state in ("loaded", "loading"):
             return model_queue(spec)
-    if settings.PARLEY_LAZY_LOAD and any(settings.PARLEY_GPU_QUEUE in worker.get("queues", []) for worker in workers):
+    if settings.PARLEY_LAZY_LOAD and workers:
         return settings.PARLEY_GPU_QUEUE
     return None
 

@@ -132,12 +132,17 @@ class _ChatPlan:
 def _chat_plan(*, caller: Caller, model: str, messages: list[dict[str, str]], max_tokens: int | None,
                temperature: float, top_p: float, stop: list[str] | None, shrink_to_fit: bool) -> _ChatPlan:
     route, specs = _resolve(caller=caller, model=model, task="chat")
-    context = min(spec.context_length for spec in specs)
     estimate = tokens_estimate([m["content"] for m in messages], overhead=CHAT_TEMPLATE_TOKENS)
-    if estimate >= context:
+    # Only the models of the route the conversation fits in may serve it (a small fallback with a
+    # short context is skipped for a long prompt, rather than failing the request).
+    fitting = [spec for spec in specs if estimate < spec.context_length]
+    if not fitting:
+        context = max(spec.context_length for spec in specs)
         raise ApplicationError(
             f"The conversation is about {estimate} tokens; {model} takes at most {context}. Shorten the messages.",
             code="context_length_exceeded", status=400, extra={"param": "messages"})
+    specs = fitting
+    context = min(spec.context_length for spec in specs)
     room = context - estimate
     if max_tokens is None:
         max_tokens = min(DEFAULT_MAX_TOKENS, room)

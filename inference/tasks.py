@@ -112,10 +112,18 @@ def generate(self, job: dict) -> dict:
             emit("error", **{k: v for k, v in _SKIPPED.items() if k != "ok"})
             return dict(_SKIPPED)
         emit("start", worker=worker_name, spec=job["spec"])
-        return _generate(job, emit, started, worker_name)
+
+        def emit_last(event: str, **data: object) -> None:
+            # Release the claim before the final event: the gateway may start a fallback the moment
+            # it reads an error, and that attempt must find the request free.
+            if "request_id" in job:
+                gateway.job_release(job, worker_name)
+            emit(event, **data)
+
+        return _generate(job, emit, emit_last, started, worker_name)
 
 
-def _generate(job: dict, emit, started: float, worker_name: str) -> dict:
+def _generate(job: dict, emit, emit_last, started: float, worker_name: str) -> dict:
     job_id = job["job_id"]
     canceled = {"flag": False, "checked": 0.0, "repeating": False}
 
@@ -171,10 +179,10 @@ def _generate(job: dict, emit, started: float, worker_name: str) -> dict:
             emit("delta", text=buffer)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error event; the worker lives on
         result = _error(exc, job)
-        emit("error", **{k: v for k, v in result.items() if k != "ok"}, tokens_sent=bool(text_parts))
         job_outcome_store(job.get("request_id", job_id), {
             "status": "error", "text": "".join(text_parts), "code": result["code"], "message": result["message"],
             "spec": job["spec"], "usage": {}})
+        emit_last("error", **{k: v for k, v in result.items() if k != "ok"}, tokens_sent=bool(text_parts))
         usage_record_create(
             request_id=job_id, user_id=job["user_id"], api_key_id=job.get("api_key_id"), spec_name=job["spec"],
             route_alias=job.get("route", ""), task="chat", completion_tokens=len(text_parts),
@@ -190,10 +198,10 @@ def _generate(job: dict, emit, started: float, worker_name: str) -> dict:
     if processed is not None:
         usage["prompt_tokens_processed"] = processed
     text = "".join(text_parts)
-    emit("done", finish_reason=finish or "stop", usage=usage, spec=job["spec"], ttft_ms=ttft_ms,
-         duration_ms=duration_ms)
     job_outcome_store(job.get("request_id", job_id), {
         "status": "done", "text": text, "finish_reason": finish or "stop", "spec": job["spec"], "usage": usage})
+    emit_last("done", finish_reason=finish or "stop", usage=usage, spec=job["spec"], ttft_ms=ttft_ms,
+              duration_ms=duration_ms)
     usage_record_create(
         request_id=job_id, user_id=job["user_id"], api_key_id=job.get("api_key_id"), spec_name=job["spec"],
         route_alias=job.get("route", ""), task="chat", prompt_tokens=prompt_tokens,
