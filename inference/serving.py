@@ -55,6 +55,9 @@ METERING: dict[str, dict[str, bool]] = {
     "embed": {"requests": True, "tokens": True},
     "stt": {"requests": True, "audio_seconds": True},
     "tts": {"requests": True, "characters": True},
+    # The query embedding of a knowledge search or a chat turn with knowledge: part of the request
+    # that needed it, so its tokens count but it is not a request of its own.
+    "lookup": {"tokens": True},
     "preview": {},
     "ingest": {},
 }
@@ -239,7 +242,7 @@ def embed(*, caller: Caller, texts: list[str], model: str = "embed-default", in_
     if not texts:
         return Embeddings(vectors=np.zeros((0, 0), dtype=np.float32), spec="", prompt_tokens=0)
     route, specs = _resolve(caller=caller, model=model, task="embed")
-    kind = "ingest" if caller.via == "ingest" else "embed"
+    kind = {"ingest": "ingest", "knowledge": "lookup"}.get(caller.via, "embed")
     estimate = tokens_estimate(texts)
     reservation = _reserve(caller=caller, model=model, specs=specs, kind=kind, tokens=estimate, min_tokens=estimate)
     used = 0

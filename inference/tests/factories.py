@@ -15,7 +15,7 @@ def broken_chat_route(alias: str = "chat-broken-first") -> ModelSpec:
     """A route whose first model cannot load (its weights are missing), then SmolLM2."""
     broken = modelspec_register(name="broken-chat", defaults={
         "task": "chat", "backend": "ctranslate2", "source": "/nonexistent/parley/broken-model",
-        "params": {"context_length": 2048},
+        "params": {"context_length": 32768},
     })
     route_set(alias=alias, task="chat", spec_names=["broken-chat", "smollm2-135m"])
     return broken
