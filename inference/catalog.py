@@ -129,7 +129,7 @@ BUNDLED: dict[str, BundledModel] = {
                 "dry_multiplier": 0.8,
                 "dry_base": 1.75,
                 "dry_allowed_length": 2,
-                "dry_penalty_last_n": -1,
+                "dry_penalty_last_n": 256,
             },
             default=True,
             description="SmolLM2 135M Instruct: fastest, weakest; the fallback chat model.",

@@ -138,10 +138,11 @@ def test_stop_string_and_max_tokens(smol):
         temperature=0))
     assert last.finish_reason == "length" and last.completion_tokens == 5
 
+    # A stop string any reply meets soon (the tiny model's wording varies with its repetition guards).
     text, last = _collect(smol, GenerationRequest(
-        messages=[{"role": "user", "content": "List the numbers 1, 2, 3, 4, 5 separated by commas."}],
-        max_tokens=30, temperature=0, stop=["3"]))
-    assert "3" not in text and last.finish_reason == "stop"
+        messages=[{"role": "user", "content": "Write two sentences about the sea."}],
+        max_tokens=60, temperature=0, stop=[" "]))
+    assert " " not in text.strip() and last.finish_reason == "stop" and last.completion_tokens < 60
 
 
 def test_cancel_stops_the_stream_and_frees_the_slot(smol):
@@ -396,7 +397,8 @@ def test_use_this_variant_in_admin_switches_the_model_and_reloads_it(client, cel
     asked = time.time()
     response = client.post(url, follow=True)
 
-    assert f"{SMOL} now runs as ct2-int8" in response.content.decode()
+    # Admin capitalises the first letter of a message.
+    assert f"{SMOL} now runs as ct2-int8".lower() in response.content.decode().lower()
     spec.refresh_from_db()
     assert (spec.active_variant.name, spec.backend) == ("ct2-int8", "ctranslate2")
 
