@@ -255,7 +255,7 @@ PARLEY_USER_AUDIO_SECONDS_PER_DAY = env.int("PARLEY_USER_AUDIO_SECONDS_PER_DAY",
 PARLEY_USER_SPEECH_CHARS_PER_DAY = env.int("PARLEY_USER_SPEECH_CHARS_PER_DAY", default=200_000)
 # How long a job may wait for a worker to pick it up before the next model is tried. Waiting
 # for a free slot on a worker that has it is not a failure: the client sees `queued` instead.
-PARLEY_START_TIMEOUT = env.float("PARLEY_START_TIMEOUT", default=30.0)
+PARLEY_START_TIMEOUT = env.float("PARLEY_START_TIMEOUT", default=120.0)
 # When no live worker holds a model, send its jobs to the shared `gpu` queue, where any gpu
 # worker loads it on first use. Off: such a request fails over to the next model at once.
 PARLEY_LAZY_LOAD = env.bool("PARLEY_LAZY_LOAD", default=True)
