@@ -132,7 +132,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-peer", action="store_true", help="Skip the llama-server peer row.")
         parser.add_argument("--skip-audio", action="store_true")
         parser.add_argument("--quick", action="store_true",
-                            help="A short smoke run: 5 paired runs, 10 s mixed, 10 s peer replay, short replies, "
+                            help="A short smoke run: 3 paired runs, 6 s mixed, 6 s peer replay, short replies, "
                                  "prompts a quarter of their size.")
         parser.add_argument("--redis-db", type=int, default=2, help="Redis db of the bench's own stack.")
         parser.add_argument("--json-out", default="", help="Also write the JSON to this file.")
@@ -143,11 +143,11 @@ class Command(BaseCommand):
         from inference.services import bundled_models_register
 
         if quick:
-            runs, max_tokens = min(runs, 5), min(max_tokens, 24)
-            mixed_seconds, peer_seconds = min(mixed_seconds, 10.0), min(peer_seconds, 10.0)
+            runs, max_tokens = min(runs, 3), min(max_tokens, 16)
+            mixed_seconds, peer_seconds = min(mixed_seconds, 6.0), min(peer_seconds, 6.0)
         self.quick = quick
-        self.concurrency_tokens = 24 if quick else CONCURRENCY_MAX_TOKENS
-        self.mixed_tokens = 24 if quick else MIXED_MAX_TOKENS
+        self.concurrency_tokens = 16 if quick else CONCURRENCY_MAX_TOKENS
+        self.mixed_tokens = 16 if quick else MIXED_MAX_TOKENS
         self.model = model
         self.prompt_scale = 0.25 if quick else 1.0
         bundled_models_register()
@@ -294,7 +294,7 @@ class Command(BaseCommand):
     def _idle(self, world: _World, peer: PeerServer | None, runs: int) -> dict[str, float]:
         """Each class alone on an idle stack, one request at a time: the baseline of the mixed run. The
         /v1 prompts also go to the peer, alternately, which tells prefill speed apart from Parley's path."""
-        count = max(2, runs // 2)
+        count = 1 if self.quick else max(2, runs // 2)
         out = {}
         for cls, sizes in (("ws", ("short", "long")), ("v1", ("short", "long")), ("knowledge", ("long",))):
             for size in sizes:
