@@ -356,8 +356,8 @@ class BenchStack:
             result.error = "the reply had no text"
         return result
 
-    def knowledge_answer(self, query: str, *, key: str, max_tokens: int, timeout: float = REQUEST_TIMEOUT
-                         ) -> StreamResult:
+    def knowledge_answer(self, query: str, *, key: str, max_tokens: int, model: str = "chat-default",
+                         timeout: float = REQUEST_TIMEOUT) -> StreamResult:
         """`POST /api/knowledge/query` with answer=true: not streamed, so only the whole latency is seen here
         (the worker's TTFT comes from its usage row)."""
         parsed = urlparse(self.url)
@@ -365,7 +365,7 @@ class BenchStack:
         result = StreamResult(started=time.perf_counter(), streamed=False)
         try:
             conn.request("POST", "/api/knowledge/query", body=json.dumps(
-                {"query": query, "answer": True, "max_tokens": max_tokens}),
+                {"query": query, "answer": True, "max_tokens": max_tokens, "model": model}),
                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
             response = conn.getresponse()
             body = response.read()

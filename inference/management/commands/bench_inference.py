@@ -451,10 +451,13 @@ class _World:
         from chat.services import assistant_create
 
         self.stack, self.max_tokens = stack, max_tokens
+        # Every class of the mixed run asks the model under test: the assistant's route is that model.
+        model = stack.models[0]
+        name = f"Bench assistant ({model}, {max_tokens} tokens)"
         self.assistant = (
-            Assistant.objects.filter(owner=stack.user, name="Bench assistant", is_active=True).order_by("pk").first()
-            or assistant_create(owner=stack.user, name="Bench assistant", system_prompt=BENCH_ASSISTANT_PROMPT,
-                                temperature=0.5, max_tokens=MIXED_MAX_TOKENS))
+            Assistant.objects.filter(owner=stack.user, name=name, is_active=True).order_by("pk").first()
+            or assistant_create(owner=stack.user, name=name, system_prompt=BENCH_ASSISTANT_PROMPT,
+                                temperature=0.5, max_tokens=max_tokens, route_alias=model))
         knowledge_seed(stack.user)
         self.cookie = stack.session_cookie()
         # One key per client: a client's knowledge answers run one after another, so the newest usage row
@@ -500,7 +503,8 @@ class _World:
 
         api_key, key = self._key(client)
         since = timezone.now()
-        result = self.stack.knowledge_answer(planned.text, key=key, max_tokens=self.max_tokens)
+        result = self.stack.knowledge_answer(planned.text, key=key, max_tokens=self.max_tokens,
+                                             model=self.stack.models[0])
         if not result.ok:
             return result
         # The worker writes its usage row just after the reply is sent; wait for it, briefly.
