@@ -50,6 +50,7 @@ def _conf_for_test(*, upstream: str, http_port: int, https_port: int, cert: Path
         r"ssl_certificate\s+/etc/nginx/tls/parley.crt;.*": f"ssl_certificate {cert};",
         r"ssl_certificate_key\s+/etc/nginx/tls/parley.key;.*": f"ssl_certificate_key {key};",
         r"alias /srv/parley/static/;.*": f"alias {static}/;",
+        r"server_name _;  # EDIT.*": "server_name localhost;",
     }
     for pattern, replacement in replacements.items():
         text, count = re.subn(pattern, replacement, text)
