@@ -91,8 +91,8 @@ def pg_tool(name: str) -> str:
         candidates.append(str(Path(POSTGRES_BIN_PATH) / name))
     except ImportError:
         pass
-    if os.environ.get("PARLEY_PG_BIN_DIR"):
-        candidates.append(str(Path(os.environ["PARLEY_PG_BIN_DIR"]) / name))
+    if settings.PARLEY_PG_BIN_DIR:
+        candidates.append(str(Path(settings.PARLEY_PG_BIN_DIR) / name))
     if shutil.which(name):
         candidates.append(shutil.which(name))
     server = _server_major()

@@ -321,6 +321,11 @@ BILLING_CLOCK_ADJUSTABLE = (
 # Absolute links in billing emails (sent from workers, where there is no request).
 PARLEY_BASE_URL = env("PARLEY_BASE_URL", default="") or f"http://localhost:{env('PARLEY_PORT', default='8000')}"
 
+# --- Operations ---
+# Where `manage.py backup`/`restore` look for pg_dump and pg_restore after the embedded server's own
+# binaries (they must be at least the server's major version); empty = the PATH.
+PARLEY_PG_BIN_DIR = env("PARLEY_PG_BIN_DIR", default="")
+
 # --- Knowledge -------------------------------------------------------------------------
 # Ingest runs on the `default` queue (named here so a change of default never moves it).
 CELERY_TASK_ROUTES["knowledge.tasks.*"] = {"queue": "default"}

@@ -45,10 +45,16 @@ class Command(BaseCommand):
         parser.add_argument("--max-tokens", type=int, default=96, help="Reply length cap for every request.")
         parser.add_argument("--gpu-workers", type=int, default=1)
         parser.add_argument("--json", dest="json_path", default="", help="Also write the figures to this file.")
+        parser.add_argument("--logs", default="", help="Keep every process's log in this directory.")
+        parser.add_argument("--cpu-threads", default="",
+                            help="PARLEY_CPU_THREADS for the gpu worker. On a shared machine give llama-server only "
+                                 "the cores it has to itself: with more threads than free cores its decode collapses.")
 
     def handle(self, *args: object, **options: object) -> None:
         with tempfile.TemporaryDirectory(prefix="parley-load-") as tmp:
-            figures = self._run(Path(tmp), options)
+            logs = Path(options["logs"] or tmp)
+            logs.mkdir(parents=True, exist_ok=True)
+            figures = self._run(logs, options)
         rows = _rows(figures)
         self.stdout.write(table(rows))
         line = as_json("load", figures)
@@ -68,6 +74,8 @@ class Command(BaseCommand):
             env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", PYTHONUNBUFFERED="1",
                        DATABASE_URL=_database_url(), PARLEY_WORKER_MODELS=CHAT_MODEL, ALLOWED_HOSTS="127.0.0.1",
                        PARLEY_USER_RPM="100000", PARLEY_USER_TOKENS_PER_DAY="1000000000")
+            if options["cpu_threads"]:
+                env["PARLEY_CPU_THREADS"] = str(options["cpu_threads"])
             for n in range(options["gpu_workers"]):
                 processes[f"gpu-{n}"] = worker_start(
                     env=env, queues="gpu", hostname=f"load-{n}-{os.getpid()}@localhost", log=tmp / f"gpu-{n}.log",
@@ -223,7 +231,8 @@ def _figures(raw: dict, options: dict, elapsed: float, usage: dict) -> dict:
     return {
         "users": options["users"], "api_users": options["api_users"], "duration_s": options["duration"],
         "think_s": [options["think_min"], options["think_max"]], "max_tokens": options["max_tokens"],
-        "gpu_workers": options["gpu_workers"], "elapsed_s": round(elapsed, 1),
+        "gpu_workers": options["gpu_workers"], "cpu_threads": options["cpu_threads"] or "all",
+        "elapsed_s": round(elapsed, 1),
         "turns_sent": c["turns_sent"], "turns_done": c["turns_done"], "turns_failed": c["turns_failed"],
         "api_sent": c["api_sent"], "api_done": c["api_done"], "api_failed": c["api_failed"],
         "sockets_dropped": c["drops"], "reconnects": c["reconnects"],
