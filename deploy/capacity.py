@@ -4,7 +4,7 @@
     python deploy/capacity.py --voice voice.json [--load load.json] [--users 10000] [--markdown]
 
 `voice.json` is the JSON line `manage.py bench_voice` prints (stage p50/p99 in ms); `load.json` is
-`manage.py bench_load --json` (aggregate tokens/s under load, Daphne's CPU per socket). Figures not
+`manage.py bench_load --json` (Daphne's CPU per turn; with --llm-from-load, tokens/s under load). Figures not
 in the files fall back to the measured defaults below (this 2-core machine, 2026-12-02). Flags
 marked ASSUMPTION are not measured here; change them when you measure them (e.g. on a GPU).
 
@@ -31,6 +31,9 @@ MEASURED = {
     "tts_rtf": 0.051,              # Piper
     "llm_tokens_per_s_node": 78.3,  # Qwen 0.5B, 8 concurrent streams, whole node
     "llm_slots_per_node": 4,       # llama-server -np 4
+    # Daphne CPU per chat turn (consumer, DB writes, forwarding deltas): bench_load 2026-12-03, 20 sockets
+    # + 2 /v1 streams, 93 replies in 193 s at a mean 5.8 % of a core.
+    "web_cpu_s_per_turn": 0.12,
 }
 
 
@@ -78,8 +81,8 @@ def model(f: dict, a: argparse.Namespace) -> dict:
         servers, wait = servers_needed(rate=rate, service_s=work, wait_budget_s=headroom / 3)
         stages[name] = {"work_s_per_turn": work, "offered_erlangs": rate * work, "servers": servers,
                         "nodes": math.ceil(servers / per_node), "p99_wait_ms": wait * 1000}
-    # Daphne: every user holds a socket; speakers stream 50 PCM frames a second into it.
-    web_cpu = speaking * 50 * a.frame_cpu_ms / 1000 + a.users * a.socket_idle_cpu
+    # Daphne: each turn's own work (measured), every speaker's 50 PCM frames a second, idle sockets' pings.
+    web_cpu = rate * f["web_cpu_s_per_turn"] + speaking * 50 * a.frame_cpu_ms / 1000 + a.users * a.socket_idle_cpu
     replicas = math.ceil(web_cpu / a.replica_cpu)
     # Redis: channel-layer and broker commands per turn (deltas, frames out, tasks, claims, quotas).
     redis_ops = rate * (a.reply_tokens * 2 + 40) + a.users / 5  # + heartbeats, leases, pings
@@ -126,7 +129,10 @@ def main() -> None:
     parser.add_argument("--target-ms", type=float, default=2000, help="p99 end of speech → first audio")
     parser.add_argument("--frame-cpu-ms", type=float, default=0.15,
                         help="ASSUMPTION: Daphne CPU per 20 ms audio frame (VAD buffering, consumer dispatch)")
-    parser.add_argument("--socket-idle-cpu", type=float, default=0.0002, help="cores per idle socket (pings)")
+    parser.add_argument("--socket-idle-cpu", type=float, default=0.0001,
+                        help="ASSUMPTION: cores per idle socket (a ping every few seconds)")
+    parser.add_argument("--llm-from-load", action="store_true",
+                        help="take the LLM node's tokens/s from the load bench (only if it saturated the worker)")
     parser.add_argument("--replica-cpu", type=float, default=0.6, help="usable cores per Daphne replica")
     parser.add_argument("--redis-ops-capacity", type=float, default=80_000, help="ASSUMPTION: per Redis instance")
     parser.add_argument("--pg-writes-capacity", type=float, default=4_000, help="ASSUMPTION: per PG primary")
@@ -146,13 +152,12 @@ def main() -> None:
         sources.append(str(args.voice))
     if args.load:
         load = json.loads(args.load.read_text())
-        if load.get("tokens_per_s_aggregate"):
-            figures["llm_tokens_per_s_node"] = max(float(load["tokens_per_s_aggregate"]) / load.get("gpu_workers", 1),
-                                                   1.0)
+        if args.llm_from_load and load.get("tokens_per_s_aggregate"):
+            figures["llm_tokens_per_s_node"] = float(load["tokens_per_s_aggregate"]) / load.get("gpu_workers", 1)
         web = load.get("processes", {}).get("web")
-        sockets = load.get("users", 0) + load.get("api_users", 0)
-        if web and sockets:
-            args.socket_idle_cpu = web["cpu_mean_pct"] / 100 / sockets
+        replies = load.get("turns_done", 0) + load.get("api_done", 0)
+        if web and replies and load.get("elapsed_s"):
+            figures["web_cpu_s_per_turn"] = web["cpu_mean_pct"] / 100 * load["elapsed_s"] / replies
         sources.append(str(args.load))
 
     cpu = argparse.Namespace(**vars(args), llm_tokens_per_s_node=figures["llm_tokens_per_s_node"],
