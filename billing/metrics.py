@@ -16,6 +16,13 @@ UNSETTLED_AFTER_SECONDS = 300
 
 
 class BillingCollector(Collector):
+    def describe(self) -> Iterable:
+        """Names only: without describe(), registering would query the ledger in every process at start."""
+        yield CounterMetricFamily("parley_charge_attempts", "", labels=["status"])
+        yield CounterMetricFamily("parley_charge_amount_cents", "", labels=["status"])
+        yield GaugeMetricFamily("parley_charge_attempts_unsettled", "")
+        yield GaugeMetricFamily("parley_stripe_webhooks_unprocessed", "")
+
     def collect(self) -> Iterable:
         from billing.selectors import (
             charge_attempt_totals,

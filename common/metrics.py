@@ -73,6 +73,15 @@ def _queue_names(workers: list[dict]) -> list[str]:
 
 
 class StackCollector(Collector):
+    def describe(self) -> Iterable:
+        """Names only: without describe(), registering would run collect() (Redis) in every process at start."""
+        yield GaugeMetricFamily("parley_workers_alive", "", labels=["queue"])
+        yield GaugeMetricFamily("parley_worker_heartbeat_age_seconds", "", labels=["hostname"])
+        yield GaugeMetricFamily("parley_worker_models_loaded", "", labels=["hostname", "model"])
+        yield GaugeMetricFamily("parley_queue_depth", "", labels=["queue"])
+        for name in REDIS_COUNTERS:
+            yield CounterMetricFamily(name, "")
+
     def collect(self) -> Iterable:
         try:
             workers = workers_alive()
