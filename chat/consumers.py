@@ -9,6 +9,7 @@ import logging
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from chat.metrics import SOCKET_CONNECTIONS, SOCKET_ERRORS
 from chat.models import Message
 from chat.selectors import conversation_get
 from chat.turns import Turn
@@ -22,6 +23,8 @@ MAX_TEXT_FRAME_BYTES = 64 * 1024
 
 class ChatSocket(AsyncWebsocketConsumer):
     """Shared parts: authentication, ownership, JSON frames, and the running turn."""
+
+    socket_kind = "chat"  # the metrics label
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -39,6 +42,7 @@ class ChatSocket(AsyncWebsocketConsumer):
         # Resolve lazily-loaded relations now, while we may touch the database synchronously.
         await sync_to_async(lambda: self.conversation.assistant)()
         self.user = user
+        SOCKET_CONNECTIONS.labels(self.socket_kind).inc()
         self.generation: asyncio.Task | None = None
         self.current_message_id: int | None = None
 
@@ -46,6 +50,8 @@ class ChatSocket(AsyncWebsocketConsumer):
         await self.cancel_generation()
 
     async def send_frame(self, frame: dict) -> None:
+        if frame.get("type") == "error":
+            SOCKET_ERRORS.labels(self.socket_kind).inc()
         await self.send(text_data=json.dumps(frame))
 
     async def error(self, code: str, message: str) -> None:
