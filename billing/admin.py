@@ -9,13 +9,33 @@ from django.urls import path
 
 from billing import selectors, services
 from billing.forms import CadenceForm, RefundForm
-from billing.models import ChargeAttempt, Installment, Offer, PaymentProfile, Purchase, Refund, WebhookReceipt
+from billing.models import (
+    ChargeAttempt,
+    Installment,
+    Offer,
+    PaymentProfile,
+    Plan,
+    Purchase,
+    Refund,
+    WebhookReceipt,
+)
 from common.errors import ApplicationError
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    """Every limit here is enforced where requests enter; a change applies to the next request."""
+
+    list_display = ["name", "slug", "requests_per_minute", "tokens_per_day", "max_tokens_per_reply",
+                    "voice_minutes_per_day", "knowledge_documents", "knowledge_megabytes", "api_keys"]
+    list_editable = ["requests_per_minute", "tokens_per_day", "max_tokens_per_reply", "voice_minutes_per_day",
+                     "knowledge_documents", "knowledge_megabytes", "api_keys"]
+    prepopulated_fields = {"slug": ["name"]}
 
 
 @admin.register(Offer)
 class OfferAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "price_cents", "installment_count", "installment_cents", "terms_version",
+    list_display = ["name", "slug", "plan", "price_cents", "installment_count", "installment_cents", "terms_version",
                     "is_active"]
 
 

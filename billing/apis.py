@@ -30,11 +30,11 @@ class BillingStatusApi(APIView):
         purchase = purchase_current_for_user(user=request.user)
         summary = installment_summary(purchase=purchase) if purchase else None
         data = {
-            "plan": entitlements.get("plan", "free"),
+            "plan": entitlements.plan,
             "status": purchase.status if purchase else None,
             "grace_ends_at": purchase.grace_ends_at if purchase else None,
             "installments_paid": summary["paid"] if summary and summary["total"] else None,
             "installments_remaining": summary["remaining"] if summary and summary["total"] else None,
-            "entitlements": entitlements,
+            "entitlements": entitlements.as_dict(),
         }
         return Response(self.BillingStatusOutputSerializer(data).data)

@@ -13,6 +13,37 @@ from django.db.models import F, Q
 from common.models import TimeStampedModel
 
 
+class Plan(TimeStampedModel):
+    """What a user may do: the free plan (slug `free`) for everyone, and the plan an offer grants.
+
+    Every number is a limit another app enforces where a request enters (inference for chat, voice and
+    /v1; knowledge for uploads; accounts for API keys), read through billing.selectors.entitlements_for_user.
+    Which models a plan includes is not here: each model and route says which plans may use it
+    (inference's access rule), so there is one rule per model, and the pricing table reads it from there.
+    """
+
+    FREE_SLUG = "free"
+
+    slug = models.SlugField(max_length=60, unique=True)
+    name = models.CharField(max_length=120)
+    summary = models.CharField(max_length=300, blank=True)
+    position = models.PositiveSmallIntegerField(default=0, help_text="Order on the pricing table.")
+    requests_per_minute = models.PositiveIntegerField()
+    tokens_per_day = models.PositiveIntegerField(help_text="Chat tokens (prompt and reply) per day.")
+    voice_minutes_per_day = models.PositiveIntegerField(help_text="Minutes of speech transcribed per day.")
+    speech_characters_per_day = models.PositiveIntegerField(help_text="Characters spoken back per day.")
+    knowledge_documents = models.PositiveIntegerField(help_text="Documents a user may keep.")
+    knowledge_megabytes = models.PositiveIntegerField(help_text="Megabytes of documents a user may keep.")
+    api_keys = models.PositiveIntegerField(help_text="Active API keys a user may hold.")
+    max_tokens_per_reply = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Offer(TimeStampedModel):
     """What a user can buy. Prices are in the currency's smallest unit (cents)."""
 
@@ -31,7 +62,7 @@ class Offer(TimeStampedModel):
     terms_version = models.CharField(max_length=32)
     terms_text = models.TextField()
     # What the offer unlocks, read by other apps through billing.selectors.entitlements_for_user.
-    entitlements = models.JSONField(default=dict)
+    plan = models.ForeignKey(Plan, null=True, on_delete=models.PROTECT, related_name="offers")
     is_active = models.BooleanField(default=True)
 
     class Meta:

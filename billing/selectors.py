@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from django.db.models import Count, Q, QuerySet, Sum
@@ -9,27 +10,87 @@ from django.db.models.functions import TruncDate
 
 from accounts.models import User
 from billing import clock
-from billing.models import ChargeAttempt, Installment, Offer, PaymentProfile, Purchase, Refund
+from billing.models import ChargeAttempt, Installment, Offer, PaymentProfile, Plan, Purchase, Refund
+from billing.offer_defaults import FREE_PLAN
 
-# What everyone gets without a purchase. Apps read keys they know and ignore the rest.
-FREE_ENTITLEMENTS: dict[str, object] = {"plan": "free"}
-# Statuses that unlock the offer: grace is "full access starts at once"; past due keeps access
-# while retries run; suspended does not.
+# Statuses that unlock the offer's plan: grace is "full access starts at once"; charging is the grace
+# period's end in flight; past due keeps access while a missed installment is retried (DESIGN: only
+# repeated failure suspends). Suspended, canceled and refunded fall back to the free plan at once.
 ENTITLED_STATUSES = (
     Purchase.Status.GRACE, Purchase.Status.CHARGING, Purchase.Status.PAID,
     Purchase.Status.INSTALLMENTS, Purchase.Status.PAST_DUE,
 )
+UPGRADE_URL = "/billing/"
+# Limits as Plan fields, in the order a pricing table lists them, with how each reads.
+PLAN_LIMITS: tuple[tuple[str, str], ...] = (
+    ("requests_per_minute", "requests per minute"),
+    ("tokens_per_day", "chat tokens per day"),
+    ("max_tokens_per_reply", "tokens per reply"),
+    ("voice_minutes_per_day", "minutes of voice per day"),
+    ("speech_characters_per_day", "characters of speech per day"),
+    ("knowledge_documents", "knowledge documents"),
+    ("knowledge_megabytes", "MB of knowledge documents"),
+    ("api_keys", "API keys"),
+)
 
 
-def entitlements_for_user(*, user: User) -> dict[str, object]:
-    if not user.is_authenticated:
-        return dict(FREE_ENTITLEMENTS)
+@dataclass(frozen=True)
+class Entitlements:
+    """What a user's plan allows right now. `upgrade` names the plan to buy for more (None on the top plan)."""
+
+    plan: str
+    plan_name: str
+    requests_per_minute: int
+    tokens_per_day: int
+    voice_minutes_per_day: int
+    speech_characters_per_day: int
+    knowledge_documents: int
+    knowledge_megabytes: int
+    api_keys: int
+    max_tokens_per_reply: int
+    upgrade: Entitlements | None = None
+    upgrade_url: str = UPGRADE_URL
+
+    @classmethod
+    def of(cls, plan: Plan, upgrade: Plan | None = None) -> Entitlements:
+        limits = {name: getattr(plan, name) for name, _ in PLAN_LIMITS}
+        return cls(plan=plan.slug, plan_name=plan.name, **limits,
+                   upgrade=cls.of(upgrade) if upgrade is not None and upgrade.slug != plan.slug else None)
+
+    def as_dict(self) -> dict[str, object]:
+        data = {"plan": self.plan, "plan_name": self.plan_name, "upgrade_url": self.upgrade_url,
+                **{name: getattr(self, name) for name, _ in PLAN_LIMITS}}
+        data["upgrade_plan"] = self.upgrade.plan if self.upgrade else None
+        return data
+
+
+def plan_free() -> Plan:
+    """The free plan's row, or its defaults when the table was emptied (a flushed test database)."""
+    return Plan.objects.filter(slug=Plan.FREE_SLUG).first() or Plan(slug=Plan.FREE_SLUG, **FREE_PLAN)
+
+
+def entitlements_for_user(*, user: User) -> Entitlements:
+    """The plan of the user's entitled purchase, else the free plan; the offer's plan as the upgrade."""
+    offer = offer_current()
+    upgrade = offer.plan if offer is not None else None
+    if not getattr(user, "is_authenticated", False):
+        return Entitlements.of(plan_free(), upgrade)
     purchase = (
-        Purchase.objects.filter(user=user, status__in=ENTITLED_STATUSES).select_related("offer").order_by("-id").first()
+        Purchase.objects.filter(user=user, status__in=ENTITLED_STATUSES, offer__plan__isnull=False)
+        .select_related("offer__plan").order_by("-id").first()
     )
     if purchase is None:
-        return dict(FREE_ENTITLEMENTS)
-    return {**FREE_ENTITLEMENTS, **purchase.offer.entitlements}
+        return Entitlements.of(plan_free(), upgrade)
+    return Entitlements.of(purchase.offer.plan, upgrade)
+
+
+def plans_for_pricing() -> list[Plan]:
+    """The free plan, then each active offer's plan, for the pricing table."""
+    plans = [plan_free()]
+    for offer in Offer.objects.filter(is_active=True, plan__isnull=False).select_related("plan").order_by("id"):
+        if all(plan.slug != offer.plan.slug for plan in plans):
+            plans.append(offer.plan)
+    return plans
 
 
 def offer_current() -> Offer | None:

@@ -9,6 +9,7 @@ from billing.services.cards import (
     card_setup_start,
     payment_profile_ensure,
 )
+from billing.services.catalog import catalog_install
 from billing.services.charging import (
     charge_attempt_authenticate_local,
     charge_attempt_refresh,
@@ -30,6 +31,7 @@ from billing.services.purchases import (
     InvalidTransition,
     purchase_cancel,
     purchase_create,
+    purchase_had_grace,
     purchase_transition,
 )
 from billing.services.stripe_setup import stripe_local_setup
@@ -41,6 +43,7 @@ __all__ = [
     "card_attach_test_card",
     "card_setup_finish",
     "card_setup_start",
+    "catalog_install",
     "charge_attempt_authenticate_local",
     "charge_attempt_refresh",
     "charge_attempt_send",
@@ -53,6 +56,7 @@ __all__ = [
     "purchase_cancel",
     "purchase_cancel_by_staff",
     "purchase_create",
+    "purchase_had_grace",
     "purchase_pay_due_now",
     "purchase_refund",
     "purchase_retry_now",

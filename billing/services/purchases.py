@@ -87,16 +87,31 @@ def purchase_create(*, user: User, offer: Offer, terms_accepted: bool, terms_ver
     if existing is not None:
         raise _already_purchased(existing)
     now = clock.now()
+    # The grace period comes once per customer (the terms say so): buy, cancel within grace, buy again
+    # would otherwise give Pro for free forever. A returning customer's purchase is due at once, and the
+    # charge is queued as the row commits; beat's claim (a guarded UPDATE) makes it one charge either way.
+    had_grace = Purchase.objects.filter(user=user).exists()
+    grace_ends_at = now if had_grace else now + timedelta(hours=offer.grace_hours)
     try:
         with transaction.atomic():
-            return Purchase.objects.create(
+            purchase = Purchase.objects.create(
                 user=user, offer=offer, status=S.GRACE, amount_cents=offer.price_cents, currency=offer.currency,
-                started_at=now, grace_ends_at=now + timedelta(hours=offer.grace_hours),
+                started_at=now, grace_ends_at=grace_ends_at,
                 terms_version=offer.terms_version, terms_accepted_at=now,
                 installment_interval_days=offer.installment_interval_days,
             )
     except IntegrityError:  # a concurrent checkout of the same user won (billing_one_open_purchase_per_user)
         raise _already_purchased(Purchase.objects.filter(user=user, status__in=Purchase.OPEN_STATUSES).first())
+    if had_grace:
+        from billing.tasks import charge_due
+
+        transaction.on_commit(lambda: charge_due.apply_async(queue="billing"))
+    return purchase
+
+
+def purchase_had_grace(*, user: User) -> bool:
+    """Whether the user's next purchase is charged at once (they had a grace period already)."""
+    return Purchase.objects.filter(user=user).exists()
 
 
 def _already_purchased(existing: Purchase | None) -> ApplicationError:

@@ -6,8 +6,7 @@ from accounts.models import User
 from accounts.tests.factories import user_make
 from billing import clock
 from billing.models import Offer, Purchase
-from billing.offer_defaults import PRO_OFFER, PRO_SLUG
-from billing.services import card_attach_test_card, purchase_create
+from billing.services import card_attach_test_card, catalog_install, purchase_create
 
 VISA = "4242424242424242"
 DECLINE_ON_ATTACH = "4000000000000002"
@@ -17,9 +16,8 @@ NEEDS_AUTHENTICATION = "4000002500003155"
 
 
 def offer_make() -> Offer:
-    """Parley Pro, as migration 0002 installs it (transactional tests flush migration data)."""
-    offer, _ = Offer.objects.get_or_create(slug=PRO_SLUG, defaults=PRO_OFFER)
-    return offer
+    """Parley Pro and its plan, as the migrations install them (transactional tests flush migration data)."""
+    return catalog_install()
 
 
 def card_user_make(*, card: str = VISA, **extra: object) -> User:

@@ -52,7 +52,7 @@ def test_4242_is_charged_once_when_grace_ends(stand_in, django_capture_on_commit
         attempt.payment_intent_id, "succeeded", 199900)
     assert payment_intent["metadata"]["parley_attempt_id"] == str(attempt.pk)
     assert any("Receipt" in m.subject for m in mail.outbox)
-    assert entitlements_for_user(user=purchase.user)["plan"] == "pro"
+    assert entitlements_for_user(user=purchase.user).plan == "pro"
 
 
 @pytest.mark.parametrize("number", [DECLINE_ON_ATTACH, INSUFFICIENT_FUNDS])
@@ -85,7 +85,7 @@ def test_0341_falls_back_to_installments_then_retries_then_suspends(stand_in):
     assert installment.next_attempt_at == installment.due_at + timedelta(days=1)
     assert sorted(pi["amount"] for pi in stand_in.payment_intents()) == [1999, 199900]
     assert stand_in.succeeded() == []
-    assert entitlements_for_user(user=purchase.user)["plan"] == "pro"  # past due keeps access
+    assert entitlements_for_user(user=purchase.user).plan == "pro"  # past due keeps access
 
     for days in (1, 3, 5):  # to each retry date in turn
         clock.clock_reset()
@@ -96,7 +96,7 @@ def test_0341_falls_back_to_installments_then_retries_then_suspends(stand_in):
     installment.refresh_from_db()
     assert installment.status == Installment.Status.FAILED and installment.failures == 4
     assert purchase.status == S.SUSPENDED
-    assert entitlements_for_user(user=purchase.user)["plan"] == "free"
+    assert entitlements_for_user(user=purchase.user).plan == "free"
     assert len(stand_in.payment_intents()) == 5  # the full charge and four tries at installment 1
 
     # The customer saves a working card and pays what is due: access comes back.

@@ -206,6 +206,6 @@ def test_status_api(client, stand_in):
     body = client.get("/api/billing/status/").json()
 
     assert body["plan"] == "pro" and body["status"] == "grace"
-    assert body["entitlements"]["chat_messages_per_day"] == 5000
+    assert body["entitlements"]["tokens_per_day"] == 1_000_000 and body["entitlements"]["plan_name"] == "Parley Pro"
     client.logout()
     assert client.get("/api/billing/status/").status_code == 401

@@ -136,8 +136,8 @@ class Command(BaseCommand):
 
         from accounts.models import User
         from billing import clock, stripe_api
-        from billing.models import ChargeAttempt, Installment, Offer, PaymentProfile, Purchase, Refund, WebhookReceipt
-        from billing.offer_defaults import PRO_OFFER, PRO_SLUG
+        from billing.models import ChargeAttempt, Installment, PaymentProfile, Purchase, Refund, WebhookReceipt
+        from billing.services import catalog_install
 
         on_bench_database = "parley_bench" in str(settings.DATABASES["default"]["NAME"])
         if settings.BILLING_MODE != "local" or (not on_bench_database \
@@ -146,7 +146,7 @@ class Command(BaseCommand):
         for model in (WebhookReceipt, Refund, ChargeAttempt, Installment, Purchase, PaymentProfile):
             model.objects.all().delete()
         User.objects.filter(email__endswith="@bench.parley.invalid").delete()
-        offer, _ = Offer.objects.update_or_create(slug=PRO_SLUG, defaults=PRO_OFFER)
+        offer = catalog_install()
         password = make_password(None)
         users = User.objects.bulk_create(
             [User(email=f"bench{i}@bench.parley.invalid", password=password) for i in range(n)], batch_size=2000
