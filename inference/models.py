@@ -45,6 +45,21 @@ class ModelSpec(TimeStampedModel):
     price_per_1k_chars = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal(0))
     rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Per user, requests per minute.")
     tokens_per_day_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Per user, tokens per day.")
+    # Who may use it (inference.access): staff always; with `staff_only`, nobody else; with plans or teams
+    # listed, a caller on one of those plans or in one of those teams; with neither, everyone.
+    access_plans = models.JSONField(default=list, blank=True,
+                                    help_text='Plan slugs that include it, e.g. ["pro"]; empty = every plan.')
+    access_teams = models.ManyToManyField("accounts.Team", blank=True, related_name="+",
+                                          help_text="Teams whose members may use it whatever their plan.")
+    staff_only = models.BooleanField(default=False)
+    # Preparing it in the background (inference.tasks.model_install): what the model picker shows while a
+    # route falls back past it. "ready" for a model whose files are in place.
+    install_state = models.CharField(max_length=12, default="ready", choices=[
+        ("ready", "Ready"), ("installing", "Installing"), ("failed", "Failed"), ("skipped", "Skipped")])
+    install_progress = models.FloatField(default=1.0)
+    install_message = models.CharField(max_length=300, blank=True)
+    # The latest bench figures for this model on this deployment (bench_inference writes them).
+    bench = models.JSONField(default=dict, blank=True, editable=False)
     # The variant whose backend/source/sha256/quantization the fields above hold (set by
     # modelspec_variant_activate); null for a spec without variants.
     active_variant = models.ForeignKey(
@@ -61,6 +76,10 @@ class ModelSpec(TimeStampedModel):
     @property
     def context_length(self) -> int:
         return int(self.params.get("context_length", 2048))
+
+    @property
+    def is_upstream(self) -> bool:
+        return self.backend == self.Backend.OPENAI_UPSTREAM
 
 
 class ModelVariant(TimeStampedModel):
@@ -89,6 +108,13 @@ class Route(TimeStampedModel):
     alias = models.SlugField(max_length=100, unique=True)
     task = models.CharField(max_length=8, choices=ModelSpec.Task.choices)
     description = models.CharField(max_length=200, blank=True)
+    # Who may use it (inference.access): staff always; with `staff_only`, nobody else; with plans or teams
+    # listed, a caller on one of those plans or in one of those teams; with neither, everyone.
+    access_plans = models.JSONField(default=list, blank=True,
+                                    help_text='Plan slugs that include it, e.g. ["pro"]; empty = every plan.')
+    access_teams = models.ManyToManyField("accounts.Team", blank=True, related_name="+",
+                                          help_text="Teams whose members may use it whatever their plan.")
+    staff_only = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["task", "alias"]
