@@ -326,6 +326,9 @@ PARLEY_KNOWLEDGE_EF_SEARCH = env.int("PARLEY_KNOWLEDGE_EF_SEARCH", default=100)
 # Documents added by URL are fetched by the worker; loopback and private addresses are refused
 # unless this is set (they would let users read the operator's internal network).
 PARLEY_KNOWLEDGE_FETCH_PRIVATE_URLS = env.bool("PARLEY_KNOWLEDGE_FETCH_PRIVATE_URLS", default=False)
+# Or only these networks (CIDRs, comma-separated), e.g. an intranet wiki's; everything else stays public-only.
+PARLEY_KNOWLEDGE_FETCH_ALLOWED_NETWORKS = env.list("PARLEY_KNOWLEDGE_FETCH_ALLOWED_NETWORKS", default=[])
+# Seconds for the whole fetch, redirects included (at most 5 of them, each hop's address checked).
 PARLEY_KNOWLEDGE_FETCH_TIMEOUT = env.float("PARLEY_KNOWLEDGE_FETCH_TIMEOUT", default=20.0)
 # The keyword leg ranks at most this many matching passages per query (see knowledge/selectors/search.py).
 PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT = env.int("PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT", default=1000)
