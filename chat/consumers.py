@@ -12,6 +12,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from chat.models import Message
 from chat.selectors import conversation_get
 from chat.turns import Turn
+from common.text import control_character_find
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,10 @@ class ChatConsumer(ChatSocket):
             text = frame.get("text")
             if not isinstance(text, str) or not text.strip():
                 await self.error("empty_message", "`user_message` needs a non-empty `text` string.")
+                return
+            if (char := control_character_find(text)) is not None:
+                await self.error("invalid_text", f"The message contains a control character (U+{ord(char):04X}); "
+                                                 "remove it and send it again.")
                 return
             if self.generating():
                 await self.error("busy", "A reply is still being written. Send `stop` first or wait for `done`.")

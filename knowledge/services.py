@@ -22,6 +22,7 @@ from accounts.models import Team, User
 from accounts.selectors import teams_of_user
 from common.errors import ApplicationError
 from common.notifications import user_notify
+from common.text import FILENAME_MAX_BYTES, filename_clean
 from knowledge.chunking import chunks_stream
 from knowledge.extraction import KIND_MIMES, Extraction, ExtractionError, kind_detect
 from knowledge.fetch import FetchError, address_allowed, networks_parse, url_fetch
@@ -129,7 +130,8 @@ def document_create_from_file(*, user: User, collection: Collection, file: Uploa
     the collection return the existing document and change nothing. `enqueue=False` leaves the
     ingest to the caller (the benchmark runs it in-process)."""
     _require(user, collection, ACCESS_WRITE)
-    filename = Path(file.name or "document").name[:300]
+    # A name over 255 bytes (150 × "é") can't be a file on disk; it is cut, keeping the extension.
+    filename = filename_clean(file.name or "")
     mime = (getattr(file, "content_type", "") or "")[:120]
     size = file.size or 0
     if size > settings.PARLEY_KNOWLEDGE_MAX_FILE_BYTES:
@@ -152,7 +154,8 @@ def document_create_from_file(*, user: User, collection: Collection, file: Uploa
     )
     try:
         with transaction.atomic():
-            document.file.save(filename, file, save=False)  # streams in chunks; never read whole
+            # Streams in chunks, never read whole. Shorter on disk: the storage may add "_abc1234".
+            document.file.save(filename_clean(filename, max_bytes=FILENAME_MAX_BYTES - 32), file, save=False)
             document.save()
     except IntegrityError:  # the same file uploaded concurrently: the other upload won
         document.file.delete(save=False)
@@ -198,7 +201,7 @@ def document_create_from_url(*, user: User, collection: Collection, url: str, ti
         return existing, False
     document = Document.objects.create(
         collection=collection, title=(title or url)[:300], source=Document.Source.URL, source_url=url,
-        filename=Path(parsed.path).name[:300] or parsed.hostname, added_by=user,
+        filename=filename_clean(Path(parsed.path).name, default=parsed.hostname), added_by=user,
     )
     _ingest_enqueue(document)
     return document, True

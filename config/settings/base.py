@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import environ
@@ -19,6 +20,12 @@ DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = [origin for origin in env.list("CSRF_TRUSTED_ORIGINS", default=[]) if origin]
 SITE_NAME = env("SITE_NAME", default="Parley")
+# Reverse proxies in front of Daphne (addresses or CIDRs, comma-separated). Only requests from
+# them may name the client in X-Forwarded-For / X-Forwarded-Proto (common/proxy.py); login
+# limits count by that client address. Empty: Daphne faces the clients, the headers are ignored.
+PARLEY_TRUSTED_PROXIES = [value for value in env.list("PARLEY_TRUSTED_PROXIES", default=[]) if value.strip()]
+PARLEY_TRUSTED_PROXY_NETWORKS = tuple(ipaddress.ip_network(value.strip(), strict=False)
+                                      for value in PARLEY_TRUSTED_PROXIES)
 
 INSTALLED_APPS = [
     "daphne",
