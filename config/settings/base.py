@@ -131,6 +131,9 @@ CHANNEL_LAYERS = {
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# /metrics, and the detail of /readyz, answer staff and `Authorization: Bearer <this token>` only.
+PARLEY_METRICS_TOKEN = env("PARLEY_METRICS_TOKEN", default="")
+
 # --- Auth ------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [

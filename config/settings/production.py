@@ -28,8 +28,9 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
-# /healthz and /readyz are probed over plain HTTP from inside the cluster.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# /healthz and /readyz are probed over plain HTTP from inside the cluster (anonymous /readyz says
+# only ok or not). /metrics is not exempt: its bearer token must not travel in the clear.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
 _email = environ.Env.email_url_config(env("EMAIL_URL", default="") or "smtp://localhost:25")
 EMAIL_BACKEND = _email["EMAIL_BACKEND"]
