@@ -158,7 +158,12 @@ ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = False
 ACCOUNT_EMAIL_SUBJECT_PREFIX = f"[{SITE_NAME}] "
+# Failed log-ins: 10 a minute per client address, and 5 in 5 minutes per account *from one
+# address* (the adapter keys it by both), then a doubling wait (accounts/login_limits.py). The
+# client address is REMOTE_ADDR, which common/proxy.py sets from X-Forwarded-For when the
+# request came through PARLEY_TRUSTED_PROXIES; allauth must not read that header a second time.
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key", "signup": "20/m/ip"}
+ALLAUTH_TRUSTED_PROXY_COUNT = 0
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = SITE_NAME
 
