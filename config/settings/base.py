@@ -303,6 +303,8 @@ PARLEY_MAX_AUDIO_BYTES = env.int("PARLEY_MAX_AUDIO_BYTES", default=25 * 1024 * 1
 PARLEY_MAX_AUDIO_SECONDS = env.int("PARLEY_MAX_AUDIO_SECONDS", default=600)
 PARLEY_MAX_SPEECH_CHARS = env.int("PARLEY_MAX_SPEECH_CHARS", default=4096)
 PARLEY_MAX_EMBED_INPUTS = env.int("PARLEY_MAX_EMBED_INPUTS", default=256)
+# Largest JSON body /v1 accepts (413 in OpenAI's error shape above it).
+PARLEY_MAX_V1_JSON_BYTES = env.int("PARLEY_MAX_V1_JSON_BYTES", default=8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PARLEY_MAX_AUDIO_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = PARLEY_MAX_AUDIO_BYTES + 1024 * 1024
 # An OpenAI-compatible server that `openai_upstream` models forward to (vLLM, Ollama, ...).
