@@ -29,7 +29,7 @@ PARLEY_TRUSTED_PROXY_NETWORKS = tuple(ipaddress.ip_network(value.strip(), strict
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "config.admin_site.ParleyAdminConfig",  # django.contrib.admin behind allauth and TOTP
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
