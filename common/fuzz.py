@@ -142,29 +142,34 @@ def pages_fuzz(*, get: Get, post: Post, pages: Iterable[str], values: list[str] 
 def api_fuzz(*, schema, headers: dict[str, str], examples: int, seed_value: int) -> Report:
     """Every operation of an OpenAPI schema (loaded by schemathesis), with data that fits the
     schema and data that doesn't, `examples` of each, reproducibly from `seed_value`."""
-    from hypothesis import HealthCheck, Phase, given, seed, settings
-    from hypothesis.errors import HypothesisException
+    from hypothesis.errors import Unsatisfiable
     from schemathesis.generation.modes import GenerationMode
 
     report = Report()
     for result in schema.get_all_operations():
         operation = result.ok()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
-            @seed(seed_value)
-            @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
-                      suppress_health_check=list(HealthCheck))
-            @given(case=operation.as_strategy(generation_mode=mode))
-            def run(case, mode=mode) -> None:
-                response = case.call(headers=headers)
-                report.count(response.status_code)
-                if response.status_code >= 500:
-                    sent = {"query": case.query, "body": case.body if not isinstance(case.body, bytes) else "<bytes>"}
-                    report.findings.append(Finding(case.method.upper(), case.formatted_path, mode.value,
-                                                   repr(sent)[:300], response.status_code))
-
             try:
-                run()
-            except HypothesisException:  # nothing to generate in this mode (e.g. no negative form)
+                _operation_fuzz(operation, mode, report=report, headers=headers, examples=examples,
+                                seed_value=seed_value)()
+            except Unsatisfiable:  # nothing to generate in this mode (e.g. no way to break the schema)
                 continue
     return report
+
+
+def _operation_fuzz(operation, mode, *, report: Report, headers: dict[str, str], examples: int, seed_value: int):
+    from hypothesis import HealthCheck, Phase, given, seed, settings
+
+    @seed(seed_value)
+    @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case) -> None:
+        response = case.call(headers=headers)
+        report.count(response.status_code)
+        if response.status_code >= 500:
+            sent = {"query": case.query, "body": case.body if not isinstance(case.body, bytes) else "<bytes>"}
+            report.findings.append(Finding(case.method.upper(), case.formatted_path, mode.value, repr(sent)[:300],
+                                           response.status_code))
+
+    return run

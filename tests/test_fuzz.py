@@ -31,7 +31,7 @@ from knowledge.tests.factories import collection_make
 pytestmark = pytest.mark.django_db
 
 SEED = 20261203
-EXAMPLES_PER_OPERATION = 25
+EXAMPLES_PER_OPERATION = 15
 
 
 @pytest.fixture
