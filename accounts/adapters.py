@@ -44,5 +44,10 @@ class AccountAdapter(DefaultAccountAdapter):
             login_failures_clear(email=self._login_email(credentials), ip=self.get_client_ip(request))
         return user
 
+    def _delete_login_attempts_cached_email(self, request: HttpRequest, **credentials: Any) -> None:
+        # A password reset (allauth calls this after one) clears that place's wait too.
+        super()._delete_login_attempts_cached_email(request, **credentials)
+        login_failures_clear(email=self._login_email(credentials), ip=self.get_client_ip(request))
+
     def authentication_failed(self, request: HttpRequest, **credentials: Any) -> None:
         login_failure_record(email=self._login_email(credentials), ip=self.get_client_ip(request))
