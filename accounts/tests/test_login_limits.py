@@ -14,7 +14,6 @@ import pytest
 from asgiref.testing import ApplicationCommunicator
 from django.core.cache import cache
 
-from accounts.login_limits import FREE_FAILURES, login_failure_record, login_wait_seconds
 from accounts.tests.factories import PASSWORD, user_make
 from config.settings import base
 
@@ -53,6 +52,8 @@ def test_a_stranger_cannot_lock_the_victim_out(client, django_user_model):
 
 
 def test_the_wait_doubles_for_each_further_failure(client):
+    from accounts.login_limits import FREE_FAILURES, login_failure_record, login_wait_seconds
+
     email = "rosa@example.com"
     waits = [login_failure_record(email=email, ip=ATTACKER) for _ in range(FREE_FAILURES + 8)]
 
@@ -65,6 +66,8 @@ def test_the_wait_doubles_for_each_further_failure(client):
 
 
 def test_a_success_clears_the_failures_of_that_place(client):
+    from accounts.login_limits import FREE_FAILURES, login_wait_seconds
+
     user = user_make(email="forgetful@example.com")
     for _ in range(FREE_FAILURES - 1):
         _log_in(client, user.email, "wrong password", VICTIM_HOME)

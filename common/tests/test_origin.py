@@ -11,7 +11,6 @@ from django.conf import settings
 from django.test import Client
 
 from accounts.tests.factories import user_make
-from common.proxy import TrustedProxyMiddleware, client_from_forwarded
 from config.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -102,10 +101,14 @@ PROXY = (ipaddress.ip_network("10.0.0.5/32"),)
     ("10.0.0.5", "2001:db8::1", "2001:db8::1"),
 ])
 def test_the_client_is_the_rightmost_address_the_proxies_did_not_add(peer, forwarded, client):
+    from common.proxy import client_from_forwarded
+
     assert client_from_forwarded(peer=peer, forwarded_for=forwarded, networks=PROXY) == client
 
 
 async def _scope_seen(settings, *, peer: str, headers: list[tuple[bytes, bytes]], kind: str = "http") -> dict:
+    from common.proxy import TrustedProxyMiddleware
+
     seen = {}
 
     async def app(scope, receive, send):

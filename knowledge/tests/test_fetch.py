@@ -17,7 +17,6 @@ import pytest
 from accounts.tests.factories import user_make
 from common.errors import ApplicationError
 from common.tests.loopback import LoopbackServer
-from knowledge.fetch import FetchError, address_allowed, url_fetch
 from knowledge.models import Document
 from knowledge.services import document_create_from_url, document_ingest
 from knowledge.tests.factories import collection_make
@@ -79,15 +78,21 @@ def _ingest_url(owner, url: str) -> Document:
     "2002:7f00:1::1",  # 6to4 of 127.0.0.1
 ])
 def test_non_public_addresses_in_every_form_are_refused(address):
+    from knowledge.fetch import address_allowed
+
     assert address_allowed(address) is False
 
 
 @pytest.mark.parametrize("address", ["93.184.216.34", "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"])
 def test_public_addresses_are_allowed(address):
+    from knowledge.fetch import address_allowed
+
     assert address_allowed(address) is True
 
 
 def test_an_operator_network_is_allowed_and_nothing_else():
+    from knowledge.fetch import address_allowed
+
     allowed = (ipaddress.ip_network("10.20.0.0/16"),)
 
     assert address_allowed("10.20.3.4", allowed_networks=allowed)
@@ -135,6 +140,8 @@ def test_a_name_that_resolves_to_loopback_is_refused(owner, secret_service):
 
 
 def test_a_mapped_ipv6_loopback_is_refused(owner, secret_service):
+    from knowledge.fetch import FetchError, url_fetch
+
     with pytest.raises(FetchError, match="private or local"):
         url_fetch(url=f"http://[::ffff:127.0.0.1]:{secret_service.port}/", out=io.BytesIO(), max_bytes=1000,
                   timeout=5)
@@ -150,6 +157,8 @@ def test_a_mapped_ipv6_loopback_is_refused(owner, secret_service):
     "http://[fd00:ec2::254]/latest/meta-data/",
 ])
 def test_the_worker_never_connects_to_metadata_addresses(url, no_remote_connections):
+    from knowledge.fetch import FetchError, url_fetch
+
     with pytest.raises(FetchError, match="private or local"):
         url_fetch(url=url, out=io.BytesIO(), max_bytes=1000, timeout=5)
 
@@ -166,6 +175,8 @@ def test_a_metadata_address_is_refused_when_the_document_is_added(owner, no_remo
 
 
 def test_an_oversized_body_is_cut_off(settings):
+    from knowledge.fetch import FetchError, url_fetch
+
     settings.PARLEY_KNOWLEDGE_FETCH_ALLOWED_NETWORKS = ["127.0.0.2/32"]
     with _site({"/big": (200, {"Content-Type": "text/plain"}, b"x" * 5000)}) as site:
         with pytest.raises(FetchError, match="larger than"):
