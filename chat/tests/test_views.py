@@ -54,3 +54,12 @@ def test_rename_of_someone_elses_chat_is_404(client, owned):
     assert response.status_code == 404
     owned.refresh_from_db()
     assert owned.title != "mine now"
+
+
+@pytest.mark.parametrize("field", ["name", "system_prompt", "description", "emoji"])
+def test_a_new_assistant_with_nul_is_a_400_with_a_message(client, owned, field):
+    data = {"name": "Helper", "system_prompt": "Answer briefly.", "description": "", "emoji": "🙂", field: "a\x00b"}
+
+    response = client.post("/app/assistants/new/", data)
+
+    assert response.status_code == 400 and "control character (NUL)" in response.content.decode()
