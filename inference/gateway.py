@@ -211,17 +211,24 @@ def _release_dead(request_id: str, attempt: int) -> None:
 
 # ----------------------------------------------------------------------------- disconnects
 
-_tracked: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("parley_tracked_jobs", default=None)
+class TrackedJobs(list):
+    """The job ids a request started; once `aborted` (its client left), a job started later is
+    cancelled as soon as it is sent (a sync view thread keeps running after the disconnect)."""
+
+    aborted: bool = False
+
+
+_tracked: contextvars.ContextVar[TrackedJobs | None] = contextvars.ContextVar("parley_tracked_jobs", default=None)
 
 
 @contextmanager
-def jobs_tracked() -> Iterator[list[str]]:
+def jobs_tracked() -> Iterator[TrackedJobs]:
     """Collect the job ids started in this context (a request), so an aborted request can cancel them.
 
     The list is shared with copies of the context, so jobs started by a sync view running in a
     thread (sync_to_async copies the context) are seen by the ASGI middleware that owns it.
     """
-    jobs: list[str] = []
+    jobs = TrackedJobs()
     token = _tracked.set(jobs)
     try:
         yield jobs
@@ -233,6 +240,8 @@ def _track(job_id: str) -> None:
     jobs = _tracked.get()
     if jobs is not None:
         jobs.append(job_id)
+        if jobs.aborted:  # the client left before this job was sent: it must not run for nobody
+            cancel_set(job_id)
 
 
 def jobs_cancel(job_ids: list[str]) -> None:

@@ -32,6 +32,7 @@ class CancelJobsOnDisconnectMiddleware:
             try:
                 return await self.get_response(request)
             except asyncio.CancelledError:
+                jobs.aborted = True  # a job the view thread sends from now on is cancelled at once
                 if jobs:
                     await asyncio.shield(sync_to_async(jobs_cancel, thread_sensitive=False)(list(jobs)))
                 raise

@@ -74,8 +74,12 @@ async def test_a_spoken_question_gets_transcripts_a_reply_and_audio(voice, tmp_p
     pcm = _pcm(speech_clip("what is the capital of France", tmp_path))
 
     await _speak(communicator, pcm)
+    # Partials come while the user still speaks; on a busy machine the first may land after the last
+    # frame, so the turn ends only once one arrived (the push-to-talk button is still held).
+    early, _ = await _collect(communicator, until="partial", timeout=60)
     await communicator.send_to(text_data=json.dumps({"type": "end"}))
     frames, audio_bytes = await _collect(communicator)
+    frames = early + frames
 
     kinds = [f["type"] for f in frames]
     transcript = next(f for f in frames if f["type"] == "transcript")["text"].lower()

@@ -229,11 +229,14 @@ def test_a_v1_client_that_disconnects_stops_the_worker(live_daphne, celery_worke
     # Counting is long and certain, so the reply cannot end on its own before the client hangs up.
     body = json.dumps({"model": "chat-default", "max_tokens": 400, "temperature": 0, "messages": [
         {"role": "user", "content": "Count from 1 to 1000, one number per line, with nothing else."}]})
+    # Claims of earlier tests' requests can outlive them (a killed worker never releases its claim), so
+    # only a claim that appears after this request was sent is this request's.
+    before = set(redis_client().scan_iter("parley:job:run:chatcmpl-*"))
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     connection.request("POST", "/v1/chat/completions", body=body,
                        headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"})
     # Wait until the worker is generating for it, then hang up.
-    wait_for(lambda: bool(list(redis_client().scan_iter("parley:job:run:chatcmpl-*"))), timeout=60,
+    wait_for(lambda: bool(set(redis_client().scan_iter("parley:job:run:chatcmpl-*")) - before), timeout=60,
              what="the worker to start the job")
     time.sleep(1.0)
     connection.sock.close()
