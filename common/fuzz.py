@@ -60,6 +60,9 @@ class Report:
     requests: int = 0
     findings: list[Finding] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
+    # 503s a live stack gave because no model could serve (a worker down or still loading): the
+    # state of the stack, not a crash on bad input. Counted apart only when the caller allows it.
+    unavailable: list[Finding] = field(default_factory=list)
 
     def count(self, status: int) -> None:
         self.requests += 1
@@ -139,9 +142,11 @@ def pages_fuzz(*, get: Get, post: Post, pages: Iterable[str], values: list[str] 
     return report
 
 
-def api_fuzz(*, schema, headers: dict[str, str], examples: int, seed_value: int) -> Report:
+def api_fuzz(*, schema, headers: dict[str, str], examples: int, seed_value: int,
+             allow_unavailable: bool = False) -> Report:
     """Every operation of an OpenAPI schema (loaded by schemathesis), with data that fits the
-    schema and data that doesn't, `examples` of each, reproducibly from `seed_value`."""
+    schema and data that doesn't, `examples` of each, reproducibly from `seed_value`.
+    `allow_unavailable` sets 503s apart from the findings (see Report.unavailable)."""
     from hypothesis.errors import Unsatisfiable
     from schemathesis.generation.modes import GenerationMode
 
@@ -151,13 +156,14 @@ def api_fuzz(*, schema, headers: dict[str, str], examples: int, seed_value: int)
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             try:
                 _operation_fuzz(operation, mode, report=report, headers=headers, examples=examples,
-                                seed_value=seed_value)()
+                                seed_value=seed_value, allow_unavailable=allow_unavailable)()
             except Unsatisfiable:  # nothing to generate in this mode (e.g. no way to break the schema)
                 continue
     return report
 
 
-def _operation_fuzz(operation, mode, *, report: Report, headers: dict[str, str], examples: int, seed_value: int):
+def _operation_fuzz(operation, mode, *, report: Report, headers: dict[str, str], examples: int, seed_value: int,
+                    allow_unavailable: bool):
     from hypothesis import HealthCheck, Phase, given, seed, settings
 
     @seed(seed_value)
@@ -169,7 +175,9 @@ def _operation_fuzz(operation, mode, *, report: Report, headers: dict[str, str],
         report.count(response.status_code)
         if response.status_code >= 500:
             sent = {"query": case.query, "body": case.body if not isinstance(case.body, bytes) else "<bytes>"}
-            report.findings.append(Finding(case.method.upper(), case.formatted_path, mode.value, repr(sent)[:300],
-                                           response.status_code))
+            finding = Finding(case.method.upper(), case.formatted_path, mode.value, repr(sent)[:300],
+                              response.status_code)
+            unavailable = allow_unavailable and response.status_code == 503
+            (report.unavailable if unavailable else report.findings).append(finding)
 
     return run
