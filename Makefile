@@ -12,7 +12,7 @@ export PARLEY_PORT
 # pip here reads extra local indexes that may be absent; their warnings are noise.
 PIP_QUIET := 2>&1 | grep -v "is neither a file nor a directory" || true
 
-.PHONY: run test setup services stop status migrate lint browser clean
+.PHONY: run test setup services stop status migrate lint browser ops-tools clean
 
 run: setup services
 	@$(PY) -m config.services port-free $(PARLEY_PORT)
@@ -24,7 +24,7 @@ run: setup services
 
 # In CI (CI=true) the embedded services are stopped afterwards so no daemon outlives the run;
 # locally they stay up, which makes the next run start in about a second.
-test: setup browser services
+test: setup browser ops-tools services
 	@DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py models_install --no-register
 	@status=0; DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -m pytest || status=$$?; \
 		if [ -n "$$CI" ]; then $(PY) -m config.services down; fi; exit $$status
@@ -72,6 +72,14 @@ browser:
 		if [ "$$(id -u)" != 0 ]; then echo "parley: espeak-ng and sox are missing; run 'sudo apt-get install espeak-ng sox' once"; exit 1; fi; \
 		echo "parley: installing espeak-ng and sox from Debian (test speech)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox >/dev/null; }
+
+# The operations tests run Debian's nginx and Prometheus (promtool) on loopback and validate the
+# compose files with Debian's docker-compose; nothing is started as a service.
+ops-tools:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx && command -v promtool >/dev/null && command -v docker-compose >/dev/null || { \
+		if [ "$$(id -u)" != 0 ]; then echo "parley: nginx, prometheus and docker-compose are missing; run 'sudo apt-get install nginx prometheus docker-compose' once"; exit 1; fi; \
+		echo "parley: installing nginx, prometheus and docker-compose from Debian (operations tests)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx prometheus docker-compose >/dev/null; }
 
 clean: stop
 	rm -rf $(VENV) node_modules

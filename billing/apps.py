@@ -9,6 +9,9 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         from billing import receivers, stripe_api
+        from billing.metrics import BillingCollector
+        from common.metrics import collector_register
 
         stripe_api.stripe_configure()
         receivers.connect()
+        collector_register(BillingCollector())

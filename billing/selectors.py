@@ -129,3 +129,25 @@ def revenue_by_day(*, days: int = 30) -> list[dict[str, object]]:
         rows.setdefault(day, {"day": day, "collected": 0, "succeeded": 0, "failed": 0, "needs_action": 0,
                               "sending": 0, "refunded": total})
     return [rows[day] for day in sorted(rows, reverse=True)]
+
+
+def charge_attempt_totals() -> dict[str, dict[str, int]]:
+    """Attempts and their amounts per status since the start (ledger rows are never deleted), for /metrics."""
+    totals = {status: {"count": 0, "cents": 0} for status in ChargeAttempt.Status.values}
+    for row in ChargeAttempt.objects.order_by().values("status").annotate(count=Count("id"), cents=Sum("amount_cents")):
+        totals[row["status"]] = {"count": row["count"], "cents": row["cents"] or 0}
+    return totals
+
+
+def charge_attempts_unsettled_count(*, older_than_seconds: int) -> int:
+    """Attempts still `sending` (Stripe's answer not recorded) after `older_than_seconds`."""
+    cutoff = clock.now() - timedelta(seconds=older_than_seconds)
+    return ChargeAttempt.objects.filter(status=ChargeAttempt.Status.SENDING, sent_at__lt=cutoff).count()
+
+
+def webhooks_unprocessed_count(*, within_hours: int = 24) -> int:
+    """Signed Stripe webhooks received but not processed (their handler failed; Stripe redelivers them)."""
+    from djstripe.models import WebhookEventTrigger
+
+    since = clock.now() - timedelta(hours=within_hours)
+    return WebhookEventTrigger.objects.filter(valid=True, processed=False, created__gte=since).count()

@@ -8,6 +8,7 @@ import logging
 
 from asgiref.sync import sync_to_async
 
+from chat.metrics import SOCKET_CONNECTIONS, SOCKET_ERRORS
 from chat.models import Message
 from chat.selectors import conversation_get
 from chat.turns import Turn
@@ -23,6 +24,8 @@ MAX_TEXT_FRAME_BYTES = 64 * 1024
 class ChatSocket(SessionBoundSocket):
     """Shared parts: authentication (for as long as the session lasts), ownership, JSON frames,
     and the running turn."""
+
+    socket_kind = "chat"  # the metrics label
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -40,6 +43,7 @@ class ChatSocket(SessionBoundSocket):
         # Resolve lazily-loaded relations now, while we may touch the database synchronously.
         await sync_to_async(lambda: self.conversation.assistant)()
         self.user = user
+        SOCKET_CONNECTIONS.labels(self.socket_kind).inc()
         self.generation: asyncio.Task | None = None
         self.current_message_id: int | None = None
 
@@ -48,6 +52,8 @@ class ChatSocket(SessionBoundSocket):
         await self.cancel_generation()
 
     async def send_frame(self, frame: dict) -> None:
+        if frame.get("type") == "error":
+            SOCKET_ERRORS.labels(self.socket_kind).inc()
         await self.send(text_data=json.dumps(frame))
 
     async def error(self, code: str, message: str) -> None:

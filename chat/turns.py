@@ -16,7 +16,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from accounts.models import User
-from chat.metrics import LLM_TTFT_MS
+from chat.metrics import LLM_COMPLETION_TOKENS, LLM_TOKENS_PER_S, LLM_TTFT_MS
 from chat.models import Conversation, Message
 from chat.selectors import messages_of_conversation
 from chat.services import (
@@ -169,6 +169,9 @@ class Turn:
                     outcome = event
             if outcome and outcome["event"] == "done":
                 metrics = self._metrics(first, outcome)
+                LLM_COMPLETION_TOKENS.inc(metrics["completion_tokens"])
+                if metrics["tokens_per_s"]:
+                    LLM_TOKENS_PER_S.observe(metrics["tokens_per_s"])
                 await self._finish(text, Message.Status.DONE, outcome, metrics)
                 yield {"type": "done", "message_id": self.message.pk, "finish_reason": outcome["finish_reason"],
                        "citations": self.citations, **_answered(outcome)}

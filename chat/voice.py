@@ -76,6 +76,8 @@ class VoiceConsumer(ChatSocket):
     """Frames in: start, binary PCM16, end, cancel, ping. Out: partial, transcript, start, delta,
     audio_start, binary PCM16, audio_end, metrics, done, error, pong."""
 
+    socket_kind = "voice"
+
     async def connect(self) -> None:
         await super().connect()
         self.capturing = False

@@ -6,3 +6,8 @@ from django.apps import AppConfig
 class CommonConfig(AppConfig):
     name = "common"
     verbose_name = "Common"
+
+    def ready(self) -> None:
+        from common.metrics import StackCollector, collector_register
+
+        collector_register(StackCollector())

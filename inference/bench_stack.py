@@ -186,6 +186,19 @@ def _body_summary(body: bytes) -> str:
     return text[:300]
 
 
+def _exit_on_sigterm() -> None:
+    """`kill <bench>` unwinds like Ctrl-C, so the worker, Daphne and llama-server it started stop with it
+    (left running, they hold both cores and spoil every later measurement)."""
+    import signal
+    import threading
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+
+
 class BenchStack:
     """A gpu worker and Daphne started for this run, on their own Redis db so nothing else interferes."""
 
@@ -198,6 +211,8 @@ class BenchStack:
 
     def __enter__(self) -> BenchStack:
         import redis
+
+        _exit_on_sigterm()
 
         from accounts.models import User
         from accounts.services import apikey_create, user_create

@@ -21,6 +21,7 @@ from django.utils import timezone
 from accounts.models import Team, User
 from accounts.selectors import teams_of_user
 from common.errors import ApplicationError
+from common.metrics import counter_add
 from common.notifications import user_notify
 from common.text import FILENAME_MAX_BYTES, filename_clean
 from knowledge.chunking import chunks_stream
@@ -322,6 +323,8 @@ def document_ingest(*, document_id: int, in_process: bool = True, timings: dict[
         return _fail(document, f"Ingest failed unexpectedly ({exc.__class__.__name__}: {exc}). "
                                "Try again; if it keeps failing, tell the operator.")
     _progress(document, status=Document.Status.READY, progress=100, chunk_count=count)
+    counter_add("parley_ingest_passages", count)
+    counter_add("parley_ingest_documents", outcome="ready")
     document.refresh_from_db()
     return document
 
@@ -329,6 +332,7 @@ def document_ingest(*, document_id: int, in_process: bool = True, timings: dict[
 def _fail(document: Document, reason: str) -> Document:
     Chunk.objects.filter(document_id=document.pk).delete()
     _progress(document, status=Document.Status.FAILED, progress=0, error=reason[:2000], chunk_count=0)
+    counter_add("parley_ingest_documents", outcome="failed")
     document.refresh_from_db()
     return document
 

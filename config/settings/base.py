@@ -138,9 +138,18 @@ REDIS_URL = env("REDIS_URL", default=_embedded_redis)
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 
 def _channel_host(url: str) -> dict:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
     # redis-py 8 times reads out after 5 s by default, exactly channels_redis's blocking-pop
     # timeout, so an idle socket would fail every 5 s; give reads more room than that.
-    return {"address": url, "socket_timeout": 30, "socket_connect_timeout": 5}
+    # Pooled asyncio connections retry nothing by default: after a Redis restart (or a managed
+    # Redis closing idle connections) the first command on each stale connection failed, which
+    # failed a chat turn in Daphne and the worker's publisher (tests/test_failover.py). Retrying
+    # reconnects; a command lost exactly between execution and reply may run twice (a delta
+    # delivered twice), which is rarer and milder than a failed turn.
+    return {"address": url, "socket_timeout": 30, "socket_connect_timeout": 5,
+            "retry": Retry(ExponentialBackoff(cap=2, base=0.1), 4), "health_check_interval": 15}
 
 
 CHANNEL_LAYERS = {
@@ -350,6 +359,11 @@ BILLING_CLOCK_ADJUSTABLE = (
 )
 # Absolute links in billing emails (sent from workers, where there is no request).
 PARLEY_BASE_URL = env("PARLEY_BASE_URL", default="") or f"http://localhost:{env('PARLEY_PORT', default='8000')}"
+
+# --- Operations ---
+# Where `manage.py backup`/`restore` look for pg_dump and pg_restore after the embedded server's own
+# binaries (they must be at least the server's major version); empty = the PATH.
+PARLEY_PG_BIN_DIR = env("PARLEY_PG_BIN_DIR", default="")
 
 # --- Knowledge -------------------------------------------------------------------------
 # Ingest runs on the `default` queue (named here so a change of default never moves it).
