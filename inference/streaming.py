@@ -7,11 +7,14 @@ deltas never overtake each other and no thread opens its own Redis connection pe
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
 from channels.layers import get_channel_layer
 
 from common.redis_connection import redis_client
+
+logger = logging.getLogger(__name__)
 
 CANCEL_PREFIX = "parley:cancel:"
 CANCEL_TTL_SECONDS = 3600
@@ -57,6 +60,12 @@ class GroupPublisher:
             try:
                 if message is not None:
                     await layer.group_send(group, message)
+            except Exception:  # one lost message, not a dead publisher
+                # This loop serves every stream of the worker: if it died with one failed send (Redis down
+                # for a moment), every later reply would go nowhere until the worker restarted. The
+                # stream that lost a message notices (a missed delta or a lost `done` ends it at the
+                # gateway's deadline); the others carry on once Redis is back.
+                logger.warning("publishing to %s failed; dropping one message", group, exc_info=True)
             finally:
                 if done is not None:
                     done.set()
