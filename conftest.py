@@ -96,16 +96,24 @@ def bundled_models(db) -> list:
     return specs
 
 
+# /metrics of the live Daphne answers this bearer token (tests/test_prometheus.py scrapes it).
+LIVE_METRICS_TOKEN = "live-daphne-metrics-token-for-tests"
+
+
 @pytest.fixture(scope="session")
 def live_daphne(child_env, tmp_path_factory) -> Iterator[dict[str, object]]:
     """Daphne serving config.asgi on a free loopback port; its stdout (console email) is kept."""
     port = services._free_port()
     log = tmp_path_factory.mktemp("daphne") / "daphne.log"
-    env = dict(child_env, ALLOWED_HOSTS="127.0.0.1,localhost")
+    # Loopback is the trusted proxy, as nginx on the same host would be (tests/test_nginx.py puts one
+    # in front); requests without forwarded headers are unaffected.
+    env = dict(child_env, ALLOWED_HOSTS="127.0.0.1,localhost", PARLEY_METRICS_TOKEN=LIVE_METRICS_TOKEN,
+               PARLEY_TRUSTED_PROXIES="127.0.0.1")
     process = daphne_start(env=env, port=port, log=log)
     try:
         wait_for(lambda: services.port_in_use(port), timeout=60, what="Daphne", log=log)
-        yield {"url": f"http://127.0.0.1:{port}", "log": log, "process": process}
+        yield {"url": f"http://127.0.0.1:{port}", "log": log, "process": process,
+               "metrics_token": LIVE_METRICS_TOKEN}
     finally:
         process_stop(process)
 

@@ -8,4 +8,6 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and teams"
 
     def ready(self) -> None:
-        from accounts import schema  # noqa: F401 - registers the OpenAPI auth extension
+        from accounts import receivers, schema  # noqa: F401 - schema registers the OpenAPI auth extension
+
+        receivers.connect()

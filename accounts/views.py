@@ -6,9 +6,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.forms import ApiKeyCreateForm
 from accounts.selectors import apikeys_of_user, memberships_of_user
 from accounts.services import apikey_create, apikey_revoke
 from common.errors import ApplicationError
+from common.forms import form_error_message
 
 
 @login_required
@@ -21,8 +23,11 @@ def apikeys_page(request: HttpRequest) -> HttpResponse:
     """List keys; POST creates one and shows its secret on this response only."""
     new_key, error = None, None
     if request.method == "POST":
+        form = ApiKeyCreateForm(request.POST)
         try:
-            api_key, new_key = apikey_create(user=request.user, name=request.POST.get("name", ""))
+            if not form.is_valid():
+                raise ApplicationError(form_error_message(form))
+            api_key, new_key = apikey_create(user=request.user, name=form.cleaned_data["name"])
         except ApplicationError as exc:
             error = exc.message
     return render(request, "accounts/api_keys.html", {

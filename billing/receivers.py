@@ -20,6 +20,11 @@ def _subscription_event(sender, event, **kwargs) -> None:
 
 
 def connect() -> None:
+    # dj-stripe's generic handler re-fetches every PaymentIntent to mirror it, and a PaymentIntent
+    # Stripe no longer has (or never had under this key) made that a 500, which Stripe retries for
+    # days. Billing keeps its own ledger and never reads that mirror, so ours replaces it.
+    for name in [name for name in WEBHOOK_SIGNALS if name.startswith("payment_intent.")]:
+        WEBHOOK_SIGNALS[name].disconnect(event_handlers.handle_other_event, sender=Event)
     for name in ("payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.requires_action"):
         WEBHOOK_SIGNALS[name].connect(_payment_intent_event, dispatch_uid=f"billing:{name}")
     # dj-stripe's own handler re-fetches the subscription and raises when it can't (localstripe's

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import logging
+
+import stripe
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
@@ -14,6 +17,8 @@ from billing import clock, selectors, services, stripe_api
 from billing.forms import CheckoutForm, TestCardForm
 from billing.models import ChargeAttempt, Purchase
 from common.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
 
 
 def _local() -> bool:
@@ -231,4 +236,12 @@ def stripe_webhook(request: HttpRequest, uuid) -> HttpResponse:
     """dj-stripe's webhook view, minus its DEBUG-only way to swap the signing secret by header."""
     if "x-djstripe-webhook-secret" in request.headers:
         return HttpResponseBadRequest("Signature override headers are not accepted.")
-    return _process_webhook(request, uuid=uuid)
+    try:
+        return _process_webhook(request, uuid=uuid)
+    except stripe.InvalidRequestError as exc:
+        if exc.http_status != 404:
+            raise
+        # A signed event about an object Stripe can't find for us (deleted since, or another
+        # mode's): nothing to mirror. Acknowledged, or Stripe would retry it for days.
+        logger.warning("Stripe webhook refers to an object Stripe does not have (%s); acknowledged", exc)
+        return HttpResponse(status=200)

@@ -7,29 +7,30 @@ import json
 import logging
 
 from asgiref.sync import sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 
 from chat.metrics import SOCKET_CONNECTIONS, SOCKET_ERRORS
 from chat.models import Message
 from chat.selectors import conversation_get
 from chat.turns import Turn
+from common.sockets import CLOSE_UNAUTHENTICATED, SessionBoundSocket
+from common.text import control_character_find
 
 logger = logging.getLogger(__name__)
 
-CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 MAX_TEXT_FRAME_BYTES = 64 * 1024
 
 
-class ChatSocket(AsyncWebsocketConsumer):
-    """Shared parts: authentication, ownership, JSON frames, and the running turn."""
+class ChatSocket(SessionBoundSocket):
+    """Shared parts: authentication (for as long as the session lasts), ownership, JSON frames,
+    and the running turn."""
 
     socket_kind = "chat"  # the metrics label
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         await self.accept()  # accept first so the close code reaches the browser
-        if user is None or not user.is_authenticated:
+        if user is None or not user.is_authenticated or not await self.session_bind(user):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
@@ -47,6 +48,7 @@ class ChatSocket(AsyncWebsocketConsumer):
         self.current_message_id: int | None = None
 
     async def disconnect(self, code: int) -> None:
+        await self.session_unbind()
         await self.cancel_generation()
 
     async def send_frame(self, frame: dict) -> None:
@@ -125,6 +127,10 @@ class ChatConsumer(ChatSocket):
             text = frame.get("text")
             if not isinstance(text, str) or not text.strip():
                 await self.error("empty_message", "`user_message` needs a non-empty `text` string.")
+                return
+            if (char := control_character_find(text)) is not None:
+                await self.error("invalid_text", f"The message contains a control character (U+{ord(char):04X}); "
+                                                 "remove it and send it again.")
                 return
             if self.generating():
                 await self.error("busy", "A reply is still being written. Send `stop` first or wait for `done`.")

@@ -4,11 +4,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from chat.forms import AssistantCreateForm, ConversationRenameForm
 from chat.selectors import assistants_for_user, conversation_get, conversations_of_user, messages_of_conversation
 from chat.services import assistant_create, conversation_create, conversation_delete, conversation_rename
 from common.errors import ApplicationError
+from common.forms import form_error_message
+from common.redirects import redirect_target
 
 
 def _conversation_or_404(request: HttpRequest, conversation_id: int):
@@ -27,11 +31,14 @@ def assistants_page(request: HttpRequest) -> HttpResponse:
 def assistant_new(request: HttpRequest) -> HttpResponse:
     error = None
     if request.method == "POST":
+        form = AssistantCreateForm(request.POST)
         try:
-            assistant = assistant_create(owner=request.user, name=request.POST.get("name", ""),
-                                         system_prompt=request.POST.get("system_prompt", ""),
-                                         description=request.POST.get("description", ""),
-                                         emoji=request.POST.get("emoji", "") or "💬")
+            if not form.is_valid():
+                raise ApplicationError(form_error_message(form))
+            assistant = assistant_create(owner=request.user, name=form.cleaned_data["name"],
+                                         system_prompt=form.cleaned_data["system_prompt"],
+                                         description=form.cleaned_data["description"],
+                                         emoji=form.cleaned_data["emoji"] or "💬")
         except ApplicationError as exc:
             error = exc.message
         else:
@@ -79,11 +86,14 @@ def _knowledge_available(request: HttpRequest) -> bool:
 @require_POST
 def conversation_rename_view(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = _conversation_or_404(request, conversation_id)
+    form = ConversationRenameForm(request.POST)
     try:
-        conversation_rename(conversation=conversation, title=request.POST.get("title", ""))
+        if not form.is_valid():
+            raise ApplicationError(form_error_message(form))
+        conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
     except ApplicationError as exc:
         messages.error(request, exc.message)
-    return redirect(request.POST.get("next") or "history")
+    return redirect(redirect_target(request, default=reverse("history")))
 
 
 @login_required

@@ -90,6 +90,7 @@ class VoiceConsumer(ChatSocket):
         self.last_frame_at = 0.0
 
     async def disconnect(self, code: int) -> None:
+        await self.session_unbind()
         await self._cancel_all()
 
     # ------------------------------------------------------------------ frames in

@@ -2,15 +2,11 @@ from __future__ import annotations
 
 import json
 
-from channels.generic.websocket import AsyncWebsocketConsumer
-
 from common.notifications import user_group
-
-# Close codes (mirroring HTTP): the client should log in, or may not see this resource.
-CLOSE_UNAUTHENTICATED = 4401
+from common.sockets import CLOSE_UNAUTHENTICATED, SessionBoundSocket
 
 
-class NotificationsConsumer(AsyncWebsocketConsumer):
+class NotificationsConsumer(SessionBoundSocket):
     """A signed-in user's live event stream. Frames in: `ping`. Frames out: `event`, `pong`, `error`."""
 
     async def connect(self) -> None:
@@ -18,11 +14,15 @@ class NotificationsConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        if not await self.session_bind(user):
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
         self.group = user_group(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
+        await self.session_unbind()
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 

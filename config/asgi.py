@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP goes to Django, WebSockets through origin and session checks."""
+"""ASGI entry point: HTTP goes to Django, WebSockets through origin and session checks. Both see
+the client's real address and scheme when a trusted proxy forwarded them (common/proxy.py)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,16 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402 - needs Django set up first
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from common.origin import OriginValidator  # noqa: E402
+from common.proxy import TrustedProxyMiddleware  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
+application = TrustedProxyMiddleware(ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # Browsers send cookies cross-site on WebSocket handshakes; refusing foreign origins
-        # is what stops another site from opening a socket as the logged-in user.
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # (scheme, host and port) is what stops another site from opening a socket as the user.
+        "websocket": OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
-)
+))

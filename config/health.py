@@ -1,17 +1,22 @@
-"""Liveness (/healthz) and readiness (/readyz) probes.
+"""Liveness (/healthz) and readiness (/readyz) probes, and Prometheus metrics (/metrics).
 
 /readyz checks each part on its own so an operator sees which one is down and how slow each
-is; any failing part turns the whole answer into a 503.
+is; any failing part turns the whole answer into a 503. Anyone may ask whether Parley is ready;
+the detail (versions, worker host names, errors) and /metrics, hundreds of kilobytes of
+counters about who uses what, are for staff and for a scraper holding PARLEY_METRICS_TOKEN.
 """
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
+from django_prometheus.exports import ExportToDjangoView
 
 from common.heartbeat import workers_alive
 from common.redis_connection import redis_client
@@ -62,6 +67,16 @@ def _run(check: Callable[[], dict[str, object]]) -> dict[str, object]:
     return result
 
 
+def internals_allowed(request: HttpRequest) -> bool:
+    """Staff, or `Authorization: Bearer <PARLEY_METRICS_TOKEN>` (compared in constant time)."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated and user.is_active and user.is_staff:
+        return True
+    token = settings.PARLEY_METRICS_TOKEN
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
@@ -76,4 +91,18 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "celery": _run(_check_workers),
     }
     ready = all(check["status"] == "ok" for check in checks.values())
-    return JsonResponse({"status": "ok" if ready else "error", "checks": checks}, status=200 if ready else 503)
+    body: dict[str, object] = {"status": "ok" if ready else "error"}
+    if internals_allowed(request):
+        body["checks"] = checks
+    return JsonResponse(body, status=200 if ready else 503)
+
+
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    if not internals_allowed(request):
+        response = JsonResponse({"error": {"message": "Metrics are for staff, or send `Authorization: Bearer "
+                                                      "<PARLEY_METRICS_TOKEN>`.", "code": "not_authenticated"}},
+                                status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return ExportToDjangoView(request)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from chat import urls as chat_urls
 from config import health, views
@@ -17,7 +17,7 @@ urlpatterns = [
     path("", views.landing, name="landing"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", health.metrics, name="prometheus-django-metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("app/", include("accounts.urls")),
@@ -27,7 +27,8 @@ urlpatterns = [
     path("v1/", include(inference_urls.v1_urlpatterns)),
     path("api/", include(inference_urls.api_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # The split view serves its start-up script as a file: the CSP allows no inline script.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/", include("accounts.api_urls")),
     # Billing: the pages, its API, and dj-stripe's webhook endpoint (signature checked).
     path("billing/", include("billing.urls")),

@@ -7,6 +7,7 @@ import json
 import time
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
@@ -56,7 +57,33 @@ def _first_field_error(detail, prefix: str = "") -> tuple[str, str]:
     return prefix, str(detail)
 
 
+class RequestTooLarge(exceptions.APIException):
+    status_code = 413
+    default_code = "request_too_large"
+
+
+def _too_large_message(limit: int) -> str:
+    return (f"The request body is larger than {limit / 2**20:,.0f} MiB, the limit here. Send fewer or shorter "
+            "messages (or inputs).")
+
+
+class LimitedJSONParser(JSONParser):
+    """A body too large for any model is refused before it is parsed (and before quotas, whose
+    answer would be a 429 "try again in a day" for a request that can never succeed)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        meta = parser_context["request"].META
+        length = meta.get("CONTENT_LENGTH") or "0"
+        limit = settings.PARLEY_MAX_V1_JSON_BYTES
+        if length.isascii() and length.isdigit() and int(length) > limit:
+            raise RequestTooLarge(_too_large_message(limit))
+        return super().parse(stream, media_type=media_type, parser_context=parser_context)
+
+
 def openai_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, RequestDataTooBig):  # Django's own cap, hit while reading the body
+        return openai_error(_too_large_message(settings.DATA_UPLOAD_MAX_MEMORY_SIZE), status=413,
+                            code="request_too_large")
     if isinstance(exc, QuotaExceeded):
         return openai_error(exc.message, status=429, code="rate_limit_exceeded",
                             headers={"Retry-After": str(exc.retry_after)})
@@ -80,7 +107,7 @@ def openai_exception_handler(exc: Exception, context: dict) -> Response | None:
 class OpenAIView(APIView):
     scope = "inference"
     permission_classes = [HasScope]
-    parser_classes = [JSONParser]
+    parser_classes = [LimitedJSONParser]
 
     def get_exception_handler(self):
         return openai_exception_handler

@@ -5,11 +5,13 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import HasScope
+from common.text import control_character_find
 from inference.selectors import usage_records_of_user, usage_summary_of_user
 
 
@@ -72,6 +74,9 @@ class UsageRecordDetailApi(APIView):
     @extend_schema(operation_id="usage_records_retrieve", summary="One of your requests",
                    responses=UsageRecordOutput)
     def get(self, request: Request, request_id: str) -> Response:
-        # Filtering by the caller first makes another user's record indistinguishable from none.
+        # An id no request can have (a NUL, which PostgreSQL refuses in text, or over-long) is
+        # simply not found, like another user's: filtering by the caller first hides those too.
+        if len(request_id) > 64 or control_character_find(request_id) is not None:
+            raise NotFound("No such usage record.")
         record = get_object_or_404(usage_records_of_user(user=request.user), request_id=request_id)
         return Response(UsageRecordOutput(record).data)

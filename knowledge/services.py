@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
-import socket
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -27,8 +23,10 @@ from accounts.selectors import teams_of_user
 from common.errors import ApplicationError
 from common.metrics import counter_add
 from common.notifications import user_notify
+from common.text import FILENAME_MAX_BYTES, filename_clean
 from knowledge.chunking import chunks_stream
 from knowledge.extraction import KIND_MIMES, Extraction, ExtractionError, kind_detect
+from knowledge.fetch import FetchError, address_allowed, networks_parse, url_fetch
 from knowledge.models import Chunk, Collection, CollectionGrant, Document
 from knowledge.selectors import ACCESS_MANAGE, ACCESS_WRITE, collection_access
 
@@ -133,7 +131,8 @@ def document_create_from_file(*, user: User, collection: Collection, file: Uploa
     the collection return the existing document and change nothing. `enqueue=False` leaves the
     ingest to the caller (the benchmark runs it in-process)."""
     _require(user, collection, ACCESS_WRITE)
-    filename = Path(file.name or "document").name[:300]
+    # A name over 255 bytes (150 × "é") can't be a file on disk; it is cut, keeping the extension.
+    filename = filename_clean(file.name or "")
     mime = (getattr(file, "content_type", "") or "")[:120]
     size = file.size or 0
     if size > settings.PARLEY_KNOWLEDGE_MAX_FILE_BYTES:
@@ -156,7 +155,8 @@ def document_create_from_file(*, user: User, collection: Collection, file: Uploa
     )
     try:
         with transaction.atomic():
-            document.file.save(filename, file, save=False)  # streams in chunks; never read whole
+            # Streams in chunks, never read whole. Shorter on disk: the storage may add "_abc1234".
+            document.file.save(filename_clean(filename, max_bytes=FILENAME_MAX_BYTES - 32), file, save=False)
             document.save()
     except IntegrityError:  # the same file uploaded concurrently: the other upload won
         document.file.delete(save=False)
@@ -190,6 +190,10 @@ def document_create_from_url(*, user: User, collection: Collection, url: str, ti
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ApplicationError("Give an http:// or https:// address.", code="invalid_url")
+    if _private_literal(parsed.hostname):
+        # Names are checked by the worker when it resolves them; an address is refused now.
+        raise ApplicationError(f"{parsed.hostname} is a private or local address; Parley only fetches public "
+                               "pages.", code="invalid_url")
     existing = (
         Document.objects.filter(collection=collection, source_url=url)
         .exclude(status=Document.Status.FAILED).first()
@@ -198,10 +202,20 @@ def document_create_from_url(*, user: User, collection: Collection, url: str, ti
         return existing, False
     document = Document.objects.create(
         collection=collection, title=(title or url)[:300], source=Document.Source.URL, source_url=url,
-        filename=Path(parsed.path).name[:300] or parsed.hostname, added_by=user,
+        filename=filename_clean(Path(parsed.path).name, default=parsed.hostname), added_by=user,
     )
     _ingest_enqueue(document)
     return document, True
+
+
+def _private_literal(host: str) -> bool:
+    if settings.PARLEY_KNOWLEDGE_FETCH_PRIVATE_URLS:
+        return False
+    try:
+        return not address_allowed(host, allowed_networks=networks_parse(
+            settings.PARLEY_KNOWLEDGE_FETCH_ALLOWED_NETWORKS))
+    except ValueError:  # a name, not an address
+        return False
 
 
 def _ingest_enqueue(document: Document) -> None:
@@ -408,37 +422,19 @@ class _local_copy:
 
 
 def _fetch(document: Document, out) -> None:
-    """Download the URL in blocks, refusing private addresses and anything over the size limit."""
-    url = document.source_url
-    host = urlparse(url).hostname or ""
-    if not settings.PARLEY_KNOWLEDGE_FETCH_PRIVATE_URLS:
-        try:
-            addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-        except OSError:
-            raise _Failure(f"Could not resolve {host}; check the address.")
-        for address in addresses:
-            ip = ipaddress.ip_address(address.split("%")[0])
-            if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
-                raise _Failure(f"{host} is a private or local address; Parley only fetches public pages.")
-    limit = settings.PARLEY_KNOWLEDGE_MAX_FILE_BYTES
-    request = urllib.request.Request(url, headers={"User-Agent": "Parley knowledge ingest"})
+    """Download the URL in blocks (knowledge/fetch.py checks every hop's address, size and time)."""
     try:
-        with urllib.request.urlopen(request, timeout=settings.PARLEY_KNOWLEDGE_FETCH_TIMEOUT) as response:
-            mime = response.headers.get_content_type() or ""
-            digest, size = hashlib.sha256(), 0
-            for block in iter(lambda: response.read(_COPY_BYTES), b""):
-                size += len(block)
-                if size > limit:
-                    raise _Failure(f"{url} is larger than the {limit / 1024 / 1024:,.0f} MB limit.")
-                digest.update(block)
-                out.write(block)
-    except urllib.error.HTTPError as exc:
-        raise _Failure(f"Fetching {url} failed: the server answered {exc.code} {exc.reason}.")
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise _Failure(f"Fetching {url} failed: {getattr(exc, 'reason', exc)}.")
-    sha256 = digest.hexdigest()
-    duplicate = Document.objects.filter(collection_id=document.collection_id, sha256=sha256).exclude(pk=document.pk)
+        fetched = url_fetch(
+            url=document.source_url, out=out, max_bytes=settings.PARLEY_KNOWLEDGE_MAX_FILE_BYTES,
+            timeout=settings.PARLEY_KNOWLEDGE_FETCH_TIMEOUT,
+            allow_private=settings.PARLEY_KNOWLEDGE_FETCH_PRIVATE_URLS,
+            allowed_networks=networks_parse(settings.PARLEY_KNOWLEDGE_FETCH_ALLOWED_NETWORKS),
+        )
+    except FetchError as exc:
+        raise _Failure(str(exc))
+    duplicate = Document.objects.filter(collection_id=document.collection_id, sha256=fetched.sha256).exclude(
+        pk=document.pk)
     if (other := duplicate.first()) is not None:
         raise _Failure(f"This page has the same content as “{other.title}”, already in this collection.")
-    Document.objects.filter(pk=document.pk).update(sha256=sha256, size=size, mime=mime[:120])
-    document.mime = mime
+    Document.objects.filter(pk=document.pk).update(sha256=fetched.sha256, size=fetched.size, mime=fetched.mime[:120])
+    document.mime = fetched.mime

@@ -11,7 +11,9 @@ from django.views.decorators.http import require_POST
 
 from accounts.selectors import memberships_of_user, teams_of_user
 from common.errors import ApplicationError
+from common.forms import form_error_message, integer_param
 from knowledge import services
+from knowledge.forms import CollectionCreateForm, CollectionShareForm, SearchForm
 from knowledge.models import CollectionGrant
 from knowledge.selectors import (
     ACCESS_MANAGE,
@@ -37,15 +39,17 @@ def collections_page(request: HttpRequest) -> HttpResponse:
     """List readable collections; POST creates one."""
     error = None
     if request.method == "POST":
-        team = None
-        team_id = request.POST.get("team", "")
-        if team_id:
-            team = teams_of_user(user=request.user).filter(pk=team_id).first()
+        form = CollectionCreateForm(request.POST)
         try:
-            if team_id and team is None:
-                raise ApplicationError("You are not a member of that team.")
-            collection = services.collection_create(user=request.user, name=request.POST.get("name", ""),
-                                                    description=request.POST.get("description", ""), team=team)
+            if not form.is_valid():
+                raise ApplicationError(form_error_message(form))
+            team = None
+            if (team_id := form.cleaned_data["team"]) is not None:
+                team = teams_of_user(user=request.user).filter(pk=team_id).first()
+                if team is None:
+                    raise ApplicationError("You are not a member of that team.")
+            collection = services.collection_create(user=request.user, name=form.cleaned_data["name"],
+                                                    description=form.cleaned_data["description"], team=team)
         except ApplicationError as exc:
             error = exc.message
         else:
@@ -80,14 +84,17 @@ def collection_detail(request: HttpRequest, collection_id: int) -> HttpResponse:
 def collection_share(request: HttpRequest, collection_id: int) -> HttpResponse:
     try:
         collection = collection_get_for(user=request.user, collection_id=collection_id, need=ACCESS_MANAGE)
+        form = CollectionShareForm(request.POST)
+        if not form.is_valid():
+            raise ApplicationError(form_error_message(form))
         team = None
-        if team_id := request.POST.get("team", ""):
+        if (team_id := form.cleaned_data["team"]) is not None:
             team = teams_of_user(user=request.user).filter(pk=team_id).first()
             if team is None:
                 raise ApplicationError("You can share only with teams you belong to.")
         grant = services.collection_share(user=request.user, collection=collection,
-                                          permission=request.POST.get("permission", "read"),
-                                          grantee_email=request.POST.get("email", ""), team=team)
+                                          permission=form.cleaned_data["permission"] or "read",
+                                          grantee_email=form.cleaned_data["email"], team=team)
     except ApplicationError as exc:
         if exc.status == 404:
             return _error_page(request, exc)
@@ -150,11 +157,10 @@ def document_detail(request: HttpRequest, document_id: int) -> HttpResponse:
         document = document_get_for(user=request.user, document_id=document_id)
     except ApplicationError as exc:
         return _error_page(request, exc)
-    highlight = request.GET.get("chunk", "")
     return render(request, "knowledge/document_detail.html", {
         "document": document,
         "chunks": chunks_of_document(document=document),
-        "highlight": int(highlight) if highlight.isdigit() else None,
+        "highlight": integer_param(request.GET.get("chunk")),
         "can_write": document.collection.access in (ACCESS_WRITE, ACCESS_MANAGE),
     })
 
@@ -184,17 +190,19 @@ def document_retry(request: HttpRequest, document_id: int) -> HttpResponse:
 
 @login_required
 def search_page(request: HttpRequest) -> HttpResponse:
-    query = request.GET.get("q", "").strip()
-    selected = request.GET.get("collection", "")
-    results, error = [], None
-    if query:
-        try:
-            results = chunks_search(user=request.user, query=query,
-                                    collections=[int(selected)] if selected.isdigit() else None, k=10)
-        except ApplicationError as exc:
-            error = exc.message
+    form = SearchForm(request.GET)
+    results, error, query, selected = [], None, "", None
+    if not form.is_valid():
+        error = form_error_message(form)
+    else:
+        query, selected = form.cleaned_data["q"], form.cleaned_data["collection"]
+        if query:
+            try:
+                results = chunks_search(user=request.user, query=query,
+                                        collections=[selected] if selected is not None else None, k=10)
+            except ApplicationError as exc:
+                error = exc.message
     return render(request, "knowledge/search.html", {
         "query": query, "results": results, "error": error, "max_chars": MAX_QUERY_CHARS,
-        "collections": collections_readable(user=request.user),
-        "selected": int(selected) if selected.isdigit() else None,
+        "collections": collections_readable(user=request.user), "selected": selected,
     }, status=400 if error else 200)

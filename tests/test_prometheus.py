@@ -94,6 +94,7 @@ def test_every_panel_and_alert_returns_a_series_from_a_live_stack(live_daphne, c
         "global": {"scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "1s"},
         "rule_files": [str(ALERTS)],
         "scrape_configs": [{"job_name": "parley", "metrics_path": "/metrics",
+                            "authorization": {"type": "Bearer", "credentials": live_daphne["metrics_token"]},
                             "static_configs": [{"targets": [target]}]}],
     }))
     check = subprocess.run([_binary("promtool"), "check", "config", str(config)], capture_output=True, text=True)

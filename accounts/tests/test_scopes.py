@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 from django.apps import apps
 from django.urls import URLResolver, get_resolver
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.test import APIClient, APIRequestFactory, force_authenticate
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.django_db
 METHODS = ("get", "post", "put", "patch", "delete")
 # Public by design: the OpenAPI schema and its Swagger page need no key (drf-spectacular's
 # SERVE_PERMISSIONS is AllowAny), so they carry no scope.
-PUBLIC_VIEWS = {SpectacularAPIView, SpectacularSwaggerView}
+PUBLIC_VIEWS = {SpectacularAPIView, SpectacularSwaggerView, SpectacularSwaggerSplitView}
 # In every owner row a member or outsider could leak: the owner's email, collection, document,
 # conversation title and usage request id.
 SECRET = "ownersecret7f3a"

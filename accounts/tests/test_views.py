@@ -6,7 +6,7 @@ import pytest
 from allauth.account.models import EmailAddress
 from django.core import mail
 
-from accounts.models import Membership, User
+from accounts.models import ApiKey, Membership, User
 from accounts.tests.factories import PASSWORD, user_make
 
 pytestmark = pytest.mark.django_db
@@ -60,3 +60,12 @@ def test_landing_page_explains_the_product(client):
 
     assert response.status_code == 200
     assert "Parley" in response.content.decode()
+
+
+def test_an_api_key_name_with_nul_is_a_400_with_a_message(client):
+    client.force_login(user_make())
+
+    response = client.post("/app/keys/", {"name": "ci\x00key"})
+
+    assert response.status_code == 400 and "control character (NUL)" in response.content.decode()
+    assert not ApiKey.objects.exists()

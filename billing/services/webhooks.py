@@ -8,6 +8,7 @@ arrives before the worker recorded its own result is applied once, by whoever co
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -15,6 +16,8 @@ from django.db import IntegrityError, transaction
 from billing import stripe_api
 from billing.models import ChargeAttempt, WebhookReceipt
 from billing.services.charging import charge_attempt_settle
+
+logger = logging.getLogger(__name__)
 
 
 def _receipt(*, event_id: str, event_type: str, object_id: str) -> WebhookReceipt | None:
@@ -32,13 +35,16 @@ def webhook_payment_intent_event(
     receipt = _receipt(event_id=event_id, event_type=event_type, object_id=payment_intent.get("id", ""))
     if receipt is None:
         return None
-    metadata = payment_intent.get("metadata") or {}
-    attempt = None
-    if (metadata.get("parley_attempt_id") or "").isdigit():
-        attempt = ChargeAttempt.objects.filter(pk=int(metadata["parley_attempt_id"])).first()
+    # Matched by the PaymentIntent id our own ledger stored, never by the event's metadata: anyone
+    # who can create a PaymentIntent on the account (a dashboard user, another integration) can
+    # write metadata naming any attempt. A PaymentIntent we never stored is acknowledged (Stripe
+    # retries anything else for days) and changes nothing; a worker that crashed before storing
+    # its id resumes from its own idempotency key.
+    payment_intent_id = payment_intent.get("id") or ""
+    attempt = ChargeAttempt.objects.filter(payment_intent_id=payment_intent_id).first() if payment_intent_id else None
     if attempt is None:
-        attempt = ChargeAttempt.objects.filter(payment_intent_id=payment_intent.get("id", "")).first()
-    if attempt is None:
+        logger.info("Stripe event %s (%s) is about PaymentIntent %s, which no Parley charge made; ignored",
+                    event_id, event_type, payment_intent_id or "(none)")
         receipt.note = "No Parley charge matches this PaymentIntent."
         receipt.save(update_fields=["note"])
         return receipt

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
-from accounts.tests.factories import user_make
+from accounts.tests.factories import staff_login, user_make
 from billing import clock
 from billing.models import Installment, Purchase, Refund
 from billing.services import charge_due_run, purchase_cadence_change, purchase_refund, purchase_retry_now
@@ -42,7 +42,7 @@ def test_partial_then_full_refund_through_stripe(stand_in):
 
 def test_admin_pages_and_actions(client, stand_in):
     purchase = _paid_purchase()
-    client.force_login(user_make(is_staff=True, is_superuser=True))
+    staff_login(client, user_make(is_staff=True, is_superuser=True))
 
     change = client.get(reverse("admin:billing_purchase_change", args=[purchase.pk]))
     report = client.get(reverse("admin:billing_purchase_report"))

@@ -42,7 +42,8 @@ def _events(event_type: str) -> list[dict]:
 
 
 def _interrupted_charge(card: str = VISA) -> ChargeAttempt:
-    """A charge whose worker died right after Stripe confirmed it: the ledger still says `sending`."""
+    """A charge whose worker died right after Stripe confirmed it: the attempt has its PaymentIntent's
+    id (stored before confirming) but the ledger still says `sending`."""
     purchase = purchase_make(card=card, grace_over=True)
     [attempt_id] = charge_due_claim()
     attempt = ChargeAttempt.objects.get(pk=attempt_id)
@@ -52,6 +53,7 @@ def _interrupted_charge(card: str = VISA) -> ChargeAttempt:
         payment_method_id=profile.payment_method_id, metadata={"parley_attempt_id": str(attempt.pk)},
         idempotency_key=attempt.idempotency_key + ":create",
     )
+    ChargeAttempt.objects.filter(pk=attempt.pk).update(payment_intent_id=payment_intent["id"])
     stripe_api.payment_intent_confirm(payment_intent_id=payment_intent["id"], off_session=True,
                                       idempotency_key=attempt.idempotency_key + ":confirm")
     return attempt
@@ -162,3 +164,56 @@ def test_subscription_updated_is_recorded(client, djstripe_local):
     assert response.status_code == 200 and again.status_code == 200
     [receipt] = WebhookReceipt.objects.filter(type="customer.subscription.updated")
     assert receipt.object_id == "sub_123"
+
+
+def _payment_intent_event(event_id: str, payment_intent: dict, event_type: str = "payment_intent.succeeded") -> dict:
+    return {
+        "id": event_id, "object": "event", "type": event_type, "livemode": False, "api_version": "2017-08-15",
+        "created": int(time.time()), "request": None, "data": {"object": payment_intent},
+    }
+
+
+def test_a_signed_event_for_an_unknown_payment_intent_is_a_logged_no_op(client, djstripe_local, stand_in, caplog):
+    """Stripe retries anything but a 2xx for days; a PaymentIntent we never made is acknowledged."""
+    event = _payment_intent_event("evt_unknown_pi_1", {
+        "id": "pi_not_ours_123", "object": "payment_intent", "amount": 500, "currency": "usd",
+        "status": "succeeded", "customer": None, "metadata": {}})
+
+    response = _post(client, djstripe_local, event, secret=djstripe_local.secret)
+    again = _post(client, djstripe_local, event, secret=djstripe_local.secret)
+
+    assert response.status_code == 200 and again.status_code == 200
+    [receipt] = WebhookReceipt.objects.filter(event_id="evt_unknown_pi_1")
+    assert receipt.attempt is None and "No Parley charge" in receipt.note
+    assert "pi_not_ours_123" in caplog.text
+    assert not ChargeAttempt.objects.exists()
+
+
+def test_the_attempt_is_found_by_our_stored_payment_intent_not_by_metadata(client, djstripe_local, stand_in):
+    attempt = _interrupted_charge()
+    profile = attempt.purchase.user.payment_profile
+    # Another PaymentIntent on the same account that claims, in its metadata, to be this attempt.
+    other = stripe_api.payment_intent_create(
+        amount_cents=100, currency="usd", customer_id=profile.stripe_customer_id,
+        payment_method_id=profile.payment_method_id, metadata={"parley_attempt_id": str(attempt.pk)},
+        idempotency_key="someone-else-1")
+    stripe_api.payment_intent_confirm(payment_intent_id=other["id"], off_session=True, idempotency_key="someone-else-2")
+    event = _payment_intent_event("evt_impostor_1", stripe_api.payment_intent_retrieve(payment_intent_id=other["id"]))
+
+    response = _post(client, djstripe_local, event, secret=djstripe_local.secret)
+
+    assert response.status_code == 200
+    attempt.refresh_from_db()
+    assert attempt.status == A.SENDING and attempt.purchase.status == Purchase.Status.CHARGING
+    [receipt] = WebhookReceipt.objects.filter(event_id="evt_impostor_1")
+    assert receipt.attempt is None
+
+
+def test_a_signed_event_about_any_object_stripe_does_not_have_is_acknowledged(client, djstripe_local, stand_in):
+    event = _payment_intent_event("evt_unknown_seti_1", {"id": "seti_not_ours_123", "object": "setup_intent",
+                                                         "status": "succeeded", "customer": None},
+                                  event_type="setup_intent.succeeded")
+
+    response = _post(client, djstripe_local, event, secret=djstripe_local.secret)
+
+    assert response.status_code == 200

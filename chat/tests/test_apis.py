@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from accounts.tests.factories import user_make
+from accounts.tests.factories import staff_login, user_make
 from chat.models import Conversation, Message
 from chat.tests.factories import conversation_make
 from inference.tests.factories import api_key_make
@@ -129,7 +129,7 @@ def test_stale_streaming_replies_are_marked_interrupted(bundled_models):
 
 
 def test_staff_manage_assistants_in_admin(client, bundled_models):
-    client.force_login(user_make(is_staff=True, is_superuser=True))
+    staff_login(client, user_make(is_staff=True, is_superuser=True))
 
     response = client.post("/admin/chat/assistant/add/", {
         "name": "Legal", "slug": "legal", "emoji": "⚖️", "description": "Contracts", "system_prompt": "Be careful.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import environ
@@ -19,10 +20,16 @@ DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = [origin for origin in env.list("CSRF_TRUSTED_ORIGINS", default=[]) if origin]
 SITE_NAME = env("SITE_NAME", default="Parley")
+# Reverse proxies in front of Daphne (addresses or CIDRs, comma-separated). Only requests from
+# them may name the client in X-Forwarded-For / X-Forwarded-Proto (common/proxy.py); login
+# limits count by that client address. Empty: Daphne faces the clients, the headers are ignored.
+PARLEY_TRUSTED_PROXIES = [value for value in env.list("PARLEY_TRUSTED_PROXIES", default=[]) if value.strip()]
+PARLEY_TRUSTED_PROXY_NETWORKS = tuple(ipaddress.ip_network(value.strip(), strict=False)
+                                      for value in PARLEY_TRUSTED_PROXIES)
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "config.admin_site.ParleyAdminConfig",  # django.contrib.admin behind allauth and TOTP
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -57,9 +64,31 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "common.csp.ContentSecurityPolicyMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+
+# Content Security Policy (common/csp.py; the shape of Django 6.0's setting). Scripts only from
+# this site's own files, no inline ones; images from this site and data: URIs (allauth's TOTP QR
+# code); fetches, WebSockets and form posts only to this site. Inline *styles* stay allowed
+# (Django admin and Swagger UI set them): a style can't run code, and img-src/font-src/connect-src
+# already stop CSS from fetching anything off-site. Stripe's hosts are added in Stripe mode only.
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'", "'unsafe-inline'"],
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'"],
+    "connect-src": ["'self'"],
+    "media-src": ["'self'", "blob:"],
+    "worker-src": ["'self'"],
+    "frame-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
 
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"
@@ -133,6 +162,9 @@ CHANNEL_LAYERS = {
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# /metrics, and the detail of /readyz, answer staff and `Authorization: Bearer <this token>` only.
+PARLEY_METRICS_TOKEN = env("PARLEY_METRICS_TOKEN", default="")
+
 # --- Auth ------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
@@ -157,7 +189,12 @@ ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = False
 ACCOUNT_EMAIL_SUBJECT_PREFIX = f"[{SITE_NAME}] "
+# Failed log-ins: 10 a minute per client address, and 5 in 5 minutes per account *from one
+# address* (the adapter keys it by both), then a doubling wait (accounts/login_limits.py). The
+# client address is REMOTE_ADDR, which common/proxy.py sets from X-Forwarded-For when the
+# request came through PARLEY_TRUSTED_PROXIES; allauth must not read that header a second time.
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key", "signup": "20/m/ip"}
+ALLAUTH_TRUSTED_PROXY_COUNT = 0
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = SITE_NAME
 
@@ -275,6 +312,8 @@ PARLEY_MAX_AUDIO_BYTES = env.int("PARLEY_MAX_AUDIO_BYTES", default=25 * 1024 * 1
 PARLEY_MAX_AUDIO_SECONDS = env.int("PARLEY_MAX_AUDIO_SECONDS", default=600)
 PARLEY_MAX_SPEECH_CHARS = env.int("PARLEY_MAX_SPEECH_CHARS", default=4096)
 PARLEY_MAX_EMBED_INPUTS = env.int("PARLEY_MAX_EMBED_INPUTS", default=256)
+# Largest JSON body /v1 accepts (413 in OpenAI's error shape above it).
+PARLEY_MAX_V1_JSON_BYTES = env.int("PARLEY_MAX_V1_JSON_BYTES", default=8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PARLEY_MAX_AUDIO_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = PARLEY_MAX_AUDIO_BYTES + 1024 * 1024
 # An OpenAI-compatible server that `openai_upstream` models forward to (vLLM, Ollama, ...).
@@ -340,6 +379,9 @@ PARLEY_KNOWLEDGE_EF_SEARCH = env.int("PARLEY_KNOWLEDGE_EF_SEARCH", default=100)
 # Documents added by URL are fetched by the worker; loopback and private addresses are refused
 # unless this is set (they would let users read the operator's internal network).
 PARLEY_KNOWLEDGE_FETCH_PRIVATE_URLS = env.bool("PARLEY_KNOWLEDGE_FETCH_PRIVATE_URLS", default=False)
+# Or only these networks (CIDRs, comma-separated), e.g. an intranet wiki's; everything else stays public-only.
+PARLEY_KNOWLEDGE_FETCH_ALLOWED_NETWORKS = env.list("PARLEY_KNOWLEDGE_FETCH_ALLOWED_NETWORKS", default=[])
+# Seconds for the whole fetch, redirects included (at most 5 of them, each hop's address checked).
 PARLEY_KNOWLEDGE_FETCH_TIMEOUT = env.float("PARLEY_KNOWLEDGE_FETCH_TIMEOUT", default=20.0)
 # The keyword leg ranks at most this many matching passages per query (see knowledge/selectors/search.py).
 PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT = env.int("PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT", default=1000)

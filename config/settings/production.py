@@ -28,7 +28,8 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
-# /healthz and /readyz are probed over plain HTTP from inside the cluster.
+# Probes and Prometheus reach Daphne over plain HTTP inside the network (Daphne's port is never
+# published). Anonymous /readyz says only ok or not, and /metrics needs PARLEY_METRICS_TOKEN or staff.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
 _email = environ.Env.email_url_config(env("EMAIL_URL", default="") or "smtp://localhost:25")

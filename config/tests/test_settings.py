@@ -41,3 +41,4 @@ def test_production_refuses_to_start_without_its_secrets():
 
     assert result.returncode != 0
     assert "Production settings need SECRET_KEY, REDIS_URL" in result.stderr
+

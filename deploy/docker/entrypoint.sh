@@ -29,7 +29,9 @@ process="${1:-web}"
 export PARLEY_PROCESS="$process"
 case "$process" in
     web)
-        exec daphne -b 0.0.0.0 -p "${PORT:-8000}" --proxy-headers config.asgi:application ;;
+        # No --proxy-headers: Daphne would believe the client-written, leftmost X-Forwarded-For entry
+        # from any peer. Parley reads it itself, from PARLEY_TRUSTED_PROXIES only (common/proxy.py).
+        exec daphne -b 0.0.0.0 -p "${PORT:-8000}" config.asgi:application ;;
     worker)
         exec celery -A config worker -Q default,billing -n "default@%h" \
             --concurrency="${CELERY_CONCURRENCY:-2}" --loglevel=INFO ;;

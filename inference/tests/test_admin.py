@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from accounts.tests.factories import user_make
+from accounts.tests.factories import staff_login, user_make
 from common.heartbeat import workers_alive
 from inference.models import ModelSpec, UsageRecord
 from inference.services import usage_record_create
@@ -35,7 +35,7 @@ def _action(client, action: str, spec: ModelSpec):
 
 
 def test_admin_load_and_unload_change_what_the_worker_holds(client, celery_worker, bundled_models):
-    client.force_login(user_make(is_staff=True, is_superuser=True))
+    staff_login(client, user_make(is_staff=True, is_superuser=True))
     spec = ModelSpec.objects.get(name="whisper-base")
     hostname = celery_worker["hostname"]
 
@@ -50,7 +50,7 @@ def test_admin_load_and_unload_change_what_the_worker_holds(client, celery_worke
 
 
 def test_a_failed_load_shows_its_reason_in_admin(client, celery_worker, bundled_models):
-    client.force_login(user_make(is_staff=True, is_superuser=True))
+    staff_login(client, user_make(is_staff=True, is_superuser=True))
     spec = ModelSpec.objects.create(name="missing-voice", task="tts", backend="piper", source="/nowhere/voice.onnx")
 
     _action(client, "load", spec)
@@ -65,7 +65,7 @@ def test_staff_export_usage_as_csv(client, bundled_models):
     user = user_make(email="csv@example.com")
     usage_record_create(request_id="req-csv-1", user_id=user.pk, api_key_id=None, spec_name="smollm2-135m",
                         route_alias="chat-fast", task="chat", prompt_tokens=1000, completion_tokens=500)
-    client.force_login(staff)
+    staff_login(client, staff)
 
     response = client.post("/admin/inference/usagerecord/", {
         "action": "export_csv", "_selected_action": list(UsageRecord.objects.values_list("pk", flat=True))})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import struct
 import wave
@@ -165,3 +166,22 @@ def test_key_without_the_inference_scope_is_403(client, bundled_models):
     error = _error(_post(client, CHAT, secret, {"model": "chat-default", "messages": []}), 403)
 
     assert "scope" in error["message"]
+
+
+def test_a_body_over_the_json_limit_is_413_in_openai_shape(client, key, settings):
+    settings.PARLEY_MAX_V1_JSON_BYTES = 10_000
+    messages = [{"role": "user", "content": "tell me more " * 10}] * 200
+
+    error = _error(_post(client, CHAT, key[1], {"model": "chat-default", "messages": messages}), 413)
+
+    assert error["code"] == "request_too_large" and "larger than" in error["message"]
+
+
+def test_a_body_over_djangos_upload_cap_is_413_in_openai_shape_not_an_html_400(client, key, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2_000
+    body = json.dumps({"model": "chat-default", "messages": [{"role": "user", "content": "x" * 5000}]})
+
+    response = client.post(CHAT, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key[1]}")
+
+    assert response["Content-Type"].startswith("application/json")
+    assert _error(response, 413)["code"] == "request_too_large"

@@ -380,7 +380,7 @@ def test_the_worker_serves_chat_from_llama_server(live_daphne, celery_worker, bu
 def test_use_this_variant_in_admin_switches_the_model_and_reloads_it(client, celery_worker, bundled_models):
     import time
 
-    from accounts.tests.factories import user_make
+    from accounts.tests.factories import staff_login, user_make
     from common.heartbeat import workers_alive
     from inference.models import ModelSpec
 
@@ -392,7 +392,7 @@ def test_use_this_variant_in_admin_switches_the_model_and_reloads_it(client, cel
     spec.refresh_from_db()
     assert spec.active_variant.name == "gguf-q4_1"
 
-    client.force_login(user_make(is_staff=True, is_superuser=True))
+    staff_login(client, user_make(is_staff=True, is_superuser=True))
     page = client.get(f"/admin/inference/modelspec/{spec.pk}/change/").content.decode()
     assert "Use this variant" in page and "gguf-q4_1" in page and "ct2-float16" in page
     asked = time.time()

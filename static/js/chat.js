@@ -18,9 +18,39 @@ const assistantName = document.getElementById("chat-title").textContent.trim();
 
 marked.use({ gfm: true, breaks: true });
 
+// Replies are model output, and a prompt-injected document can make a model write markup. Only
+// text formatting survives: no forms or inputs (a fake log-in form), no images from anywhere but
+// this site (an <img> whose URL carries the conversation to another server), no media, frames,
+// styles or SVG. Links stay, opening without a referrer or any hold on this page. The Content
+// Security Policy is the second wall behind this one.
+const PURIFY = {
+  FORBID_TAGS: ["form", "input", "button", "textarea", "select", "option", "optgroup", "datalist", "fieldset",
+    "output", "label", "style", "link", "meta", "base", "iframe", "frame", "frameset", "object", "embed",
+    "video", "audio", "source", "track", "picture", "svg", "math", "template", "dialog", "portal"],
+  FORBID_ATTR: ["style", "srcset", "action", "formaction", "background", "poster", "ping", "xlink:href"],
+  ALLOW_DATA_ATTR: false,
+  ALLOWED_URI_REGEXP: /^(?:https?:|mailto:|#|\/(?![\/\\]))/i,
+};
+const SAME_SITE_PATH = /^\/(?![\/\\])/;
+
+DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  // An image keeps its source only if it is one of this site's own paths; the others lose it here,
+  // in DOMPurify's inert document, before anything could load it, and become their alt text below.
+  if (node.tagName === "IMG" && !SAME_SITE_PATH.test(node.getAttribute("src") || "")) {
+    node.removeAttribute("src");
+    node.setAttribute("data-blocked-image", "");
+  }
+  if (node.tagName === "A") {
+    node.setAttribute("rel", "noopener noreferrer nofollow");
+    if (node.getAttribute("target")) { node.setAttribute("target", "_blank"); }
+  }
+});
+
 function renderMarkdown(el, text) {
-  el.innerHTML = DOMPurify.sanitize(marked.parse(text || ""));
-  el.querySelectorAll("a").forEach((a) => { a.rel = "noopener noreferrer"; });
+  el.innerHTML = DOMPurify.sanitize(marked.parse(text || ""), PURIFY);
+  el.querySelectorAll("img[data-blocked-image]").forEach((img) => {
+    img.replaceWith(document.createTextNode(img.getAttribute("alt") || ""));
+  });
 }
 
 // Server-rendered messages hold plain text; render them as markdown once.

@@ -22,5 +22,8 @@ class Command(BaseCommand):
         user_email_verify(user=user)
         self.stdout.write(self.style.SUCCESS(
             "Created a superuser for this machine (shown once, not stored anywhere else):\n"
-            f"  email:    {email}\n  password: {password}\n  admin:    http://localhost:8000/admin/"
+            f"  email:    {email}\n  password: {password}\n  admin:    http://localhost:8000/admin/\n"
+            "Admin needs a second factor: open the admin link, sign in, confirm the password once more,\n"
+            "scan the QR code with an authenticator app (or paste the secret into one), enter its code, and\n"
+            "keep the recovery codes it shows. After that, admin asks for a code at each sign-in."
         ))
