@@ -18,6 +18,7 @@ run: setup services
 	@$(PY) -m config.services port-free $(PARLEY_PORT)
 	@DJANGO_SETTINGS_MODULE=config.settings.dev $(PY) manage.py migrate --noinput -v 0
 	@DJANGO_SETTINGS_MODULE=config.settings.dev $(PY) manage.py models_install
+	@DJANGO_SETTINGS_MODULE=config.settings.dev $(PY) manage.py models_install --background
 	@DJANGO_SETTINGS_MODULE=config.settings.dev $(PY) manage.py dev_superuser
 	@echo "parley: starting web (http://localhost:$(PARLEY_PORT)), workers and beat; Ctrl-C stops them"
 	@DJANGO_SETTINGS_MODULE=config.settings.dev PYTHONUNBUFFERED=1 $(VENV)/bin/honcho start -f Procfile

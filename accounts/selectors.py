@@ -16,6 +16,11 @@ def teams_of_user(*, user: User) -> QuerySet[Team]:
     return Team.objects.filter(memberships__user=user).order_by("-is_personal", "name")
 
 
+def team_ids_of_user(*, user: User) -> list[int]:
+    """The ids of the teams the user belongs to (for access rules that name teams)."""
+    return list(Membership.objects.filter(user=user).order_by("team_id").values_list("team_id", flat=True))
+
+
 def apikeys_of_user(*, user: User) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(user=user).order_by("-created_at", "-id")
 

@@ -9,7 +9,8 @@ from django.utils.text import slugify
 
 from accounts.apikeys import SCOPES, apikey_generate, apikey_hash
 from accounts.models import ApiKey, Membership, Team, User
-from common.errors import ApplicationError
+from common.errors import ApplicationError, plan_limit_error
+from common.plans import plan_of
 
 
 def _unique_slug(base: str) -> str:
@@ -94,20 +95,34 @@ def user_email_verify(*, user: User) -> None:
 @transaction.atomic
 def apikey_create(
     *, user: User, name: str, scopes: list[str] | None = None, rpm_limit: int | None = None,
-    tokens_per_day_limit: int | None = None,
+    tokens_per_day_limit: int | None = None, enforce_plan: bool = True,
 ) -> tuple[ApiKey, str]:
-    """Create a key; returns the row and the plaintext key, which is never stored."""
+    """Create a key; returns the row and the plaintext key, which is never stored. A user's plan caps their
+    active keys; operators' tools (`manage.py apikey_create`, the benches) pass `enforce_plan=False`."""
     name = name.strip() or "API key"
     scopes = list(SCOPES) if scopes is None else scopes
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown:
         raise ApplicationError(f"Unknown scope(s) {', '.join(unknown)}; use {', '.join(SCOPES)}.")
+    if enforce_plan:
+        _apikey_plan_check(user=user)
     key, prefix = apikey_generate()
     api_key = ApiKey.objects.create(
         user=user, name=name[:100], prefix=prefix, key_hash=apikey_hash(key), scopes=scopes,
         rpm_limit=rpm_limit, tokens_per_day_limit=tokens_per_day_limit,
     )
     return api_key, key
+
+
+def _apikey_plan_check(*, user: User) -> None:
+    plan = plan_of(user)
+    if plan is None:
+        return
+    # The user's row lock makes two tabs creating keys at once count one after the other.
+    User.objects.select_for_update().filter(pk=user.pk).first()
+    active = ApiKey.objects.filter(user=user, revoked_at__isnull=True).count()
+    if active >= plan.api_keys:
+        raise plan_limit_error(plan=plan, limit="api_keys", label="API keys", used=active)
 
 
 def apikey_revoke(*, api_key: ApiKey) -> ApiKey:

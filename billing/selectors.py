@@ -84,13 +84,22 @@ def entitlements_for_user(*, user: User) -> Entitlements:
     return Entitlements.of(purchase.offer.plan, upgrade)
 
 
-def plans_for_pricing() -> list[Plan]:
-    """The free plan, then each active offer's plan, for the pricing table."""
-    plans = [plan_free()]
+def plan_name(*, slug: str) -> str | None:
+    """A plan's name as people read it ('Parley Pro' for `pro`)."""
+    return Plan.objects.filter(slug=slug).values_list("name", flat=True).first()
+
+
+def pricing_table() -> list[dict[str, object]]:
+    """The free plan, then each active offer with its plan: name, summary, price and every limit, from the
+    same rows the limits are enforced from (so the pricing page can't drift from what users get)."""
+    rows: list[dict[str, object]] = [{"plan": plan_free(), "offer": None}]
     for offer in Offer.objects.filter(is_active=True, plan__isnull=False).select_related("plan").order_by("id"):
-        if all(plan.slug != offer.plan.slug for plan in plans):
-            plans.append(offer.plan)
-    return plans
+        if all(row["plan"].slug != offer.plan.slug for row in rows):
+            rows.append({"plan": offer.plan, "offer": offer})
+    for row in rows:
+        plan = row["plan"]
+        row["limits"] = [(label, getattr(plan, name)) for name, label in PLAN_LIMITS]
+    return rows
 
 
 def offer_current() -> Offer | None:
@@ -101,6 +110,11 @@ def purchase_current_for_user(*, user: User) -> Purchase | None:
     """The user's open purchase, or else their latest one."""
     purchases = Purchase.objects.filter(user=user).select_related("offer").order_by("-id")
     return purchases.filter(status__in=Purchase.OPEN_STATUSES).first() or purchases.first()
+
+
+def purchase_had_grace(*, user: User) -> bool:
+    """Whether the user had a grace period already (their next purchase is charged at once)."""
+    return Purchase.objects.filter(user=user).exists()
 
 
 def purchase_get_for_user(*, user: User, purchase_id: int) -> Purchase | None:

@@ -36,7 +36,13 @@ def overview(request: HttpRequest) -> HttpResponse:
         "attempts": list(selectors.attempts_for_user(user=request.user)[:200]),
         "needs_action": selectors.attempt_needing_action_for_user(user=request.user),
         "now": now,
+        "entitlements": selectors.entitlements_for_user(user=request.user),
+        "had_grace": selectors.purchase_had_grace(user=request.user),
     }
+    entitlements = context["entitlements"]
+    if entitlements.upgrade is not None:
+        context["plan_rows"] = [(label.capitalize(), getattr(entitlements, name), getattr(entitlements.upgrade, name))
+                                for name, label in selectors.PLAN_LIMITS]
     if purchase is not None:
         context["summary"] = selectors.installment_summary(purchase=purchase)
         context["grace_seconds_left"] = max(0, int((purchase.grace_ends_at - now).total_seconds()))
@@ -79,6 +85,7 @@ def checkout(request: HttpRequest) -> HttpResponse:
             return redirect("billing:overview")
     return render(request, "billing/checkout.html", {
         "offer": offer, "form": form, "card_form": card_form, "profile": profile,
+        "had_grace": selectors.purchase_had_grace(user=request.user),
         "local_mode": _local(), "publishable_key": stripe_api_publishable_key(),
     }, status=status)
 

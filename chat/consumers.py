@@ -136,7 +136,12 @@ class ChatConsumer(ChatSocket):
                 await self.error("busy", "A reply is still being written. Send `stop` first or wait for `done`.")
                 return
             use_knowledge = frame.get("use_knowledge")
-            await self.start_turn(Turn(user=self.user, conversation=self.conversation, text=text,
+            model = frame.get("model", "")
+            if not isinstance(model, str) or len(model) > 100 or control_character_find(model) is not None:
+                await self.error("invalid_model", "`model` must be the id of a model or route (at most 100 "
+                                                  "characters), as listed in the composer or GET /v1/models.")
+                return
+            await self.start_turn(Turn(user=self.user, conversation=self.conversation, text=text, model=model.strip(),
                                        use_knowledge=use_knowledge if isinstance(use_knowledge, bool) else None))
         else:
             await self.error("unknown_type", f"Unknown frame type {kind!r}; use user_message, stop or ping.")

@@ -34,6 +34,8 @@ class Conversation(TimeStampedModel):
     assistant = models.ForeignKey(Assistant, on_delete=models.PROTECT, related_name="conversations")
     title = models.CharField(max_length=200, blank=True)
     use_knowledge = models.BooleanField(default=False)
+    # The model or route the user picked for this conversation; empty = the assistant's route.
+    model = models.CharField(max_length=100, blank=True)
 
     class Meta:
         ordering = ["-updated_at", "-id"]

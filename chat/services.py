@@ -53,6 +53,16 @@ def conversation_set_knowledge(*, conversation: Conversation, enabled: bool) -> 
     conversation.use_knowledge = enabled
 
 
+def conversation_set_model(*, conversation: Conversation, model: str) -> None:
+    """Remember the model or route picked for this conversation ("" = the assistant's). Whether the user may
+    use it is checked by inference when a turn asks for it; a refused pick is never stored."""
+    model = model.strip()[:100]
+    if model == conversation.assistant.route_alias:
+        model = ""
+    Conversation.objects.filter(pk=conversation.pk).update(model=model)
+    conversation.model = model
+
+
 @transaction.atomic
 def message_user_create(*, conversation: Conversation, text: str, via: str = "text") -> Message:
     """The user's turn, stored before anything is generated, so it is never lost."""

@@ -20,6 +20,7 @@ from chat.metrics import LLM_COMPLETION_TOKENS, LLM_TOKENS_PER_S, LLM_TTFT_MS
 from chat.models import Conversation, Message
 from chat.selectors import messages_of_conversation
 from chat.services import (
+    conversation_set_model,
     message_assistant_finish,
     message_assistant_progress,
     message_assistant_start,
@@ -43,12 +44,13 @@ LEASE_EVERY_SECONDS = 3
 
 
 class TurnRefused(Exception):
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, extra: dict | None = None):
         super().__init__(message)
-        self.code, self.message = code, message
+        self.code, self.message, self.extra = code, message, extra or {}
 
     def frame(self) -> dict:
-        return {"type": "error", "code": self.code, "message": self.message}
+        # A plan's limit carries its numbers and where to upgrade (the page shows an Upgrade button).
+        return {"type": "error", "code": self.code, "message": self.message, **self.extra}
 
 
 def context_messages(*, conversation: Conversation, budget_tokens: int, exclude_id: int | None = None
@@ -78,6 +80,7 @@ class Turn:
     via: str = "text"
     use_knowledge: bool | None = None
     api_key: object | None = None  # the key an SSE client used; its limits apply too
+    model: str = ""  # a model or route picked in the composer; "" = the conversation's choice
     started: float = field(default_factory=time.perf_counter)
     # Filled by prepare():
     message: Message | None = None
@@ -105,17 +108,20 @@ class Turn:
                                                          conversation=self.conversation)
             messages = [{"role": "system", "content": system}, *history, {"role": "user", "content": self.text}]
             caller = Caller(user=self.user, api_key=self.api_key, via="voice" if self.via == "voice" else "app")
-            self.stream = chat_stream(caller=caller, model=assistant.route_alias, messages=messages,
+            model = self.model or self.conversation.model or assistant.route_alias
+            self.stream = chat_stream(caller=caller, model=model, messages=messages,
                                       max_tokens=assistant.max_tokens, temperature=assistant.temperature,
                                       shrink_to_fit=True)
+            if self.model and self.model != self.conversation.model:
+                conversation_set_model(conversation=self.conversation, model=self.model)
             note["knowledge"] = bool(knowledge)
             self.message = message_assistant_start(conversation=self.conversation, request_id=self.stream.request_id,
                                                    context=note, via=self.via, citations=self.citations)
             self._lease()
         except ApplicationError as exc:
             self.release()
-            code = "rate_limited" if exc.status == 429 else exc.code
-            raise TurnRefused(code, exc.message) from exc
+            code = "rate_limited" if exc.status == 429 and exc.code != "plan_limit" else exc.code
+            raise TurnRefused(code, exc.message, extra=exc.extra) from exc
         except Exception:
             self.release()
             raise
@@ -217,11 +223,13 @@ class Turn:
 def _answered(outcome: dict) -> dict:
     """Who answered, for the `done` frame and the page: "Answered by SmolLM2 135M because Qwen … failed to load"."""
     label = outcome.get("model_label") or outcome.get("spec", "")
-    note = f"Answered by {label}"
+    engine = outcome.get("engine", "local")
+    note = f"Answered by {label} ({'upstream API' if engine == 'upstream' else 'local'})"
     if outcome.get("fallback"):
         note += f" because {outcome['fallback_reason']}"
-    return {"model": outcome.get("spec", ""), "model_label": label, "fallback": bool(outcome.get("fallback")),
-            "fallback_reason": outcome.get("fallback_reason", ""), "model_note": note}
+    return {"model": outcome.get("spec", ""), "model_label": label, "engine": engine,
+            "fallback": bool(outcome.get("fallback")), "fallback_reason": outcome.get("fallback_reason", ""),
+            "model_note": note}
 
 
 def _with_knowledge(system: str, *, user: User, query: str, conversation: Conversation) -> tuple[str, list]:

@@ -13,6 +13,8 @@ from chat.services import assistant_create, conversation_create, conversation_de
 from common.errors import ApplicationError
 from common.forms import form_error_message
 from common.redirects import redirect_target
+from inference.selectors import chat_model_choices
+from inference.services import Caller
 
 
 def _conversation_or_404(request: HttpRequest, conversation_id: int):
@@ -71,6 +73,8 @@ def conversation_page(request: HttpRequest, conversation_id: int) -> HttpRespons
         "messages_list": messages_of_conversation(conversation=conversation),
         "recent": conversations_of_user(user=request.user)[:30],
         "knowledge_available": _knowledge_available(request),
+        "model_choices": chat_model_choices(caller=Caller(user=request.user)),
+        "selected_model": conversation.model or conversation.assistant.route_alias,
     })
 
 

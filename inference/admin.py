@@ -12,7 +12,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from common.heartbeat import workers_alive
-from inference.models import ModelSpec, ModelVariant, Route, RouteEntry, UsageRecord
+from inference.models import ModelSpec, ModelVariant, ReferencePrice, Route, RouteEntry, UsageRecord
 
 
 def _broadcast(request: HttpRequest, queryset: QuerySet[ModelSpec], action: str) -> None:
@@ -50,10 +50,11 @@ class ModelVariantInline(admin.TabularInline):
 
 @admin.register(ModelSpec)
 class ModelSpecAdmin(admin.ModelAdmin):
-    list_display = ["name", "task", "backend", "quantization", "active_variant", "enabled", "live_status"]
+    list_display = ["name", "task", "backend", "quantization", "active_variant", "enabled", "access", "live_status"]
     list_filter = ["task", "backend", "enabled"]
     search_fields = ["name", "source", "description"]
-    readonly_fields = ["created_at", "updated_at", "live_status", "active_variant"]
+    readonly_fields = ["created_at", "updated_at", "live_status", "active_variant", "install_state", "install_progress",
+                       "install_message", "bench"]
     actions = ["load", "unload", "reload", "enable", "disable"]
     inlines = [ModelVariantInline]
     fieldsets = (
@@ -62,12 +63,17 @@ class ModelSpecAdmin(admin.ModelAdmin):
         ("Prices", {"fields": ("price_input_per_1k", "price_output_per_1k", "price_per_audio_second",
                                "price_per_1k_chars")}),
         ("Limits per user", {"fields": ("rpm_limit", "tokens_per_day_limit")}),
+        ("Who may use it", {"fields": ("access_plans", "access_teams", "staff_only"),
+                            "description": "Staff always may. With plans or teams listed, only callers on one of "
+                                           "those plans or in one of those teams; with neither, everyone."}),
+        ("Install", {"fields": ("install_state", "install_progress", "install_message", "bench")}),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )
+    filter_horizontal = ["access_teams"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ModelSpec]:
         self._workers = workers_alive()  # one Redis read per page, not per row
-        return super().get_queryset(request).select_related("active_variant")
+        return super().get_queryset(request).select_related("active_variant").prefetch_related("access_teams")
 
     def get_urls(self) -> list:
         view = self.admin_site.admin_view(require_POST(self.variant_activate_view))
@@ -90,6 +96,10 @@ class ModelSpecAdmin(admin.ModelAdmin):
                          f"{variant.quantization or 'default'}).")
         _broadcast(request, ModelSpec.objects.filter(pk=spec.pk), "reload")
         return HttpResponseRedirect(reverse("admin:inference_modelspec_change", args=[spec.pk]))
+
+    @admin.display(description="Who may use it")
+    def access(self, rule: ModelSpec) -> str:
+        return _access_text(rule)
 
     @admin.display(description="Live status")
     def live_status(self, spec: ModelSpec) -> str:
@@ -139,15 +149,36 @@ class RouteEntryInline(admin.TabularInline):
     autocomplete_fields = ["spec"]
 
 
+def _access_text(rule: ModelSpec | Route) -> str:
+    if rule.staff_only:
+        return "staff only"
+    parts = [f"plans: {', '.join(rule.access_plans)}"] if rule.access_plans else []
+    teams = [team.name for team in rule.access_teams.all()]
+    if teams:
+        parts.append(f"teams: {', '.join(teams)}")
+    return "; ".join(parts) or "everyone"
+
+
 @admin.register(Route)
 class RouteAdmin(admin.ModelAdmin):
-    list_display = ["alias", "task", "chain", "description"]
+    list_display = ["alias", "task", "chain", "access", "description"]
     list_filter = ["task"]
     search_fields = ["alias"]
     inlines = [RouteEntryInline]
+    filter_horizontal = ["access_teams"]
+    fieldsets = (
+        (None, {"fields": ("alias", "task", "description")}),
+        ("Who may use it", {"fields": ("access_plans", "access_teams", "staff_only"),
+                            "description": "Staff always may. With plans or teams listed, only callers on one of "
+                                           "those plans or in one of those teams; with neither, everyone."}),
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Route]:
-        return super().get_queryset(request).prefetch_related("entries__spec")
+        return super().get_queryset(request).prefetch_related("entries__spec", "access_teams")
+
+    @admin.display(description="Who may use it")
+    def access(self, route: Route) -> str:
+        return _access_text(route)
 
     @admin.display(description="Fallback chain")
     def chain(self, route: Route) -> str:
@@ -188,3 +219,13 @@ class UsageRecordAdmin(admin.ModelAdmin):
                 record.outcome, record.error, record.worker,
             ])
         return response
+
+
+@admin.register(ReferencePrice)
+class ReferencePriceAdmin(admin.ModelAdmin):
+    """What hosted APIs charge, for the savings on the usage page and the staff savings chart."""
+
+    list_display = ["name", "task", "is_default", "input_per_million", "output_per_million", "per_minute",
+                    "per_million_characters", "as_of", "source_url"]
+    list_filter = ["task", "is_default"]
+

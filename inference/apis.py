@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from accounts.permissions import HasScope
 from common.errors import ApplicationError
 from inference.audio import CONTENT_TYPES, AudioError, audio_decode, audio_encode
-from inference.selectors import route_resolve, routes_all, specs_enabled
+from inference.selectors import models_usable, route_resolve, routes_usable
 from inference.serving import (
     Caller,
     GatewayError,
@@ -33,14 +33,16 @@ from inference.serving import (
 
 # ----------------------------------------------------------------------------- errors
 
-_STATUS_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "invalid_request_error",
-                 404: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error"}
+_STATUS_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 402: "insufficient_quota",
+                 403: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error",
+                 429: "rate_limit_error"}
 
 
 def openai_error(message: str, *, status: int, code: str | None = None, param: str | None = None,
-                 headers: dict | None = None) -> Response:
+                 headers: dict | None = None, extra: dict | None = None) -> Response:
+    """OpenAI's error shape; `extra` adds Parley's own fields (a plan limit's numbers), which clients ignore."""
     body = {"error": {"message": message, "type": _STATUS_TYPES.get(status, "server_error"), "param": param,
-                      "code": code}}
+                      "code": code, **{k: v for k, v in (extra or {}).items() if k not in ("param", "retry_after")}}}
     return Response(body, status=status, headers=headers)
 
 
@@ -85,10 +87,11 @@ def openai_exception_handler(exc: Exception, context: dict) -> Response | None:
         return openai_error(_too_large_message(settings.DATA_UPLOAD_MAX_MEMORY_SIZE), status=413,
                             code="request_too_large")
     if isinstance(exc, QuotaExceeded):
-        return openai_error(exc.message, status=429, code="rate_limit_exceeded",
-                            headers={"Retry-After": str(exc.retry_after)})
+        return openai_error(exc.message, status=429, code=exc.code, headers={"Retry-After": str(exc.retry_after)},
+                            extra=exc.extra)
     if isinstance(exc, (ApplicationError, GatewayError)):
-        return openai_error(exc.message, status=exc.status, code=exc.code, param=exc.extra.get("param"))
+        return openai_error(exc.message, status=exc.status, code=exc.code, param=exc.extra.get("param"),
+                            extra=exc.extra)
     if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
         message = str(exc.detail)
         if isinstance(exc, exceptions.NotAuthenticated):
@@ -136,16 +139,18 @@ class ModelListApi(OpenAIView):
                    responses=inline_serializer("ModelList", {"object": serializers.CharField(),
                                                              "data": serializers.ListField()}))
     def get(self, request: Request) -> Response:
+        # Only what the caller may use: their plan's, their teams', and staff's models and routes.
+        caller = self.caller(request)
         data = [
             {"id": spec.name, "object": "model", "created": int(spec.created_at.timestamp()), "owned_by": "parley",
              "task": spec.task, "description": spec.description}
-            for spec in specs_enabled()
+            for spec in models_usable(caller=caller)
         ]
         data += [
             {"id": route.alias, "object": "model", "created": int(route.created_at.timestamp()),
              "owned_by": "parley", "task": route.task, "description": route.description,
              "fallback": [entry.spec.name for entry in route.entries.all()]}
-            for route in routes_all()
+            for route in routes_usable(caller=caller)
         ]
         return Response({"object": "list", "data": data})
 

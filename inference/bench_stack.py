@@ -220,12 +220,14 @@ class BenchStack:
         user = User.objects.filter(email="bench@parley.localhost").first() or user_create(
             email="bench@parley.localhost")
         self.user = user
-        self.api_key, self.key = apikey_create(user=user, name="bench")
+        self.api_key, self.key = apikey_create(user=user, name="bench", enforce_plan=False)
         port = services._free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.redis_url = settings.REDIS_URL.rsplit("/", 1)[0] + f"/{self.redis_db}"
         env = child_env(REDIS_URL=self.redis_url, PARLEY_WORKER_MODELS=",".join(self.models),
-                        PARLEY_USER_RPM="100000", PARLEY_USER_TOKENS_PER_DAY="100000000")
+                        # The bench measures speed, not plans: its user gets these limits and every model.
+                        PARLEY_PLANS_ENFORCED="false", PARLEY_USER_RPM="100000",
+                        PARLEY_USER_TOKENS_PER_DAY="100000000", PARLEY_USER_MAX_TOKENS_PER_REPLY="100000")
         self.tmp = tempfile.TemporaryDirectory()
         self.logs = Path(self.tmp.name)
         self.redis = redis.Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=5)

@@ -53,6 +53,8 @@ class BundledModel:
     price_per_audio_second: Decimal = ZERO
     price_per_1k_chars: Decimal = ZERO
     variants: tuple[BundledVariant, ...] = ()
+    # Plan slugs that include it, set when it is first registered (staff may change it in admin after).
+    access_plans: tuple[str, ...] = ()
 
     def variant(self, name: str) -> BundledVariant:
         return next(v for v in self.variants if v.name == name)
@@ -153,6 +155,7 @@ BUNDLED: dict[str, BundledModel] = {
             price_input_per_1k=Decimal("0.0006"),
             price_output_per_1k=Decimal("0.0012"),
             variants=_chat_variants("q4_k_m"),
+            access_plans=("pro",),
         ),
         BundledModel(
             name="whisper-tiny.en",
@@ -201,6 +204,12 @@ BUNDLED: dict[str, BundledModel] = {
     )
 }
 
+# Routes only some plans include (set when a route is first registered; staff may change it after).
+ROUTE_ACCESS: dict[str, tuple[str, ...]] = {"chat-quality": ("pro",)}
+# Models make run prepares in the background once the stack is up (they are large; the routes
+# that list them fall back to the next model meanwhile).
+BACKGROUND: tuple[str, ...] = ("qwen2.5-coder-1.5b",)
+
 # Each route is tried in order; the first model that is installed and loads serves the request.
 ROUTES: dict[str, list[str]] = {
     "chat-default": ["qwen2.5-coder-0.5b", "smollm2-135m"],
@@ -211,3 +220,20 @@ ROUTES: dict[str, list[str]] = {
     "tts-default": ["piper-en-us-joe"],
     "embed-default": ["all-minilm-l6-v2"],
 }
+
+# What well-known APIs charged for the same work (USD), to show what running models here saves. Staff keep
+# them current in admin → Reference prices; these are the list prices OpenAI published on its pricing page.
+_OPENAI = "https://openai.com/api/pricing/"
+REFERENCE_PRICES: tuple[dict[str, Any], ...] = (
+    {"task": "chat", "name": "OpenAI gpt-4o-mini", "input_per_million": Decimal("0.15"),
+     "output_per_million": Decimal("0.60"), "source_url": _OPENAI, "as_of": "2024-10-01", "is_default": True},
+    {"task": "chat", "name": "OpenAI gpt-4o", "input_per_million": Decimal("2.50"),
+     "output_per_million": Decimal("10.00"), "source_url": _OPENAI, "as_of": "2024-10-01", "is_default": False},
+    {"task": "stt", "name": "OpenAI whisper-1", "per_minute": Decimal("0.006"), "source_url": _OPENAI,
+     "as_of": "2024-10-01", "is_default": True},
+    {"task": "tts", "name": "OpenAI tts-1", "per_million_characters": Decimal("15.00"), "source_url": _OPENAI,
+     "as_of": "2024-10-01", "is_default": True},
+    {"task": "embed", "name": "OpenAI text-embedding-3-small", "input_per_million": Decimal("0.02"),
+     "source_url": _OPENAI, "as_of": "2024-10-01", "is_default": True},
+)
+

@@ -76,6 +76,9 @@ def breaker_record(spec: str, *, ok: bool) -> None:
         logger.warning("circuit open for %s for %ss", spec, BREAKER_COOLDOWN_SECONDS)
 
 
+# Models passed over without sending them a job: they use no attempt number.
+SKIPPED_CODES = frozenset({"breaker_open", "installing", "not_installed"})
+
 # Errors caused by the request itself: no other model would do better, and the client must change it.
 CLIENT_ERRORS = {"context_length_exceeded", "wrong_task", "model_not_found", "invalid_audio", "invalid_request"}
 
@@ -89,6 +92,8 @@ _REASONS = {
     "worker_lost": "lost its worker",
     "not_loaded": "is not loaded on any worker",
     "breaker_open": "kept failing and is paused",
+    "installing": "is still being installed",
+    "not_installed": "could not be installed here",
     "upstream_error": "could not reach its upstream server",
 }
 
@@ -100,6 +105,14 @@ def spec_label(name: str) -> str:
     description = ModelSpec.objects.filter(name=name).values_list("description", flat=True).first() or ""
     label = description.split(":")[0].split(",")[0].strip()
     return label or name
+
+
+def spec_engine(name: str) -> str:
+    """"upstream" for a model served by another API, "local" for one this deployment runs."""
+    from inference.models import ModelSpec
+
+    backend = ModelSpec.objects.filter(name=name).values_list("backend", flat=True).first()
+    return "upstream" if backend == ModelSpec.Backend.OPENAI_UPSTREAM else "local"
 
 
 def fallback_reason(failures: list[dict]) -> str:
@@ -131,13 +144,17 @@ class Job:
         return {**self.payload, "job_id": job_id, "request_id": self.request_id, "spec": spec, "attempt": attempt,
                 "route": self.route, "user_id": self.user_id, "api_key_id": self.api_key_id, "group": group}
 
+    def skip(self, spec: str, label: str, code: str) -> None:
+        """Note a model passed over before any job was sent (a fallback reason for the one that answers)."""
+        self.attempts.append({"spec": spec, "label": label, "outcome": code, "code": code})
+
     def failures(self) -> list[dict]:
         return [a for a in self.attempts if a.get("outcome") not in (None, "ok")]
 
     def answered(self, spec: str) -> dict:
         """What an outcome says about who answered: the model, whether it was a fallback, and why."""
         failures = self.failures()
-        return {"spec": spec, "model_label": spec_label(spec), "fallback": bool(failures),
+        return {"spec": spec, "model_label": spec_label(spec), "engine": spec_engine(spec), "fallback": bool(failures),
                 "fallback_reason": fallback_reason(failures) if failures else ""}
 
 
@@ -259,8 +276,7 @@ def _candidates(job: Job, specs: list[str]) -> list[str]:
         return specs
     for spec in specs:
         if spec not in closed:
-            job.attempts.append({"spec": spec, "label": spec_label(spec), "outcome": "breaker_open",
-                                 "code": "breaker_open"})
+            job.skip(spec, spec_label(spec), "breaker_open")
     return closed
 
 
@@ -282,7 +298,7 @@ def run(job: Job, specs: list[str]) -> dict:
     last_error = None
     candidates = _candidates(job, specs)
     for spec in candidates:
-        attempt = len([a for a in job.attempts if a.get("code") != "breaker_open"])
+        attempt = len([a for a in job.attempts if a.get("code") not in SKIPPED_CODES])
         payload = job.for_spec(spec, attempt)
         job.attempts.append({"spec": spec, "label": spec_label(spec)})
         queue = queue_for(spec)
@@ -384,7 +400,7 @@ async def stream(job: Job, specs: list[str]) -> AsyncIterator[dict]:
         last_error = None
         candidates = await off_loop(_candidates)(job, specs)
         for spec in candidates:
-            attempt = len([a for a in job.attempts if a.get("code") != "breaker_open"])
+            attempt = len([a for a in job.attempts if a.get("code") not in SKIPPED_CODES])
             payload = job.for_spec(spec, attempt, group)
             label = await off_loop(spec_label)(spec)
             job.attempts.append({"spec": spec, "label": label})

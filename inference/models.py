@@ -174,3 +174,31 @@ class UsageRecord(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+class ReferencePrice(TimeStampedModel):
+    """What a well-known API charges for the same work, to show users what running it here saved. Staff keep
+    these current in admin; each carries where it came from and when. One default per task is compared."""
+
+    task = models.CharField(max_length=8, choices=ModelSpec.Task.choices)
+    name = models.CharField(max_length=120, help_text='e.g. "OpenAI gpt-4o-mini".')
+    input_per_million = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal(0),
+                                            help_text="USD per million input tokens (chat, embeddings).")
+    output_per_million = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal(0),
+                                             help_text="USD per million output tokens (chat).")
+    per_minute = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal(0),
+                                     help_text="USD per minute of audio (speech to text).")
+    per_million_characters = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal(0),
+                                                 help_text="USD per million characters (text to speech).")
+    source_url = models.URLField(max_length=300)
+    as_of = models.DateField(help_text="When the source gave this price.")
+    is_default = models.BooleanField(default=False, help_text="The one usage is compared against for its task.")
+
+    class Meta:
+        ordering = ["task", "-is_default", "name"]
+        constraints = [models.UniqueConstraint(fields=["task"], condition=models.Q(is_default=True),
+                                               name="inference_referenceprice_one_default_per_task")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_task_display()})"
+

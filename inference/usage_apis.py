@@ -48,7 +48,13 @@ class UsageSummaryApi(APIView):
         completion_tokens = serializers.IntegerField()
         audio_seconds = serializers.FloatField()
         characters = serializers.IntegerField()
-        cost = serializers.DecimalField(max_digits=14, decimal_places=8)
+        cost = serializers.DecimalField(max_digits=14, decimal_places=8, help_text="At the model's list price.")
+        reference = serializers.CharField(help_text="The API this use is compared with (admin's reference price).")
+        reference_cost = serializers.DecimalField(max_digits=14, decimal_places=4,
+                                                  help_text="What the same use would have cost there, USD.")
+        compute_cost = serializers.DecimalField(
+            max_digits=14, decimal_places=4,
+            help_text="What it cost to run here: compute time × the operator's cost per hour, USD.")
 
     @extend_schema(operation_id="usage_summary", summary="Your usage by day and model (last 30 days)",
                    responses=Output(many=True))

@@ -6,7 +6,8 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from inference.selectors import usage_records_of_user, usage_summary_of_user
+from common.plans import plan_of
+from inference.selectors import savings_of_user, usage_records_of_user, usage_summary_of_user
 
 
 @login_required
@@ -21,4 +22,5 @@ def usage_page(request: HttpRequest) -> HttpResponse:
     }
     return render(request, "inference/usage.html", {
         "summary": summary, "totals": totals, "recent": usage_records_of_user(user=request.user)[:20],
+        "savings": savings_of_user(user=request.user, days=30), "plan": plan_of(request.user),
     })

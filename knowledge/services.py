@@ -15,14 +15,15 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from accounts.models import Team, User
 from accounts.selectors import teams_of_user
-from common.errors import ApplicationError
+from common.errors import ApplicationError, plan_limit_error
 from common.metrics import counter_add
 from common.notifications import user_notify
+from common.plans import plan_of
 from common.text import FILENAME_MAX_BYTES, filename_clean
 from knowledge.chunking import chunks_stream
 from knowledge.extraction import KIND_MIMES, Extraction, ExtractionError, kind_detect
@@ -118,6 +119,24 @@ def _hash_file(handle) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def _storage_check(*, user: User, size: int) -> None:
+    """The uploader's plan caps the documents they keep and their megabytes (failed ones don't count).
+    The user's row lock makes concurrent uploads count one after another, so none overruns the cap."""
+    plan = plan_of(user)
+    if plan is None:
+        return
+    User.objects.select_for_update().filter(pk=user.pk).first()
+    kept = Document.objects.filter(added_by=user).exclude(status=Document.Status.FAILED)
+    totals = kept.aggregate(count=Count("id"), size=Sum("size"))
+    if totals["count"] >= plan.knowledge_documents:
+        raise plan_limit_error(plan=plan, limit="knowledge_documents", label="knowledge documents",
+                               used=totals["count"])
+    megabytes, adding = (totals["size"] or 0) / 1_000_000, size / 1_000_000
+    if megabytes + adding > plan.knowledge_megabytes:
+        raise plan_limit_error(plan=plan, limit="knowledge_megabytes", label="MB of knowledge documents",
+                               used=round(megabytes), asked=max(1, round(adding)))
+
+
 def _title_from(filename: str) -> str:
     stem = Path(filename).stem.replace("_", " ").replace("-", " ").strip()
     return (stem or filename or "Untitled")[:300]
@@ -149,6 +168,7 @@ def document_create_from_file(*, user: User, collection: Collection, file: Uploa
     existing = Document.objects.filter(collection=collection, sha256=sha256).first()
     if existing is not None:
         return existing, False
+    _storage_check(user=user, size=size)
     document = Document(
         collection=collection, title=(title or _title_from(filename))[:300], source=source, filename=filename,
         mime=mime, size=size, sha256=sha256, added_by=user,
@@ -200,6 +220,7 @@ def document_create_from_url(*, user: User, collection: Collection, url: str, ti
     )
     if existing is not None:
         return existing, False
+    _storage_check(user=user, size=0)  # the page's size counts once it is fetched
     document = Document.objects.create(
         collection=collection, title=(title or url)[:300], source=Document.Source.URL, source_url=url,
         filename=filename_clean(Path(parsed.path).name, default=parsed.hostname), added_by=user,

@@ -31,7 +31,6 @@ from billing.services.purchases import (
     InvalidTransition,
     purchase_cancel,
     purchase_create,
-    purchase_had_grace,
     purchase_transition,
 )
 from billing.services.stripe_setup import stripe_local_setup
@@ -56,7 +55,6 @@ __all__ = [
     "purchase_cancel",
     "purchase_cancel_by_staff",
     "purchase_create",
-    "purchase_had_grace",
     "purchase_pay_due_now",
     "purchase_refund",
     "purchase_retry_now",

@@ -11,6 +11,7 @@ from django.utils.formats import date_format
 from accounts.models import User
 from billing import clock
 from billing.models import Offer, PaymentProfile, Purchase
+from billing.selectors import purchase_had_grace
 from common.errors import ApplicationError
 
 S = Purchase.Status
@@ -90,7 +91,7 @@ def purchase_create(*, user: User, offer: Offer, terms_accepted: bool, terms_ver
     # The grace period comes once per customer (the terms say so): buy, cancel within grace, buy again
     # would otherwise give Pro for free forever. A returning customer's purchase is due at once, and the
     # charge is queued as the row commits; beat's claim (a guarded UPDATE) makes it one charge either way.
-    had_grace = Purchase.objects.filter(user=user).exists()
+    had_grace = purchase_had_grace(user=user)
     grace_ends_at = now if had_grace else now + timedelta(hours=offer.grace_hours)
     try:
         with transaction.atomic():
@@ -108,10 +109,6 @@ def purchase_create(*, user: User, offer: Offer, terms_accepted: bool, terms_ver
         transaction.on_commit(lambda: charge_due.apply_async(queue="billing"))
     return purchase
 
-
-def purchase_had_grace(*, user: User) -> bool:
-    """Whether the user's next purchase is charged at once (they had a grace period already)."""
-    return Purchase.objects.filter(user=user).exists()
 
 
 def _already_purchased(existing: Purchase | None) -> ApplicationError:

@@ -294,19 +294,32 @@ PARLEY_WORKER_MODELS = env.list(
     "PARLEY_WORKER_MODELS",
     default=["qwen2.5-coder-0.5b", "whisper-tiny.en", "piper-en-us-joe", "all-minilm-l6-v2"],
 )
+# Plans (billing.Plan rows, edited in admin) set each user's limits: a dotted path to
+# `f(*, user) -> entitlements`. Empty, or PARLEY_PLANS_ENFORCED=false (a private bench stack), gives every
+# user the PARLEY_USER_* limits below and every model.
+PARLEY_ENTITLEMENTS = env("PARLEY_ENTITLEMENTS", default="billing.selectors.entitlements_for_user")
+PARLEY_PLANS_ENFORCED = env.bool("PARLEY_PLANS_ENFORCED", default=True)
 PARLEY_USER_RPM = env.int("PARLEY_USER_RPM", default=120)
 PARLEY_USER_TOKENS_PER_DAY = env.int("PARLEY_USER_TOKENS_PER_DAY", default=500_000)
 # Speech budgets per user: seconds of audio transcribed, and characters spoken, per day.
 PARLEY_USER_AUDIO_SECONDS_PER_DAY = env.int("PARLEY_USER_AUDIO_SECONDS_PER_DAY", default=3600)
 PARLEY_USER_SPEECH_CHARS_PER_DAY = env.int("PARLEY_USER_SPEECH_CHARS_PER_DAY", default=200_000)
+PARLEY_USER_MAX_TOKENS_PER_REPLY = env.int("PARLEY_USER_MAX_TOKENS_PER_REPLY", default=4096)
+# A background install converts a model to CTranslate2 only with at least this much RAM (GB): the 1.5B
+# model's conversion peaks near 10 GB. On a CPU with llama-server no conversion is needed at all.
+PARLEY_CONVERT_MIN_RAM_GB = env.float("PARLEY_CONVERT_MIN_RAM_GB", default=10.0)
+# What an hour of a model worker costs you (USD; a GPU hour on GPU hosts, a CPU hour otherwise). Savings
+# spread it over the time requests took, and compare with what the reference APIs would have charged.
+PARLEY_COMPUTE_COST_PER_HOUR = env.float("PARLEY_COMPUTE_COST_PER_HOUR", default=0.10)
 # How long a job may wait for a worker to pick it up before the next model is tried. Waiting
 # for a free slot on a worker that has it is not a failure: the client sees `queued` instead.
 PARLEY_START_TIMEOUT = env.float("PARLEY_START_TIMEOUT", default=120.0)
 # When no live worker holds a model, send its jobs to the shared `gpu` queue, where any gpu
 # worker loads it on first use. Off: such a request fails over to the next model at once.
 PARLEY_LAZY_LOAD = env.bool("PARLEY_LAZY_LOAD", default=True)
-# Who may use which model: a dotted path to `f(*, caller, specs) -> specs` (plans fill this in).
-PARLEY_MODEL_ACCESS_POLICY = env("PARLEY_MODEL_ACCESS_POLICY", default="inference.serving.access_any_enabled")
+# Who may use which model: a dotted path to `f(*, caller, specs) -> specs`. The default reads each model's
+# and route's access rule (plans, teams, staff); inference.access.access_any_enabled opens every model.
+PARLEY_MODEL_ACCESS_POLICY = env("PARLEY_MODEL_ACCESS_POLICY", default="inference.access.access_by_plan")
 PARLEY_REQUEST_TIMEOUT = env.float("PARLEY_REQUEST_TIMEOUT", default=600.0)
 PARLEY_MAX_AUDIO_BYTES = env.int("PARLEY_MAX_AUDIO_BYTES", default=25 * 1024 * 1024)
 PARLEY_MAX_AUDIO_SECONDS = env.int("PARLEY_MAX_AUDIO_SECONDS", default=600)

@@ -3,6 +3,14 @@
 from django.db import migrations, models
 
 
+def pro_only(apps, schema_editor):
+    """The quality route and the 1.5B model are Parley Pro's (registration sets this on new rows only)."""
+    apps.get_model("inference", "Route").objects.filter(alias="chat-quality", access_plans=[]).update(
+        access_plans=["pro"])
+    apps.get_model("inference", "ModelSpec").objects.filter(name="qwen2.5-coder-1.5b", access_plans=[]).update(
+        access_plans=["pro"])
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -61,4 +69,5 @@ class Migration(migrations.Migration):
             name='staff_only',
             field=models.BooleanField(default=False),
         ),
+        migrations.RunPython(pro_only, migrations.RunPython.noop),
     ]

@@ -14,6 +14,8 @@ const stopButton = document.getElementById("stop");
 const retryButton = document.getElementById("retry");
 const statusEl = document.getElementById("chat-status");
 const knowledgeToggle = document.getElementById("use-knowledge");
+const modelPicker = document.getElementById("model-picker");
+const modelInfo = document.getElementById("model-info");
 const assistantName = document.getElementById("chat-title").textContent.trim();
 
 marked.use({ gfm: true, breaks: true });
@@ -200,6 +202,7 @@ export function handleFrame(frame) {
         const p = document.createElement("p");
         p.className = "msg__error";
         p.textContent = frame.message;
+        if (frame.upgrade_url) p.append(" ", upgradeLink(frame.upgrade_url));
         el.append(p);
       } else {
         setStatus(frame.message);
@@ -212,6 +215,15 @@ export function handleFrame(frame) {
     default:
       break;
   }
+}
+
+// A plan's limit or a model the plan lacks: say so in words (the message) and offer the way out.
+function upgradeLink(url) {
+  const a = document.createElement("a");
+  a.className = "btn btn--small msg__upgrade";
+  a.href = url;
+  a.textContent = "Upgrade";
+  return a;
 }
 
 function showModel(el, note, fallback) {
@@ -274,6 +286,7 @@ function sendText(text) {
   if (!text || pending) return;
   const frame = { type: "user_message", text };
   if (knowledgeToggle) frame.use_knowledge = knowledgeToggle.checked;
+  if (modelPicker) frame.model = modelPicker.value;
   if (!send(frame)) { setStatus("Not connected yet; try again in a moment."); return; }
   lastUserText = text;
   bubble("user", text);
@@ -316,3 +329,12 @@ log.addEventListener("click", async (event) => {
 
 connect();
 setupVoice({ conversationId, bubble, handleFrame, startAssistantBubble });
+
+// The model picker: what the chosen entry is, how fast it ran here, what a typical request costs.
+function describeModel() {
+  if (!modelPicker || !modelInfo) return;
+  const option = modelPicker.selectedOptions[0];
+  modelInfo.textContent = option ? option.dataset.info : "";
+}
+modelPicker?.addEventListener("change", describeModel);
+describeModel();

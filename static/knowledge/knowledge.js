@@ -83,8 +83,16 @@
       })
       .then(function (result) {
         if (!result.ok) {
-          var message = (result.data.error && result.data.error.message) || "Upload failed.";
-          render(row, { status: "failed", progress: 0, error: message, chunk_count: 0 });
+          var error = result.data.error || {};
+          render(row, { status: "failed", progress: 0, error: error.message || "Upload failed.", chunk_count: 0 });
+          if (error.upgrade_url) {
+            // Over the plan's documents or megabytes: say so in words, and offer the way out.
+            var upgrade = document.createElement("a");
+            upgrade.className = "btn btn--small doc-upgrade";
+            upgrade.href = error.upgrade_url;
+            upgrade.textContent = "Upgrade";
+            row.querySelector(".doc-error").append(" ", upgrade);
+          }
           return;
         }
         var doc = result.data;

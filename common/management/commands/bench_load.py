@@ -73,7 +73,8 @@ class Command(BaseCommand):
             wait_for(lambda: services._redis_ping(redis_port), timeout=10, what="the bench's Redis")
             env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", PYTHONUNBUFFERED="1",
                        DATABASE_URL=_database_url(), PARLEY_WORKER_MODELS=CHAT_MODEL, ALLOWED_HOSTS="127.0.0.1",
-                       PARLEY_USER_RPM="100000", PARLEY_USER_TOKENS_PER_DAY="1000000000")
+                       PARLEY_PLANS_ENFORCED="false", PARLEY_USER_RPM="100000",
+                       PARLEY_USER_TOKENS_PER_DAY="1000000000")
             if options["cpu_threads"]:
                 env["PARLEY_CPU_THREADS"] = str(options["cpu_threads"])
             for n in range(options["gpu_workers"]):
@@ -145,7 +146,7 @@ class Command(BaseCommand):
         for n in range(options["api_users"]):
             email = f"load-api-{n}@bench.parley.localhost"
             user = User.objects.filter(email=email).first() or user_create(email=email)
-            keys.append(apikey_create(user=user, name="bench_load")[1])
+            keys.append(apikey_create(user=user, name="bench_load", enforce_plan=False)[1])
         return {"sessions": sessions, "api_keys": keys, "socket_users": options["users"],
                 "api_users": options["api_users"], "think_min": options["think_min"],
                 "think_max": options["think_max"], "max_tokens": options["max_tokens"],

