@@ -48,8 +48,15 @@ class TurnRefused(Exception):
         super().__init__(message)
         self.code, self.message, self.extra = code, message, extra or {}
 
+    @classmethod
+    def of(cls, exc: ApplicationError) -> TurnRefused:
+        """The one mapping of a refused request to a socket error frame, for text and voice turns: a plan's
+        limit keeps `plan_limit` with its numbers and upgrade link (the page shows an Upgrade button); an API
+        key's or a model's budget is `rate_limited`; anything else keeps its code."""
+        code = "rate_limited" if exc.status == 429 and exc.code != "plan_limit" else exc.code
+        return cls(code, exc.message, extra=exc.extra)
+
     def frame(self) -> dict:
-        # A plan's limit carries its numbers and where to upgrade (the page shows an Upgrade button).
         return {"type": "error", "code": self.code, "message": self.message, **self.extra}
 
 
@@ -120,8 +127,7 @@ class Turn:
             self._lease()
         except ApplicationError as exc:
             self.release()
-            code = "rate_limited" if exc.status == 429 and exc.code != "plan_limit" else exc.code
-            raise TurnRefused(code, exc.message, extra=exc.extra) from exc
+            raise TurnRefused.of(exc) from exc
         except Exception:
             self.release()
             raise

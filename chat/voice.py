@@ -15,7 +15,7 @@ from django.conf import settings
 
 from chat.consumers import ChatSocket
 from chat.metrics import STT_FINAL_MS, STT_PARTIAL_MS, TTS_FIRST_AUDIO_MS, VOICE_FIRST_AUDIO_MS
-from chat.turns import Turn
+from chat.turns import Turn, TurnRefused
 from inference.services import Caller, GatewayError, QuotaExceeded, synthesize, transcribe
 
 logger = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ class VoiceConsumer(ChatSocket):
         try:
             text = await self._transcribe(audio, preview=False)
         except QuotaExceeded as exc:
-            await self.error("rate_limited", exc.message)
+            await self.send_frame(TurnRefused.of(exc).frame())
             return
         except GatewayError as exc:
             await self.error("stt_failed", f"Speech recognition failed: {exc.message}")
@@ -319,7 +319,7 @@ class _Speech:
             try:
                 result = await sync_to_async(speak, thread_sensitive=False)()
             except QuotaExceeded as exc:
-                await consumer.error("rate_limited", exc.message)
+                await consumer.send_frame(TurnRefused.of(exc).frame())
                 break  # the rest of the reply is still shown as text
             except GatewayError as exc:
                 await consumer.error("tts_failed", f"Speech synthesis failed: {exc.message}")

@@ -4,7 +4,7 @@ Two fuzzers, both in-process against the real stack (PostgreSQL, Redis), both bo
 - schemathesis (4.x) over every operation of /api/schema/, with an owner's API key;
 - common/fuzz.py over every form and query parameter of the pages, signed in as the owner.
 
-Model budgets are zero here, so a request that passes validation stops at the quota (429)
+The plan's model budgets are zero here, so a request that passes validation stops at the quota (429)
 instead of waiting on a model: what is fuzzed is everything in front of the models. A longer
 run against a live server is `python manage.py fuzz`.
 """
@@ -22,6 +22,7 @@ from django.db import close_old_connections
 
 from accounts.services import membership_add, team_create
 from accounts.tests.factories import user_make
+from billing.tests.factories import free_plan_set
 from chat.tests.factories import conversation_make
 from common.fuzz import HOSTILE_VALUES_QUICK, api_fuzz, pages_fuzz
 from inference.tests.factories import api_key_make
@@ -35,11 +36,10 @@ EXAMPLES_PER_OPERATION = 15
 
 
 @pytest.fixture
-def zero_model_budgets(settings):
-    settings.PARLEY_USER_TOKENS_PER_DAY = 0
-    settings.PARLEY_USER_AUDIO_SECONDS_PER_DAY = 0
-    settings.PARLEY_USER_SPEECH_CHARS_PER_DAY = 0
-    settings.PARLEY_USER_RPM = 1_000_000
+def zero_model_budgets():
+    """The owner's (free) plan allows any number of requests but no tokens, voice or speech."""
+    free_plan_set(tokens_per_day=0, voice_minutes_per_day=0, speech_characters_per_day=0,
+                  requests_per_minute=1_000_000, knowledge_documents=1_000_000, api_keys=1_000_000)
 
 
 @pytest.fixture

@@ -288,9 +288,9 @@ def test_session_users_need_no_scope(client, world: World):
 def test_migration_grants_account_read_to_keys_that_held_every_scope():
     migration = importlib.import_module("accounts.migrations.0003_apikey_account_read_scope")
     user = user_make()
-    apikey_create(user=user, name="old default", scopes=list(migration.SCOPES_BEFORE))
-    apikey_create(user=user, name="narrow", scopes=["inference", "usage:read"])
-    apikey_create(user=user, name="new", scopes=list(SCOPES))
+    apikey_create(user=user, name="old default", scopes=list(migration.SCOPES_BEFORE), enforce_plan=False)
+    apikey_create(user=user, name="narrow", scopes=["inference", "usage:read"], enforce_plan=False)
+    apikey_create(user=user, name="new", scopes=list(SCOPES), enforce_plan=False)
 
     migration.grant_account_read(apps, None)
     migration.grant_account_read(apps, None)  # a second run changes nothing

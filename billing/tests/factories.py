@@ -5,7 +5,8 @@ from datetime import timedelta
 from accounts.models import User
 from accounts.tests.factories import user_make
 from billing import clock
-from billing.models import Offer, Purchase
+from billing.models import Offer, Plan, Purchase
+from billing.offer_defaults import FREE_PLAN
 from billing.services import card_attach_test_card, catalog_install, purchase_create
 
 VISA = "4242424242424242"
@@ -18,6 +19,14 @@ NEEDS_AUTHENTICATION = "4000002500003155"
 def offer_make() -> Offer:
     """Parley Pro and its plan, as the migrations install them (transactional tests flush migration data)."""
     return catalog_install()
+
+
+def free_plan_set(**limits: int) -> Plan:
+    """The free plan with some limits changed (staff edit this row in admin), and Pro on sale as the upgrade.
+    Every user without a purchase gets these limits, in this process and in the test worker."""
+    offer_make()
+    plan, _ = Plan.objects.update_or_create(slug=Plan.FREE_SLUG, defaults={**FREE_PLAN, **limits})
+    return plan
 
 
 def card_user_make(*, card: str = VISA, **extra: object) -> User:

@@ -14,11 +14,10 @@ from django.test import Client
 
 from accounts.tests.factories import user_make
 from billing import clock
-from billing.models import Plan, Purchase
-from billing.offer_defaults import FREE_PLAN
+from billing.models import Purchase
 from billing.selectors import entitlements_for_user
 from billing.services import card_attach_test_card, charge_due_run, purchase_cancel, purchase_create
-from billing.tests.factories import VISA, offer_make, purchase_make
+from billing.tests.factories import VISA, free_plan_set, offer_make, purchase_make
 from common.errors import ApplicationError
 from common.stack import wait_for
 from inference.tests.factories import api_key_make
@@ -27,13 +26,6 @@ from inference.tests.speech import speech_clip
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("djstripe_local")]
 
 S = Purchase.Status
-
-
-def _free_plan(**limits: int) -> Plan:
-    """The free plan with some limits at the edge (staff edit these rows in admin), and Pro on sale."""
-    offer_make()
-    plan, _ = Plan.objects.update_or_create(slug=Plan.FREE_SLUG, defaults={**FREE_PLAN, **limits})
-    return plan
 
 
 def _api(secret: str) -> Client:
@@ -93,7 +85,7 @@ LIMITS = [
 @pytest.mark.parametrize(("limit", "edge", "request_make", "status"), LIMITS, ids=[row[0] for row in LIMITS])
 def test_a_free_user_hits_each_limit_then_pro_lifts_it(limit, edge, request_make, status, stand_in, celery_worker,
                                                        bundled_models, tmp_path):
-    _free_plan(**edge)
+    free_plan_set(**edge)
     user = user_make()
     _, secret = api_key_make(user=user)
     client = _api(secret)
@@ -123,7 +115,7 @@ def test_a_free_user_hits_each_limit_then_pro_lifts_it(limit, edge, request_make
 def test_an_api_key_over_the_plan_is_refused_until_pro(stand_in, celery_worker, bundled_models):
     from accounts.services import apikey_create
 
-    _free_plan(api_keys=1)
+    free_plan_set(api_keys=1)
     user = user_make()
     apikey_create(user=user, name="first")
 

@@ -9,6 +9,7 @@ import random
 import pytest
 from asgiref.sync import sync_to_async
 
+from billing.tests.factories import free_plan_set
 from chat.tests.factories import socket_connect
 from knowledge.models import Document
 from knowledge.tests.world import INJECTION, world_build
@@ -40,6 +41,8 @@ async def _until(communicator, kinds: set[str]) -> dict:
 
 
 async def test_200_chat_turns_with_knowledge_never_cite_what_the_user_may_not_read(celery_worker, bundled_models):
+    # 200 turns in a few minutes: far past the free plan's requests per minute, which test_plans covers.
+    await sync_to_async(free_plan_set)(requests_per_minute=100_000, tokens_per_day=100_000_000)
     world = await sync_to_async(world_build)()
     users = [world.owner, world.member, world.outsider]
     readable_docs = {

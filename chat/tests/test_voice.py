@@ -11,6 +11,7 @@ from asgiref.sync import sync_to_async
 from django.test import override_settings
 
 from accounts.tests.factories import user_make
+from billing.tests.factories import free_plan_set
 from chat.models import Message
 from chat.tests.factories import conversation_make, socket_connect
 from chat.voice import SentenceSplitter, speakable
@@ -204,15 +205,13 @@ async def test_a_voice_turn_reserves_and_settles_audio_seconds_and_speech_charac
 
 
 async def test_a_voice_turn_past_the_audio_budget_gets_rate_limited(voice, tmp_path):
-    from django.test import override_settings
-
+    await sync_to_async(free_plan_set)(voice_minutes_per_day=0)
     communicator = await _open(voice)
     pcm = _pcm(speech_clip("what is the capital of France", tmp_path))
-    with override_settings(PARLEY_USER_AUDIO_SECONDS_PER_DAY=1):
-        await _speak(communicator, pcm, realtime=False)
-        await communicator.send_to(text_data=json.dumps({"type": "end"}))
-        frames, _ = await _collect(communicator, until="error")
+    await _speak(communicator, pcm, realtime=False)
+    await communicator.send_to(text_data=json.dumps({"type": "end"}))
+    frames, _ = await _collect(communicator, until="error")
     await communicator.disconnect()
 
-    assert frames[-1]["code"] == "rate_limited" and "seconds of audio per day" in frames[-1]["message"]
+    assert frames[-1]["code"] == "plan_limit" and "minutes of voice per day" in frames[-1]["message"]
     assert not await sync_to_async(Message.objects.filter(role="assistant").exists)()

@@ -18,6 +18,7 @@ import pytest
 from django.test import Client, override_settings
 
 from accounts.tests.factories import user_make
+from billing.tests.factories import free_plan_set
 from chat.models import Message
 from chat.tests.factories import conversation_make
 from common.redis_connection import redis_client
@@ -149,8 +150,8 @@ def test_usage_rows_from_every_path_carry_the_api_key(celery_worker, bundled_mod
 
 
 @pytest.mark.worker
-@override_settings(PARLEY_USER_AUDIO_SECONDS_PER_DAY=1)
 def test_transcription_beyond_the_daily_audio_budget_is_429(celery_worker, bundled_models, tmp_path):
+    free_plan_set(voice_minutes_per_day=0)
     _, secret = api_key_make()
     wav = _speech_wav(tmp_path, "This sentence takes more than one second to say out loud.")
     from django.core.files.uploadedfile import SimpleUploadedFile
@@ -159,7 +160,9 @@ def test_transcription_beyond_the_daily_audio_budget_is_429(celery_worker, bundl
                                                               "file": SimpleUploadedFile("a.wav", wav, "audio/wav")})
 
     assert response.status_code == 429
-    assert "seconds of audio per day" in response.json()["error"]["message"]
+    error = response.json()["error"]
+    assert error["code"] == "plan_limit" and error["limit"] == "voice_minutes_per_day"
+    assert "minutes of voice per day your Free plan includes" in error["message"]
 
 
 # ----------------------------------------------------------------------------- honest fallback

@@ -206,6 +206,7 @@ export function handleFrame(frame) {
         el.append(p);
       } else {
         setStatus(frame.message);
+        if (frame.upgrade_url) statusEl.append(" ", upgradeLink(frame.upgrade_url));
       }
       busy(false);
       break;
