@@ -12,9 +12,9 @@ export PARLEY_PORT
 # pip here reads extra local indexes that may be absent; their warnings are noise.
 PIP_QUIET := 2>&1 | grep -v "is neither a file nor a directory" || true
 
-.PHONY: run test setup services stop status migrate lint browser ops-tools clean
+.PHONY: run test setup engine-background services stop status migrate lint browser ops-tools clean
 
-run: setup services
+run: setup engine-background services
 	@$(PY) -m config.services port-free $(PARLEY_PORT)
 	@DJANGO_SETTINGS_MODULE=config.settings.dev $(PY) manage.py migrate --noinput -v 0
 	@DJANGO_SETTINGS_MODULE=config.settings.dev $(PY) manage.py models_install
@@ -25,7 +25,7 @@ run: setup services
 
 # In CI (CI=true) the embedded services are stopped afterwards so no daemon outlives the run;
 # locally they stay up, which makes the next run start in about a second.
-test: setup browser ops-tools services
+test: setup engine-background browser ops-tools services
 	@DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py models_install --no-register
 	@status=0; DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -m pytest || status=$$?; \
 		if [ -n "$$CI" ]; then $(PY) -m config.services down; fi; exit $$status
@@ -47,6 +47,14 @@ node_modules/.installed: package.json $(VENV)/.installed
 	@if command -v npm >/dev/null; then npm install --no-audit --no-fund --silent; \
 		else PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/npm install --no-audit --no-fund --silent; fi
 	@touch $@
+
+# llama-server takes minutes to compile and needs only cmake and the venv: start it in the background
+# as soon as the venv is ready, so it overlaps the apt and npm installs, the services and the model
+# preparation; models_install then waits for it and shows its progress. A cached build exits at once.
+engine-background: setup
+	@mkdir -p $(or $(PARLEY_VAR_DIR),var)/engines
+	@setsid nohup $(PY) -m inference.engines build \
+		> $(or $(PARLEY_VAR_DIR),var)/engines/background-build.log 2>&1 < /dev/null &
 
 services: setup
 	@$(PY) -m config.services up

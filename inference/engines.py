@@ -67,7 +67,7 @@ def llama_server_install(*, force: bool = False, progress: Progress | None = Non
         return cached
     _toolchain_check()
     # The management command and a test run may both get here; the second waits and takes the cache.
-    with _lock("llama-server"):
+    with _lock("llama-server", report):
         if not force and (cached := _llama_server_cached()) is not None:
             report("cached", 1.0)
             return cached
@@ -223,9 +223,18 @@ def _swap_into_place(out: Path, target: Path) -> None:
 
 
 @contextlib.contextmanager
-def _lock(name: str) -> Iterator[None]:
+def _lock(name: str, report: Progress | None = None) -> Iterator[None]:
+    """Hold the build lock; while another process builds (make's background build, started as soon as the
+    venv exists), show that build's progress from its log instead of sitting silent."""
     with open(ENGINES_DIR / f".{name}.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if report is not None:
+                    report("waiting: build in progress", _logged_progress())
+                time.sleep(2)
         try:
             yield
         finally:
@@ -322,6 +331,21 @@ def _llama_cpp_source(staging: Path, report: Progress) -> Path:
 _PERCENT = re.compile(r"^\[\s*(\d+)%\]")
 
 
+def _logged_progress() -> float:
+    """How far the build writing the log has compiled (0 before it compiles anything)."""
+    try:
+        with open(_build_log(), "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            tail = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return 0.0
+    for line in reversed(tail):
+        if match := _PERCENT.match(line):
+            return int(match.group(1)) / 100
+    return 0.0
+
+
 def _llama_server_build(source: Path, build: Path, report: Progress) -> Path:
     log = _build_log()
     report("configure", 0.0)
@@ -364,3 +388,24 @@ def _smoke_test(binary: Path) -> str:
         raise EngineInstallError(f"{binary} --version failed (exit {result.returncode}): {output[-500:]}")
     match = re.search(r"version:\s*(\S+.*)", output)
     return match.group(1).strip() if match else output.splitlines()[0] if output else ""
+
+
+def main(argv: list[str]) -> int:
+    """`python -m inference.engines build`: build llama-server if it is not cached (make starts this in the
+    background while it installs everything else; `models_install` then waits for it). Exit 0 either way:
+    a failed build is reported by `models_install`, which falls back to CTranslate2."""
+    if argv != ["build"]:
+        print("usage: python -m inference.engines build", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    try:
+        path = llama_server_install()
+    except (EngineInstallError, OSError) as exc:
+        print(f"llama-server: background build failed: {exc}", flush=True)
+        return 0
+    print(f"llama-server: ready after {time.monotonic() - started:.0f} s: {path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -10,6 +10,7 @@ the worker stops at its next token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 
@@ -29,10 +30,16 @@ class CancelJobsOnDisconnectMiddleware:
         from inference.gateway import jobs_cancel
 
         with jobs_tracked() as jobs:
+            # Shielded: when Django cancels us on a disconnect, asgiref's sync_to_async would hold the
+            # cancellation until the view's thread returns, which is when the worker has finished the
+            # reply for nobody. The shield lets us act at once while the view runs on.
+            view = asyncio.ensure_future(self.get_response(request))
             try:
-                return await self.get_response(request)
+                return await asyncio.shield(view)
             except asyncio.CancelledError:
                 jobs.aborted = True  # a job the view thread sends from now on is cancelled at once
                 if jobs:
-                    await asyncio.shield(sync_to_async(jobs_cancel, thread_sensitive=False)(list(jobs)))
+                    await sync_to_async(jobs_cancel, thread_sensitive=False)(list(jobs))
+                with contextlib.suppress(BaseException):
+                    await view  # the view ends soon after its jobs stop; nothing is left running
                 raise
