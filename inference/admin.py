@@ -1,18 +1,21 @@
 from __future__ import annotations
 
 import csv
+from decimal import Decimal
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from common.heartbeat import workers_alive
 from inference.models import ModelSpec, ModelVariant, ReferencePrice, Route, RouteEntry, UsageRecord
+from inference.selectors import reference_prices_default, savings_by_day
 
 
 def _broadcast(request: HttpRequest, queryset: QuerySet[ModelSpec], action: str) -> None:
@@ -194,6 +197,31 @@ class UsageRecordAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["user"]
     actions = ["export_csv"]
+    change_list_template = "admin/inference/usagerecord/change_list.html"
+
+    def get_urls(self):
+        savings = path("savings/", self.admin_site.admin_view(self.savings_view), name="inference_usagerecord_savings")
+        return [savings, *super().get_urls()]
+
+    def savings_view(self, request: HttpRequest) -> HttpResponse:
+        """Every user's savings by day: what the reference APIs would have charged, what running it here cost,
+        and the difference, as a Chart.js chart and the same figures in a table."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        days = savings_by_day(days=30)
+        chart = {
+            "days": [row["day"].isoformat() for row in days],
+            "reference_cost": [float(row["reference_cost"]) for row in days],
+            "compute_cost": [float(row["compute_cost"]) for row in days],
+            "saved": [float(row["saved"]) for row in days],
+        }
+        totals = {key: sum((row[key] for row in days), Decimal(0))
+                  for key in ("reference_cost", "compute_cost", "saved")}
+        context = {**self.admin_site.each_context(request), "title": "Savings against API prices, by day",
+                   "rows": days, "chart": chart, "totals": totals, "requests": sum(row["requests"] for row in days),
+                   "references": list(reference_prices_default().values()),
+                   "compute_cost_per_hour": settings.PARLEY_COMPUTE_COST_PER_HOUR, "opts": self.model._meta}
+        return render(request, "admin/inference/usagerecord/savings.html", context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -216,6 +216,7 @@ STATICFILES_DIRS = [
     ("vendor/swagger-ui-dist", BASE_DIR / "node_modules" / "swagger-ui-dist"),
     ("vendor/marked", BASE_DIR / "node_modules" / "marked" / "lib"),
     ("vendor/dompurify", BASE_DIR / "node_modules" / "dompurify" / "dist"),
+    ("vendor/chart.js", BASE_DIR / "node_modules" / "chart.js" / "dist"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
