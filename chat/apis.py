@@ -15,7 +15,7 @@ from accounts.permissions import HasScope
 from chat.models import Assistant
 from chat.selectors import assistants_for_user, conversation_get, conversations_of_user, messages_of_conversation
 from chat.services import conversation_create, conversation_delete, conversation_rename
-from chat.turns import Turn
+from chat.turns import Turn, TurnRefused
 
 
 class ConversationOutput(serializers.Serializer):
@@ -135,6 +135,12 @@ class ConversationMessageStreamApi(_ConversationApi):
         api_key = request.auth if hasattr(request.auth, "scopes") else None
         turn = Turn(user=request.user, conversation=conversation, text=data.validated_data["text"],
                     use_knowledge=data.validated_data["use_knowledge"], api_key=api_key)
+        # Refusals (a plan's limit, a busy conversation, a model the plan lacks) are HTTP errors with their own
+        # status, before any stream starts; once it has started, failures arrive as `error` events.
+        try:
+            turn.prepare()
+        except TurnRefused as refused:
+            raise refused.error() from refused
 
         async def events():
             async for frame in turn.run():
@@ -143,10 +149,25 @@ class ConversationMessageStreamApi(_ConversationApi):
                     continue
                 yield f"event: {frame['type']}\ndata: {json.dumps(frame)}\n\n"
 
-        response = StreamingHttpResponse(events(), content_type="text/event-stream")
+        response = _TurnStream(turn, events(), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
         return response
+
+
+class _TurnStream(StreamingHttpResponse):
+    """The reply's SSE stream; closing it releases the turn even if the client left before the stream began
+    (the turn was prepared in the view: the conversation is busy and the reply row open until released)."""
+
+    def __init__(self, turn: Turn, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.turn = turn
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.turn.release()
 
 
 class AssistantListApi(APIView):

@@ -44,9 +44,9 @@ LEASE_EVERY_SECONDS = 3
 
 
 class TurnRefused(Exception):
-    def __init__(self, code: str, message: str, extra: dict | None = None):
+    def __init__(self, code: str, message: str, extra: dict | None = None, status: int = 409):
         super().__init__(message)
-        self.code, self.message, self.extra = code, message, extra or {}
+        self.code, self.message, self.extra, self.status = code, message, extra or {}, status
 
     @classmethod
     def of(cls, exc: ApplicationError) -> TurnRefused:
@@ -54,10 +54,14 @@ class TurnRefused(Exception):
         limit keeps `plan_limit` with its numbers and upgrade link (the page shows an Upgrade button); an API
         key's or a model's budget is `rate_limited`; anything else keeps its code."""
         code = "rate_limited" if exc.status == 429 and exc.code != "plan_limit" else exc.code
-        return cls(code, exc.message, extra=exc.extra)
+        return cls(code, exc.message, extra=exc.extra, status=exc.status)
 
     def frame(self) -> dict:
         return {"type": "error", "code": self.code, "message": self.message, **self.extra}
+
+    def error(self) -> ApplicationError:
+        """The same refusal as an HTTP error (the SSE endpoint answers it before any stream starts)."""
+        return ApplicationError(self.message, code=self.code, status=self.status, extra=self.extra)
 
 
 def context_messages(*, conversation: Conversation, budget_tokens: int, exclude_id: int | None = None
@@ -149,11 +153,12 @@ class Turn:
 
     async def run(self) -> AsyncIterator[dict]:
         """Frames of the reply. Closing the iterator early (stop, disconnect) stops the model."""
-        try:
-            await sync_to_async(self.prepare, thread_sensitive=False)()
-        except TurnRefused as refused:
-            yield refused.frame()
-            return
+        if self.message is None:  # the SSE endpoint prepares first, to answer a refusal with its HTTP status
+            try:
+                await sync_to_async(self.prepare, thread_sensitive=False)()
+            except TurnRefused as refused:
+                yield refused.frame()
+                return
         yield {"type": "start", "message_id": self.message.pk, "request_id": self.stream.request_id,
                "citations": self.citations, "model": self.stream.expected_model}
         text, first, last_save, outcome = "", None, time.perf_counter(), None

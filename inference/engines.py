@@ -227,13 +227,15 @@ def _lock(name: str, report: Progress | None = None) -> Iterator[None]:
     """Hold the build lock; while another process builds (make's background build, started as soon as the
     venv exists), show that build's progress from its log instead of sitting silent."""
     with open(ENGINES_DIR / f".{name}.lock", "w") as f:
+        shown = None
         while True:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if report is not None:
-                    report("waiting: build in progress", _logged_progress())
+                if report is not None and (done := _logged_progress()) != shown:
+                    report("waiting: build in progress", done)
+                    shown = done
                 time.sleep(2)
         try:
             yield

@@ -54,9 +54,11 @@ METERING: dict[str, dict[str, bool]] = {
     "embed": {"requests": True, "tokens": True},
     "stt": {"requests": True, "audio_seconds": True},
     "tts": {"requests": True, "characters": True},
-    # The query embedding of a knowledge search or a chat turn with knowledge: part of the request
-    # that needed it, so its tokens count but it is not a request of its own.
+    # The query embedding of a grounded answer or a chat turn with knowledge: part of the request
+    # that needed it, so its tokens count but it is not a request of its own. A search on its own
+    # (the knowledge API without an answer, the search page) is a request.
     "lookup": {"tokens": True},
+    "search": {"requests": True, "tokens": True},
     "preview": {},
     "ingest": {},
 }
@@ -259,7 +261,7 @@ def embed(*, caller: Caller, texts: list[str], model: str = "embed-default", in_
     if not texts:
         return Embeddings(vectors=np.zeros((0, 0), dtype=np.float32), spec="", prompt_tokens=0)
     route, specs, installing = _resolve(caller=caller, model=model, task="embed")
-    kind = {"ingest": "ingest", "knowledge": "lookup"}.get(caller.via, "embed")
+    kind = {"ingest": "ingest", "knowledge": "lookup", "search": "search"}.get(caller.via, "embed")
     estimate = tokens_estimate(texts)
     reservation = _reserve(caller=caller, model=model, specs=specs, kind=kind, tokens=estimate, min_tokens=estimate)
     used = 0

@@ -23,7 +23,8 @@ def answer_grounded(*, user: User, query: str, collections: list[int] | None = N
     apply (inference.services raises QuotaExceeded, a 429)."""
     from inference.services import Caller, chat_complete
 
-    passages = chunks_search(user=user, query=query, collections=collections, k=k, api_key=api_key)
+    passages = chunks_search(user=user, query=query, collections=collections, k=k, api_key=api_key,
+                             counts_as_request=False)  # the answer below is the request
     context, citations = context_build(passages)
     if not citations:
         return {"passages": [], "answer": "None of your documents matches this question, so there is nothing to "

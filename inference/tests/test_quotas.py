@@ -104,3 +104,66 @@ def test_a_refused_request_changes_no_counter():
 
     # The token budget was not charged by the refused call: 900 tokens are still there.
     assert quota_reserve(limits=[Limit("user", ident, "tpd", 1000)], tokens=900).granted == 900
+
+
+PLAN_RPM = 6
+
+
+def test_parallel_requests_on_every_path_share_the_plans_requests_per_minute(live_daphne, celery_worker,
+                                                                              bundled_models):
+    """16 requests at once from one free user through four doors (/v1 chat, /v1 embeddings, a knowledge
+    query, an SSE chat turn): the plan's 6 requests a minute admit at most 6, every other one is the plan's
+    429 naming the limit (the SSE turn's too, before any stream starts), and the counter in Redis ends at
+    what was admitted."""
+    import time
+
+    from billing.tests.factories import free_plan_set
+    from chat.tests.factories import conversation_make
+    from common.redis_connection import redis_client
+    from knowledge.tests.factories import collection_make, document_ready
+
+    free_plan_set(requests_per_minute=PLAN_RPM)
+    api_key, secret = api_key_make()
+    conversations = [conversation_make(user=api_key.user) for _ in range(4)]
+    collection = collection_make(user=api_key.user)
+    document_ready(collection=collection, user=api_key.user, text="The lighthouse keeper trims the lamp at dusk.")
+    for key in redis_client().scan_iter(f"parley:quota:user:{api_key.user.pk}:rpm:*"):
+        redis_client().delete(key)  # the ingest above was one of this minute's requests
+    doors = [
+        ("/v1/chat/completions", {"model": "smollm2-135m", "max_tokens": 8,
+                                  "messages": [{"role": "user", "content": "Say hi."}]}),
+        ("/v1/embeddings", {"model": "embed-default", "input": "lighthouse"}),
+        ("/api/knowledge/query", {"query": "lighthouse"}),
+        *[(f"/api/conversations/{c.pk}/messages", {"text": "Say hi."}) for c in conversations],
+    ]
+    calls = [doors[i % 3] for i in range(12)] + doors[3:]
+
+    def call(door: tuple[str, dict]) -> Reply:
+        path, body = door
+        request = urllib.request.Request(
+            live_daphne["url"] + path, data=json.dumps(body).encode(), method="POST",
+            headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=180) as response:
+                return Reply(response.status, dict(response.headers), response.read())
+        except urllib.error.HTTPError as error:
+            return Reply(error.code, dict(error.headers), error.read())
+
+    if time.time() % 60 > 40:  # all 16 must land in one minute's window
+        time.sleep(61 - time.time() % 60)
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        responses = list(pool.map(call, calls))
+
+    admitted = [r for r in responses if r.status_code == 200]
+    limited = [r for r in responses if r.status_code == 429]
+    assert len(admitted) + len(limited) == len(calls), [(r.status_code, r.text[:200]) for r in responses]
+    doors_seen = [(door[0], reply.status_code) for door, reply in zip(calls, responses, strict=True)]
+    assert 1 <= len(admitted) <= PLAN_RPM, doors_seen
+    assert len(limited) >= len(calls) - PLAN_RPM
+    for reply in limited:
+        error = reply.json().get("error") or reply.json()
+        assert error["code"] == "plan_limit" and error["limit"] == "requests_per_minute", error
+        assert int(reply.headers["Retry-After"]) > 0
+    counters = [int(redis_client().get(key)) for key in
+                redis_client().scan_iter(f"parley:quota:user:{api_key.user.pk}:rpm:*")]
+    assert sum(counters) == len(admitted)

@@ -142,13 +142,16 @@ LIMIT %(k)s
 
 def chunks_search(*, user: User, query: str, collections: list[int] | None = None, k: int = 5,
                   query_vector: np.ndarray | None = None, mode: str = "hybrid", exact: bool = False,
-                  embed_in_process: bool = False, api_key=None) -> list[SearchResult]:
+                  embed_in_process: bool = False, api_key=None, counts_as_request: bool = True
+                  ) -> list[SearchResult]:
     """The k best chunks the user may read, best first.
 
     `collections` narrows the search to those ids (ids the user may not read are ignored);
     `query_vector` skips embedding the query (benchmarks); `mode` is hybrid, vector or text;
     `exact` disables the vector index (the reference for recall). The query is embedded by the gpu
-    worker unless `embed_in_process` (code already running in a Celery worker, tests).
+    worker unless `embed_in_process` (code already running in a Celery worker, tests). A search on its own
+    is one of the user's requests (their plan's requests per minute); one made for a grounded answer or a
+    chat turn (`counts_as_request=False`) is part of that request, which counts once.
     """
     query = query_check(query)
     if mode not in ("hybrid", "vector", "text"):
@@ -160,7 +163,8 @@ def chunks_search(*, user: User, query: str, collections: list[int] | None = Non
     if query_vector is None and mode != "text":
         from inference.services import Caller, embed
 
-        query_vector = embed(caller=Caller(user=user, api_key=api_key, via="knowledge"), texts=[query],
+        via = "search" if counts_as_request else "knowledge"
+        query_vector = embed(caller=Caller(user=user, api_key=api_key, via=via), texts=[query],
                              in_process=embed_in_process).vectors[0]
     vector = _vector_literal(query_vector) if query_vector is not None else _vector_literal(np.zeros(384))
     params = {
@@ -228,6 +232,6 @@ def context_for_chat(*, user: User, query: str, collections: list[int] | None = 
     """What the chat consumer puts in the prompt: numbered sources and their citations as dicts
     (number, document_id, document_title, chunk_id, start_offset, end_offset, url)."""
     results = chunks_search(user=user, query=query, collections=collections, k=k,
-                            embed_in_process=embed_in_process)
+                            embed_in_process=embed_in_process, counts_as_request=False)
     text, citations = context_build(results, budget_tokens=budget_tokens)
     return text, [citation.as_dict() for citation in citations]
