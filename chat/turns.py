@@ -54,14 +54,18 @@ class TurnRefused(Exception):
         limit keeps `plan_limit` with its numbers and upgrade link (the page shows an Upgrade button); an API
         key's or a model's budget is `rate_limited`; anything else keeps its code."""
         code = "rate_limited" if exc.status == 429 and exc.code != "plan_limit" else exc.code
-        return cls(code, exc.message, extra=exc.extra, status=exc.status)
+        refused = cls(code, exc.message, extra=exc.extra, status=exc.status)
+        refused.cause = exc
+        return refused
 
     def frame(self) -> dict:
         return {"type": "error", "code": self.code, "message": self.message, **self.extra}
 
     def error(self) -> ApplicationError:
-        """The same refusal as an HTTP error (the SSE endpoint answers it before any stream starts)."""
-        return ApplicationError(self.message, code=self.code, status=self.status, extra=self.extra)
+        """The same refusal as an HTTP error (the SSE endpoint answers it before any stream starts): the
+        original error where there is one, so its code is the API's (`rate_limit_exceeded`, not the frame's)."""
+        return getattr(self, "cause", None) or ApplicationError(self.message, code=self.code, status=self.status,
+                                                                extra=self.extra)
 
 
 def context_messages(*, conversation: Conversation, budget_tokens: int, exclude_id: int | None = None

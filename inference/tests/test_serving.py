@@ -84,8 +84,10 @@ def test_sse_chat_honours_the_api_keys_token_limit(bundled_models):
     response = _api(secret).post(f"/api/conversations/{conversation.pk}/messages", {"text": "Say hello."},
                                  content_type="application/json")
 
-    body = _sse(response)
-    assert "event: error" in body and '"rate_limited"' in body and "this API key" in body
+    # Refused before any stream starts: an HTTP 429 with the API's error body and Retry-After.
+    assert response.status_code == 429 and int(response["Retry-After"]) > 0
+    error = response.json()["error"]
+    assert error["code"] == "rate_limit_exceeded" and "this API key" in error["message"]
     assert not Message.objects.filter(role="assistant").exists()
 
 
