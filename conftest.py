@@ -118,6 +118,33 @@ def live_daphne(child_env, tmp_path_factory) -> Iterator[dict[str, object]]:
         process_stop(process)
 
 
+def _flush_retrying_on_deadlock() -> None:
+    """A transactional test's teardown empties every table with one TRUNCATE. A worker process still writing
+    the usage row of a reply the test just cancelled can take its locks in the other order; PostgreSQL then
+    kills one side as a deadlock, and when that is the flush the next test starts dirty. The flush is one
+    transaction, so running it again is safe: retry it a few times."""
+    import time
+
+    from django.core.management.base import CommandError
+    from django.test import TransactionTestCase
+
+    teardown = TransactionTestCase._fixture_teardown
+
+    def retrying(self) -> None:
+        for attempt in range(5):
+            try:
+                return teardown(self)
+            except CommandError as exc:
+                if "deadlock" not in str(exc.__cause__) or attempt == 4:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+
+    TransactionTestCase._fixture_teardown = retrying
+
+
+_flush_retrying_on_deadlock()
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """Browser tests last: Playwright's sync API holds an event loop that async tests can't share."""
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

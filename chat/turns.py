@@ -100,6 +100,7 @@ class Turn:
     # Filled by prepare():
     message: Message | None = None
     stream: ChatStream | None = None
+    released: bool = False
     citations: list = field(default_factory=list)
 
     def _busy_key(self) -> str:
@@ -141,6 +142,10 @@ class Turn:
             raise
 
     def release(self) -> None:
+        """Settle the reservation and free the conversation; once is enough (later calls do nothing)."""
+        if self.released:
+            return
+        self.released = True
         if self.stream is not None:
             self.stream.close()  # settles the reservation (a no-op once the stream has settled it)
         redis_client().delete(self._busy_key())
@@ -194,6 +199,7 @@ class Turn:
                 if metrics["tokens_per_s"]:
                     LLM_TOKENS_PER_S.observe(metrics["tokens_per_s"])
                 await self._finish(text, Message.Status.DONE, outcome, metrics)
+                await self._release_now(lease)  # before `done`: a client may send its next message at once
                 yield {"type": "done", "message_id": self.message.pk, "finish_reason": outcome["finish_reason"],
                        "citations": self.citations, **_answered(outcome)}
                 yield {"type": "metrics", **metrics}
@@ -201,6 +207,7 @@ class Turn:
                 error = outcome or {"code": "unavailable", "message": "The model stopped answering."}
                 status = Message.Status.INTERRUPTED if text else Message.Status.FAILED
                 await self._finish(text, status, error, self._metrics(first, None), error=error["message"])
+                await self._release_now(lease)
                 yield {"type": "error", "code": error["code"], "message": error["message"],
                        "message_id": self.message.pk}
         except (asyncio.CancelledError, GeneratorExit):
@@ -209,7 +216,11 @@ class Turn:
                                               error="Stopped before the reply was complete."))
             raise
         finally:
-            lease.cancel()
+            await self._release_now(lease)
+
+    async def _release_now(self, lease: asyncio.Task) -> None:
+        lease.cancel()
+        if not self.released:
             await sync_to_async(self.release, thread_sensitive=False)()
 
     def _metrics(self, first: float | None, done: dict | None) -> dict:
