@@ -32,8 +32,18 @@ test: setup engine-background browser ops-tools services
 
 setup: $(VENV)/.installed node_modules/.installed
 
+# llama-server takes minutes to compile and needs only cmake, a compiler and pip: it is built in the
+# background, started as soon as the venv exists, so it overlaps pip, apt, npm, the services and the
+# model preparation (`-P`: run as a script without the stdlib-shadowing inference/ on sys.path; it
+# needs nothing from the venv yet). models_install waits for it and shows its progress. A cached
+# build exits at once.
+ENGINE_DIR := $(or $(PARLEY_VAR_DIR),var)/engines
+ENGINE_BUILD = mkdir -p $(ENGINE_DIR) && setsid nohup $(PY) -P inference/engines.py build \
+	> $(ENGINE_DIR)/background-build.log 2>&1 < /dev/null &
+
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(ENGINE_BUILD)
 	@echo "parley: installing Python requirements into $(VENV) (first run takes a few minutes)"
 	@set -o pipefail; $(PY) -m pip install -q --disable-pip-version-check -r requirements.txt $(PIP_QUIET)
 	@set -o pipefail; $(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt $(PIP_QUIET)
@@ -48,13 +58,9 @@ node_modules/.installed: package.json $(VENV)/.installed
 		else PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/npm install --no-audit --no-fund --silent; fi
 	@touch $@
 
-# llama-server takes minutes to compile and needs only cmake and the venv: start it in the background
-# as soon as the venv is ready, so it overlaps the apt and npm installs, the services and the model
-# preparation; models_install then waits for it and shows its progress. A cached build exits at once.
+# The same background build when the venv was already installed (say var/ was removed since).
 engine-background: setup
-	@mkdir -p $(or $(PARLEY_VAR_DIR),var)/engines
-	@setsid nohup $(PY) -m inference.engines build \
-		> $(or $(PARLEY_VAR_DIR),var)/engines/background-build.log 2>&1 < /dev/null &
+	@$(ENGINE_BUILD)
 
 services: setup
 	@$(PY) -m config.services up

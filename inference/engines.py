@@ -31,7 +31,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from config import services
+try:
+    from config import services
+except ImportError:
+    # Run as a script (`python inference/engines.py build`) by make while pip is still installing the
+    # venv: importing the config package would need Celery, so load its stdlib-only services module by path.
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location(
+        "parley_config_services", Path(__file__).resolve().parent.parent / "config" / "services.py")
+    services = importlib.util.module_from_spec(_spec)
+    sys.modules[_spec.name] = services
+    _spec.loader.exec_module(services)
 
 logger = logging.getLogger(__name__)
 
@@ -393,11 +404,12 @@ def _smoke_test(binary: Path) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m inference.engines build`: build llama-server if it is not cached (make starts this in the
-    background while it installs everything else; `models_install` then waits for it). Exit 0 either way:
+    """`python inference/engines.py build`: build llama-server if it is not cached (make starts this in the
+    background as soon as the venv exists, while it installs everything else; `models_install` then waits for
+    it). Exit 0 either way:
     a failed build is reported by `models_install`, which falls back to CTranslate2."""
     if argv != ["build"]:
-        print("usage: python -m inference.engines build", file=sys.stderr)
+        print("usage: python -P inference/engines.py build  (or: python -m inference.engines build)", file=sys.stderr)
         return 2
     started = time.monotonic()
     try:

@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from accounts.services import apikey_create
 from accounts.tests.factories import user_make
+from billing.tests.factories import free_plan_set
 from knowledge.models import Document
 from knowledge.tests.factories import collection_make
 from knowledge.tests.files import pdf_bytes, upload, zip_bomb_bytes
@@ -39,6 +40,9 @@ def wait_done(document_id: int, timeout: float = 120) -> Document:
 
 
 def test_leak_200_random_queries_through_the_api(celery_worker, bundled_models):
+    # Each search is one of the user's requests: 200 in a minute is past the free plan's rate (test_plans
+    # and test_quotas cover that); this test is about who may read what.
+    free_plan_set(requests_per_minute=100_000, tokens_per_day=100_000_000)
     world = world_build()
     users = [world.owner, world.member, world.outsider]
     clients = {user.pk: api(user) for user in users}
