@@ -122,7 +122,8 @@ def _flush_retrying_on_deadlock() -> None:
     """A transactional test's teardown empties every table with one TRUNCATE. A worker process still writing
     the usage row of a reply the test just cancelled can take its locks in the other order; PostgreSQL then
     kills one side as a deadlock, and when that is the flush the next test starts dirty. The flush is one
-    transaction, so running it again is safe: retry it a few times."""
+    transaction, so running it again is safe: retry it a few times. Once it is done, the processes' cached
+    copies of the model catalog are marked old (inference.selectors)."""
     import time
 
     from django.core.management.base import CommandError
@@ -131,9 +132,14 @@ def _flush_retrying_on_deadlock() -> None:
     teardown = TransactionTestCase._fixture_teardown
 
     def retrying(self) -> None:
+        from inference.services import _catalog_version_bump
+
         for attempt in range(5):
             try:
-                return teardown(self)
+                teardown(self)
+                # The flush emptied the model catalog without signals: every process's copy is old.
+                _catalog_version_bump()
+                return
             except CommandError as exc:
                 if "deadlock" not in str(exc.__cause__) or attempt == 4:
                     raise

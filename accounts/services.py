@@ -133,8 +133,11 @@ def apikey_revoke(*, api_key: ApiKey) -> ApiKey:
 
 
 def apikey_touch(*, api_key: ApiKey) -> None:
-    """Record use, at most once a minute per key so busy keys don't write on every request."""
+    """Record use, at most once a minute per key so busy keys don't write on every request (nor query:
+    the key was just read with its last use)."""
     now = timezone.now()
+    if api_key.last_used_at is not None and api_key.last_used_at > now - timezone.timedelta(minutes=1):
+        return
     ApiKey.objects.filter(pk=api_key.pk).exclude(last_used_at__gt=now - timezone.timedelta(minutes=1)).update(
         last_used_at=now
     )

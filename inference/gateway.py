@@ -100,9 +100,10 @@ _REASONS = {
 
 def spec_label(name: str) -> str:
     """A model's name as people read it: the start of its description ("Qwen2.5-Coder 0.5B Instruct")."""
-    from inference.models import ModelSpec
+    from inference.selectors import spec_get
 
-    description = ModelSpec.objects.filter(name=name).values_list("description", flat=True).first() or ""
+    spec = spec_get(name=name)
+    description = spec.description if spec is not None else ""
     label = description.split(":")[0].split(",")[0].strip()
     return label or name
 
@@ -110,9 +111,10 @@ def spec_label(name: str) -> str:
 def spec_engine(name: str) -> str:
     """"upstream" for a model served by another API, "local" for one this deployment runs."""
     from inference.models import ModelSpec
+    from inference.selectors import spec_get
 
-    backend = ModelSpec.objects.filter(name=name).values_list("backend", flat=True).first()
-    return "upstream" if backend == ModelSpec.Backend.OPENAI_UPSTREAM else "local"
+    spec = spec_get(name=name)
+    return "upstream" if spec is not None and spec.backend == ModelSpec.Backend.OPENAI_UPSTREAM else "local"
 
 
 def fallback_reason(failures: list[dict]) -> str:
@@ -372,8 +374,6 @@ async def stream(job: Job, specs: list[str]) -> AsyncIterator[dict]:
 
     Closing the iterator early (the client went away) cancels the job at the worker's next token.
     """
-    from config.celery import app
-
     layer = get_channel_layer()
     channel = await layer.new_channel()
     group = request_group(job.request_id)
@@ -400,19 +400,16 @@ async def stream(job: Job, specs: list[str]) -> AsyncIterator[dict]:
         last_error = None
         candidates = await off_loop(_candidates)(job, specs)
         for spec in candidates:
-            attempt = len([a for a in job.attempts if a.get("code") not in SKIPPED_CODES])
-            payload = job.for_spec(spec, attempt, group)
-            label = await off_loop(spec_label)(spec)
-            job.attempts.append({"spec": spec, "label": label})
-            if job.failures():
-                yield {"event": "fallback", **await off_loop(job.answered)(spec)}
-            queue = await off_loop(queue_for)(spec)
+            # One hop off the loop per attempt: each hop waits for a thread, and this is the path to the
+            # first token.
+            payload, label, queue, answered = await off_loop(_attempt_start)(job, spec, group)
+            if answered is not None:
+                yield {"event": "fallback", **answered}
             if queue is None:
                 _failed(job, spec, "not_loaded")
                 last_error = {"code": "not_loaded", "message": f"{label} is not loaded on any worker."}
                 continue
             current_job_id = payload["job_id"]
-            await off_loop(lambda p=payload, q=queue: app.send_task(_TASKS["chat"], args=[p], queue=q))()
             outcome = None
             async for event in _attempt_events(inbox, payload, spec, label, job):
                 if event["event"] == "delta":
@@ -423,10 +420,8 @@ async def stream(job: Job, specs: list[str]) -> AsyncIterator[dict]:
                 else:
                     outcome = event
             if outcome["event"] == "done":
-                job.attempts[-1]["outcome"] = "ok"
-                await off_loop(breaker_record)(spec, ok=True)
                 finished = True
-                yield {**outcome, **await off_loop(job.answered)(spec)}
+                yield {**outcome, **await off_loop(_attempt_ok)(job, spec)}
                 return
             retryable = outcome.get("retryable", True)
             await off_loop(breaker_record)(spec, ok=not retryable)
@@ -446,6 +441,28 @@ async def stream(job: Job, specs: list[str]) -> AsyncIterator[dict]:
             # The client went away mid-stream: stop the worker at its next token.
             await off_loop(cancel_set)(current_job_id)
         await layer.group_discard(group, channel)
+
+
+def _attempt_start(job: Job, spec: str, group: str) -> tuple[dict, str, str | None, dict | None]:
+    """Send the next attempt of a streaming job to `spec`'s queue: (payload, label, queue or None when no
+    worker can take it, who answers and why when it is a fallback)."""
+    from config.celery import app
+
+    attempt = len([a for a in job.attempts if a.get("code") not in SKIPPED_CODES])
+    payload = job.for_spec(spec, attempt, group)
+    label = spec_label(spec)
+    job.attempts.append({"spec": spec, "label": label})
+    answered = job.answered(spec) if job.failures() else None
+    queue = queue_for(spec)
+    if queue is not None:
+        app.send_task(_TASKS["chat"], args=[payload], queue=queue)
+    return payload, label, queue, answered
+
+
+def _attempt_ok(job: Job, spec: str) -> dict:
+    job.attempts[-1]["outcome"] = "ok"
+    breaker_record(spec, ok=True)
+    return job.answered(spec)
 
 
 async def _attempt_events(inbox: asyncio.Queue, payload: dict, spec: str, label: str, job: Job

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+import redis
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -15,6 +22,8 @@ from common.errors import ApplicationError
 from inference.models import ModelSpec, ReferencePrice, Route, UsageRecord
 
 CENTS_4 = Decimal("0.0001")
+
+logger = logging.getLogger(__name__)
 
 
 def specs_enabled(*, task: str | None = None) -> QuerySet[ModelSpec]:
@@ -28,19 +37,112 @@ def routes_all() -> QuerySet[Route]:
     return Route.objects.prefetch_related("entries__spec").order_by("task", "alias")
 
 
+# ----------------------------------------------------------------------------- the catalog, cached
+#
+# Every model request resolves its route, checks who may use it and names the model that answered.
+# Read from the database each time, that was seven queries per request (the largest part of the API's
+# own overhead). The catalog changes rarely (admin, installs, the enabled switch), so each process
+# keeps a copy and checks one Redis key per request: every change stores a new random version there
+# once it commits (inference.signals, and the services that write with .update()). The copy is never
+# used inside a transaction, where what it read could still be rolled back, and is reread at least
+# every CATALOG_MAX_AGE_SECONDS in case a write slipped past the signals.
+
+CATALOG_VERSION_KEY = "parley:inference:catalog-version"
+CATALOG_MAX_AGE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class _Catalog:
+    version: str
+    loaded_at: float
+    specs: dict[str, ModelSpec]  # with access_teams prefetched
+    routes: dict[str, tuple[Route, list[ModelSpec]]]  # alias: the route and its specs in order
+
+
+_catalog: _Catalog | None = None
+_catalog_lock = threading.Lock()
+
+
+def catalog_version() -> str | None:
+    """The catalog's current version (made on first use), or None when Redis can't say."""
+    from common.redis_connection import redis_client
+
+    client = redis_client()
+    try:
+        version = client.get(CATALOG_VERSION_KEY)
+        if version is None:  # first use, or Redis was emptied: any copy made before is suspect
+            client.set(CATALOG_VERSION_KEY, uuid.uuid4().hex, nx=True)
+            version = client.get(CATALOG_VERSION_KEY)
+        return version
+    except redis.RedisError:
+        logger.warning("the model catalog's version is unreadable; reading models from the database")
+        return None
+
+
+def _catalog_load(version: str) -> _Catalog:
+    specs = {spec.name: spec for spec in ModelSpec.objects.prefetch_related("access_teams")}
+    by_id = {spec.pk: spec for spec in specs.values()}
+    routes = {}
+    for route in Route.objects.prefetch_related("access_teams", "entries"):
+        entries = sorted(route.entries.all(), key=lambda entry: (entry.position, entry.pk))
+        routes[route.alias] = (route, [by_id[entry.spec_id] for entry in entries if entry.spec_id in by_id])
+    return _Catalog(version=version, loaded_at=time.monotonic(), specs=specs, routes=routes)
+
+
+def _catalog_current() -> _Catalog | None:
+    """This process's copy of the catalog, reread if it changed; None inside a transaction."""
+    global _catalog
+    if connection.in_atomic_block:
+        return None
+    version = catalog_version()  # before reading: a change made meanwhile bumps it again
+    if version is None:
+        return None
+    if _catalog_fresh(_catalog, version):
+        return _catalog
+    with _catalog_lock:  # one reload at a time; the threads that waited use its result
+        if not _catalog_fresh(_catalog, version):
+            _catalog = _catalog_load(version)
+        return _catalog
+
+
+def _catalog_fresh(catalog: _Catalog | None, version: str) -> bool:
+    return (catalog is not None and catalog.version == version
+            and time.monotonic() - catalog.loaded_at < CATALOG_MAX_AGE_SECONDS)
+
+
+def _spec_by_name(name: str) -> ModelSpec | None:
+    catalog = _catalog_current()
+    if catalog is not None:
+        return catalog.specs.get(name)
+    return ModelSpec.objects.filter(name=name).prefetch_related("access_teams").first()
+
+
+def _route_with_specs(alias: str) -> tuple[Route, list[ModelSpec]] | None:
+    catalog = _catalog_current()
+    if catalog is not None:
+        return catalog.routes.get(alias)
+    route = Route.objects.filter(alias=alias).prefetch_related("access_teams", "entries__spec__access_teams").first()
+    return None if route is None else (route, [entry.spec for entry in route.entries.all()])
+
+
+def spec_get(*, name: str) -> ModelSpec | None:
+    """One model by name, from the cached catalog (read only: the object is shared)."""
+    return _spec_by_name(name)
+
+
 def route_resolve(*, model: str, task: str) -> tuple[str, list[ModelSpec]]:
     """The route alias ('' for a bare model) and the ordered specs that may serve `model`."""
-    spec = ModelSpec.objects.filter(name=model).prefetch_related("access_teams").first()
+    spec = _spec_by_name(model)
     if spec is not None:
         specs, alias = [spec], ""
     else:
-        route = Route.objects.filter(alias=model).prefetch_related("entries__spec__access_teams").first()
-        if route is None:
+        found = _route_with_specs(model)
+        if found is None:
             raise ApplicationError(
                 f"The model `{model}` does not exist. GET /v1/models lists the models you can use.",
                 code="model_not_found", status=404,
             )
-        specs, alias = [entry.spec for entry in route.entries.all()], route.alias
+        specs, alias = list(found[1]), found[0].alias
     wrong = [s for s in specs if s.task != task]
     if wrong:
         raise ApplicationError(
@@ -85,8 +187,9 @@ def chat_routes_for_plan(*, plan: str) -> list[Route]:
 
 
 def route_get(*, alias: str) -> Route | None:
-    """A route with its access rule (for the access check)."""
-    return Route.objects.filter(alias=alias).prefetch_related("access_teams").first()
+    """A route with its access rule (for the access check), from the cached catalog."""
+    found = _route_with_specs(alias)
+    return found[0] if found else None
 
 
 def usage_records_of_user(*, user: User, since: datetime | None = None) -> QuerySet[UsageRecord]:

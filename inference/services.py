@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
 from django.db import transaction
@@ -24,6 +25,28 @@ from inference.serving import (  # noqa: F401
     tokens_estimate,
     transcribe,
 )
+
+logger = logging.getLogger(__name__)
+
+
+def catalog_changed() -> None:
+    """Every process's copy of the models and routes is old once this transaction commits
+    (inference.selectors keeps one per process, keyed by a version in Redis)."""
+    transaction.on_commit(_catalog_version_bump)
+
+
+def _catalog_version_bump() -> None:
+    import uuid
+
+    import redis
+
+    from common.redis_connection import redis_client
+    from inference.selectors import CATALOG_VERSION_KEY
+
+    try:
+        redis_client().set(CATALOG_VERSION_KEY, uuid.uuid4().hex)
+    except redis.RedisError:  # the copies still expire within CATALOG_MAX_AGE_SECONDS
+        logger.warning("could not mark the model catalog as changed; processes catch up within their max age")
 
 
 def usage_cost(
@@ -90,6 +113,7 @@ def route_set(*, alias: str, task: str, spec_names: list[str], description: str 
 
 
 def modelspecs_set_enabled(*, names: list[str], enabled: bool) -> int:
+    catalog_changed()
     return ModelSpec.objects.filter(name__in=names).update(enabled=enabled)
 
 
@@ -206,6 +230,7 @@ def modelspec_bench_record(*, name: str, ttft_ms: float, tokens_per_s: float) ->
 
     if not (ttft_ms == ttft_ms and tokens_per_s == tokens_per_s):  # NaN: nothing measured
         return
+    catalog_changed()
     ModelSpec.objects.filter(name=name).update(bench={
         "ttft_ms": round(ttft_ms, 1), "tokens_per_s": round(tokens_per_s, 1),
         "measured_at": timezone.now().isoformat(timespec="seconds")})
@@ -218,6 +243,7 @@ def modelspec_install_progress(*, name: str, state: str, progress: float, messag
     """What the model picker shows while a model installs: state, fraction done, and why if it stopped."""
     ModelSpec.objects.filter(name=name).update(install_state=state, install_progress=max(0.0, min(progress, 1.0)),
                                                install_message=message[:300])
+    catalog_changed()
 
 
 def model_install_start(*, name: str) -> ModelSpec | None:

@@ -127,7 +127,10 @@ else:
             "HOST": str(services.PG_DIR),
         }
     }
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+# Keep a connection per thread for a minute: opening one (a new PostgreSQL backend process) cost more than
+# the queries of an API request. Sync views share one thread under ASGI, so this is one connection per
+# web process plus one per pool thread that touches the database; a health check drops a broken one.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # PARLEY_TEST_DB_NAME / PARLEY_TEST_REDIS_DB let two test runs share the embedded services.
 DATABASES["default"].setdefault("TEST", {})["NAME"] = env("PARLEY_TEST_DB_NAME", default="parley_test")

@@ -17,6 +17,7 @@ from inference.models import ModelSpec, ReferencePrice, Route, UsageRecord
 from inference.selectors import chat_model_choices, chat_routes_for_plan, routes_usable, savings_of_user
 from inference.services import (
     Caller,
+    catalog_changed,
     model_install_run,
     modelspec_bench_record,
     modelspec_install_progress,
@@ -31,6 +32,7 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 def _route(alias: str, **access) -> Route:
     route = route_set(alias=alias, task="chat", spec_names=["smollm2-135m"])
     Route.objects.filter(pk=route.pk).update(**{k: v for k, v in access.items() if k != "teams"})
+    catalog_changed()  # .update() sends no signal
     if access.get("teams"):
         route.access_teams.set(access["teams"])
     return route
@@ -167,6 +169,7 @@ def test_modelspec_rows_keep_their_access_when_registered_again(bundled_models):
     from inference.services import bundled_models_register
 
     Route.objects.filter(alias="chat-quality").update(access_plans=[])  # staff opened it to everyone
+    catalog_changed()
     bundled_models_register()
     assert Route.objects.get(alias="chat-quality").access_plans == []
     assert ModelSpec.objects.get(name="qwen2.5-coder-0.5b").access_plans == []
