@@ -34,12 +34,8 @@ export function setupVoice({ conversationId, bubble, handleFrame, startAssistant
   let playbackRate = 22050;
   let playing = new Set();
   let playedSeconds = 0;
-  let peakLevel = 0;
 
-  const report = () => {
-    document.body.dataset.voicePlayedSeconds = playedSeconds.toFixed(3);
-    document.body.dataset.voicePeakLevel = peakLevel.toFixed(3);
-  };
+  const report = () => { document.body.dataset.voicePlayedSeconds = playedSeconds.toFixed(3); };
 
   // One place decides what the control shows; its size never depends on it.
   let errorTimer = null;
@@ -47,7 +43,7 @@ export function setupVoice({ conversationId, bubble, handleFrame, startAssistant
     control.dataset.state = state;
     control.dataset.mode = mode;
     stateEl.textContent = text;
-    statusBox.hidden = !text;
+    statusBox.classList.toggle("is-empty", !text);
     if (state !== "listening") level.value = 0;
     if (state !== "listening" && state !== "thinking") partialEl.textContent = "";
     // An error stays long enough to read, then stops covering the composer (the chat's status keeps it).
@@ -124,7 +120,6 @@ export function setupVoice({ conversationId, bubble, handleFrame, startAssistant
       // Nothing is sent, and the meter rests, unless the page is listening: never while a reply plays.
       if (!listening) return;
       level.value = Math.min(1, data.level * 4);
-      if (level.value > peakLevel) { peakLevel = level.value; report(); }
       if (socket && socket.readyState === WebSocket.OPEN) socket.send(data.pcm);
     };
     source.connect(worklet);
