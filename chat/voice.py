@@ -73,7 +73,7 @@ class SentenceSplitter:
 
 
 class VoiceConsumer(ChatSocket):
-    """Frames in: start, binary PCM16, end, cancel, ping. Out: partial, transcript, start, delta,
+    """Frames in: start, binary PCM16, end, cancel, ping. Out: partial, speech_end, transcript, start, delta,
     audio_start, binary PCM16, audio_end, metrics, done, error, pong."""
 
     socket_kind = "voice"
@@ -81,6 +81,9 @@ class VoiceConsumer(ChatSocket):
     async def connect(self) -> None:
         await super().connect()
         self.capturing = False
+        # Set when the server ended an utterance itself (hands-free silence, the length limit): the
+        # client cannot know the moment, so the audio it sent meanwhile is dropped, not an error.
+        self.ended_by_server = False
         self.buffer = bytearray()
         self.mode = "ptt"
         self.partial_task: asyncio.Task | None = None
@@ -109,7 +112,9 @@ class VoiceConsumer(ChatSocket):
             await self._start(frame)
         elif kind == "end":
             if not self.capturing:
-                await self.error("not_started", "`end` without `start`: nothing is being recorded.")
+                # A push-to-talk release after the length limit already ended the utterance is no mistake.
+                if not self.ended_by_server:
+                    await self.error("not_started", "`end` without `start`: nothing is being recorded.")
                 return
             await self._end()
         elif kind == "cancel":
@@ -133,13 +138,11 @@ class VoiceConsumer(ChatSocket):
         if await self._cancel_all():
             await self.send_frame({"type": "done", "finish_reason": "interrupted"})
         self.mode, self.capturing, self.buffer = mode, True, bytearray()
+        self.ended_by_server = False
         self.marks = {"speech_start": time.perf_counter()}
         self.last_partial_at = time.perf_counter()
 
     async def _audio(self, data: bytes) -> None:
-        if not self.capturing:
-            await self.error("audio_before_start", 'Send {"type": "start", "sample_rate": 16000} before audio.')
-            return
         if len(data) % 2:
             await self.error("odd_frame_length", f"Binary frames are 16-bit samples; {len(data)} bytes is not a "
                                                  "whole number of samples.")
@@ -148,6 +151,10 @@ class VoiceConsumer(ChatSocket):
             await self.error("frame_too_large", f"Binary frames are limited to {settings.PARLEY_VOICE_MAX_FRAME_BYTES}"
                                                 " bytes (send 20 ms frames: 640 bytes).")
             return
+        if not self.capturing:
+            if not self.ended_by_server:
+                await self.error("audio_before_start", 'Send {"type": "start", "sample_rate": 16000} before audio.')
+            return
         self.buffer += data
         self.last_frame_at = time.perf_counter()
         limit = settings.PARLEY_VOICE_MAX_SECONDS * SAMPLE_RATE * 2
@@ -155,7 +162,7 @@ class VoiceConsumer(ChatSocket):
             del self.buffer[limit:]
             await self.error("utterance_too_long", f"Utterances are limited to {settings.PARLEY_VOICE_MAX_SECONDS}"
                                                    " seconds; I stopped listening there and will answer what I heard.")
-            await self._end()
+            await self._end(reason="limit")
             return
         now = time.perf_counter()
         seconds = len(self.buffer) / 2 / SAMPLE_RATE
@@ -186,8 +193,8 @@ class VoiceConsumer(ChatSocket):
             STT_PARTIAL_MS.observe(elapsed)
             self.marks.setdefault("first_partial_ms", elapsed)
             await self.send_frame({"type": "partial", "text": text})
-        if self.capturing and self.mode == "vad" and await self._silence_after_speech(audio):
-            await self._end()
+        if self.capturing and self.mode == "vad" and await self._silence_after_speech(audio) and self.capturing:
+            await self._end(reason="silence")
 
     async def _silence_after_speech(self, audio: bytes) -> bool:
         """Hands-free end of turn: silero VAD finds speech that ended VAD_SILENCE_SECONDS ago."""
@@ -200,12 +207,17 @@ class VoiceConsumer(ChatSocket):
 
         return await sync_to_async(detect, thread_sensitive=False)()
 
-    async def _end(self) -> None:
+    async def _end(self, *, reason: str = "") -> None:
+        """End the utterance and answer it; `reason` says why when the server decided (not the client's `end`)."""
         self.capturing = False
         audio, self.buffer = bytes(self.buffer), bytearray()
-        if self.partial_task and not self.partial_task.done():
+        # A hands-free end runs inside the partial task: cancelling it would cancel this very call.
+        if self.partial_task and not self.partial_task.done() and self.partial_task is not asyncio.current_task():
             self.partial_task.cancel()
         self.marks["speech_end"] = time.perf_counter()
+        if reason:
+            self.ended_by_server = True
+            await self.send_frame({"type": "speech_end", "reason": reason})
         if len(audio) < SAMPLE_RATE * 2 * 0.2:
             await self.error("no_speech", "That was too short to hear anything. Hold the button while you speak.")
             return

@@ -114,6 +114,44 @@ async def test_speaking_again_interrupts_the_reply(voice, tmp_path):
     await communicator.disconnect()
 
 
+async def test_hands_free_ends_the_turn_at_a_pause_and_ignores_the_audio_sent_meanwhile(voice, tmp_path):
+    """The browser streams until it hears `speech_end`, and a hands-free page keeps its microphone open
+    between turns: that audio is dropped silently, while malformed frames are still refused."""
+    communicator = await _open(voice)
+    pcm = _pcm(speech_clip("what is the capital of France", tmp_path))
+    streaming = asyncio.Event()
+    streaming.set()
+
+    async def microphone() -> None:
+        await communicator.send_to(text_data=json.dumps({"type": "start", "sample_rate": 16000, "mode": "vad"}))
+        for offset in range(0, len(pcm), FRAME):
+            await communicator.send_to(bytes_data=pcm[offset:offset + FRAME])
+            await asyncio.sleep(0.02)
+        while streaming.is_set():  # silence, through the pause and on through the whole reply
+            await communicator.send_to(bytes_data=b"\x00" * FRAME)
+            await asyncio.sleep(0.02)
+
+    sender = asyncio.create_task(microphone())
+    heard, _ = await _collect(communicator, until="speech_end", timeout=60)
+    await communicator.send_to(text_data=json.dumps({"type": "end"}))  # a late release: no `not_started`
+    frames, audio_bytes = await _collect(communicator)
+    streaming.clear()
+    await sender
+    frames = heard + frames
+
+    assert heard[-1] == {"type": "speech_end", "reason": "silence"}
+    assert [f for f in frames if f["type"] == "error"] == []
+    transcript = next(f for f in frames if f["type"] == "transcript")["text"].lower()
+    assert "capital" in transcript and frames[-1]["type"] == "done" and audio_bytes > 0
+    await communicator.send_to(bytes_data=b"\x00" * FRAME)
+    await communicator.send_to(text_data=json.dumps({"type": "ping"}))
+    assert json.loads(await communicator.receive_from(timeout=10)) == {"type": "pong"}
+    for malformed, code in ((b"\x00" * 641, "odd_frame_length"), (b"\x00" * 64000, "frame_too_large")):
+        await communicator.send_to(bytes_data=malformed)
+        assert json.loads(await communicator.receive_from(timeout=10))["code"] == code
+    await communicator.disconnect()
+
+
 @pytest.mark.parametrize(("frames", "code"), [
     ([{"bytes_data": b"\x00" * FRAME}], "audio_before_start"),
     ([{"text_data": json.dumps({"type": "start", "sample_rate": 16000})}, {"bytes_data": b"\x00" * 641}],

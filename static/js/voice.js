@@ -1,43 +1,88 @@
-// Parley push-to-talk: microphone → AudioWorklet → 16 kHz PCM16 over ws/voice/, and the spoken
-// reply played gaplessly through AudioContext. SPDX-License-Identifier: GPL-3.0-or-later
+// Parley voice: microphone → AudioWorklet → 16 kHz PCM16 over ws/voice/, and the spoken reply played
+// gaplessly through AudioContext. Two modes (docs/protocol.md): push-to-talk, where holding the mic
+// (or the space bar) is the utterance, and hands-free, where the server ends each utterance at a pause
+// and the page listens again once the reply has been spoken. SPDX-License-Identifier: GPL-3.0-or-later
+
+const MODE_KEY = "parley.voiceMode";
+const LABELS = { ptt: "Hold to talk", vad: "Tap to talk", vadOn: "Tap to stop" };
+
+function storedMode() {
+  try { return localStorage.getItem(MODE_KEY) === "vad" ? "vad" : "ptt"; } catch { return "ptt"; }
+}
 
 export function setupVoice({ conversationId, bubble, handleFrame, startAssistantBubble }) {
+  const control = document.getElementById("voice-control");
   const mic = document.getElementById("mic");
-  const bar = document.getElementById("voice-bar");
+  if (!control || !mic) return;
+  const label = document.getElementById("mic-label");
+  const statusBox = document.getElementById("voice-bar");
   const stateEl = document.getElementById("voice-state");
   const level = document.getElementById("voice-level");
   const partialEl = document.getElementById("voice-partial");
-  const input = document.getElementById("composer-input");
-  if (!mic) return;
+  const handsFreeSwitch = document.getElementById("voice-hands-free");
 
+  let mode = storedMode();
   let socket = null;
   let context = null;
-  let worklet = null;
   let stream = null;
-  let talking = false;
+  let listening = false;   // audio frames are going to the server
+  let starting = false;    // between the press and the `start` frame (microphone and socket opening)
+  let held = false;        // push-to-talk: the button or the space bar is down
+  let handsFree = false;   // hands-free: the session is on (listen, answer, listen again)
+  let turnDone = false;    // `done` arrived; hands-free listens again once playback has ended too
   let playHead = 0;
   let playbackRate = 22050;
   let playing = new Set();
   let playedSeconds = 0;
-  let userBubble = null;
 
-  const state = (text) => { stateEl.textContent = text; };
   const report = () => { document.body.dataset.voicePlayedSeconds = playedSeconds.toFixed(3); };
-  report();
+
+  // One place decides what the control shows; its size never depends on it.
+  let errorTimer = null;
+  function show(state, text = "") {
+    control.dataset.state = state;
+    control.dataset.mode = mode;
+    stateEl.textContent = text;
+    statusBox.classList.toggle("is-empty", !text);
+    if (state !== "listening") level.value = 0;
+    if (state !== "listening" && state !== "thinking") partialEl.textContent = "";
+    // An error stays long enough to read, then stops covering the composer (the chat's status keeps it).
+    clearTimeout(errorTimer);
+    if (state === "error") errorTimer = setTimeout(() => { if (control.dataset.state === "error") show("idle"); }, 10000);
+    const on = mode === "ptt" ? listening : handsFree;
+    mic.setAttribute("aria-pressed", String(on));
+    label.textContent = mode === "ptt" ? LABELS.ptt : on ? LABELS.vadOn : LABELS.vad;
+    handsFreeSwitch.checked = mode === "vad";
+  }
+
+  const listeningText = () => (mode === "ptt" ? "Listening… release to send."
+    : "Listening… speak, and I answer when you pause.");
+  const speakingText = () => (mode === "ptt" ? "Speaking… hold the button to interrupt."
+    : "Speaking… I listen again when I finish. Tap to stop.");
 
   function openSocket() {
     if (socket && socket.readyState <= WebSocket.OPEN) return socket;
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(`${scheme}://${location.host}/ws/voice/${conversationId}/`);
-    socket.binaryType = "arraybuffer";
-    socket.addEventListener("message", (event) => {
+    const ws = new WebSocket(`${scheme}://${location.host}/ws/voice/${conversationId}/`);
+    ws.binaryType = "arraybuffer";
+    ws.addEventListener("message", (event) => {
       if (typeof event.data === "string") onFrame(JSON.parse(event.data));
       else playPcm(event.data);
     });
-    socket.addEventListener("close", (event) => {
-      if (event.code === 4401 || event.code === 4403) state("Voice is not available for this conversation.");
+    ws.addEventListener("close", (event) => {
+      if (ws !== socket) return;
+      const active = listening || handsFree || starting;
+      listening = false;
+      handsFree = false;
+      if (event.code === 4401 || event.code === 4403) {
+        mic.disabled = true;
+        show("error", "Voice is not available for this conversation.");
+      } else if (active) {
+        show("error", "The voice connection dropped. Press the microphone to try again.");
+      }
     });
-    return socket;
+    socket = ws;
+    return ws;
   }
 
   function whenOpen(ws) {
@@ -46,6 +91,10 @@ export function setupVoice({ conversationId, bubble, handleFrame, startAssistant
         ws.addEventListener("open", resolve, { once: true });
         ws.addEventListener("error", reject, { once: true });
       });
+  }
+
+  function send(frame) {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
   }
 
   async function ensureAudio() {
@@ -57,21 +106,21 @@ export function setupVoice({ conversationId, bubble, handleFrame, startAssistant
     } catch (error) {
       const denied = error && (error.name === "NotAllowedError" || error.name === "SecurityError");
       const missing = error && (error.name === "NotFoundError" || error.name === "OverconstrainedError");
-      state(denied ? "Microphone access was denied. Allow it in your browser's site settings, or type instead."
+      mic.disabled = true;
+      show("error", denied ? "Microphone access was denied. Allow it in your browser's site settings, or type instead."
         : missing ? "No microphone was found. Connect one, or type instead."
           : `The microphone could not start (${error && error.name}). You can still type.`);
-      bar.hidden = false;
-      mic.disabled = true;
       return false;
     }
     context = new AudioContext();
     await context.audioWorklet.addModule("/static/js/pcm-worklet.js");
     const source = context.createMediaStreamSource(stream);
-    worklet = new AudioWorkletNode(context, "pcm-framer");
+    const worklet = new AudioWorkletNode(context, "pcm-framer");
     worklet.port.onmessage = ({ data }) => {
+      // Nothing is sent, and the meter rests, unless the page is listening: never while a reply plays.
+      if (!listening) return;
       level.value = Math.min(1, data.level * 4);
-      // Audio is only sent while the button is held: nothing is captured while the reply plays.
-      if (talking && socket && socket.readyState === WebSocket.OPEN) socket.send(data.pcm);
+      if (socket && socket.readyState === WebSocket.OPEN) socket.send(data.pcm);
     };
     source.connect(worklet);
     return true;
@@ -99,27 +148,40 @@ export function setupVoice({ conversationId, bubble, handleFrame, startAssistant
     playHead += audio.duration;
     playing.add(node);
     document.body.dataset.voiceSpeaking = "true";
-    state("Speaking… hold the button to interrupt.");
+    if (!listening) show("speaking", speakingText());
     node.onended = () => {
-      playing.delete(node);
+      if (!playing.delete(node)) return; // stopped by a barge-in
       playedSeconds += audio.duration;
       report();
       if (!playing.size) {
         document.body.dataset.voiceSpeaking = "false";
-        state("Hold the microphone button or the space bar to talk.");
+        if (!listening && !relisten() && control.dataset.state === "speaking") show("idle");
       }
     };
+  }
+
+  // Hands-free: the next utterance starts once the reply is complete and has been heard.
+  function relisten() {
+    if (!(handsFree && turnDone && !playing.size && !listening)) return false;
+    turnDone = false;
+    startListening();
+    return true;
   }
 
   function onFrame(frame) {
     switch (frame.type) {
       case "partial":
-        partialEl.textContent = frame.text;
+        if (listening) partialEl.textContent = frame.text;
+        break;
+      case "speech_end":
+        // The server ended the utterance (a pause in hands-free, or the length limit): stop sending.
+        listening = false;
+        show("thinking", "Thinking…");
         break;
       case "transcript":
         partialEl.textContent = "";
         if (frame.text) {
-          userBubble = bubble("user", frame.text, "voice");
+          const userBubble = bubble("user", frame.text, "voice");
           userBubble.el.querySelector(".msg__body").dataset.final = "true";
           startAssistantBubble();
         }
@@ -129,55 +191,141 @@ export function setupVoice({ conversationId, bubble, handleFrame, startAssistant
         break;
       case "audio_end":
         break;
-      case "error":
-        state(frame.message);
+      case "done":
         handleFrame(frame);
+        turnDone = true;
+        if (!relisten() && !playing.size && !listening && !starting && control.dataset.state !== "error") show("idle");
+        break;
+      case "error":
+        handleFrame(frame);
+        // What was heard past the limit is still answered; any other error ends a hands-free session,
+        // so a room with no speech, or a spent plan, never loops.
+        if (frame.code !== "utterance_too_long") handsFree = false;
+        if (!listening) {
+          show("error", frame.message);
+          if (frame.upgrade_url) {
+            const upgrade = document.createElement("a");
+            upgrade.className = "voice-status__upgrade";
+            upgrade.href = frame.upgrade_url;
+            upgrade.textContent = "Upgrade";
+            stateEl.append(" ", upgrade);
+          }
+        }
         break;
       default:
         handleFrame(frame);
     }
   }
 
-  async function startTalking() {
-    if (talking) return;
-    bar.hidden = false;
-    if (!(await ensureAudio())) return;
-    await context.resume();
-    const ws = openSocket();
-    try { await whenOpen(ws); } catch { state("Could not connect for voice. Check your connection."); return; }
-    stopPlayback(); // barge-in: speaking again stops the reply
-    ws.send(JSON.stringify({ type: "start", sample_rate: 16000, mode: "ptt" }));
-    talking = true;
-    mic.setAttribute("aria-pressed", "true");
-    mic.classList.add("is-recording");
-    partialEl.textContent = "";
-    state("Listening… release to send.");
+  async function startListening() {
+    if (listening || starting) return;
+    starting = true;
+    turnDone = false;
+    try {
+      if (!(await ensureAudio())) { handsFree = false; return; }
+      await context.resume();
+      const ws = openSocket();
+      try { await whenOpen(ws); } catch {
+        handsFree = false;
+        show("error", "Could not connect for voice. Check your connection.");
+        return;
+      }
+      // Released (or switched off) while the microphone and socket were opening: no utterance.
+      if (mode === "ptt" ? !held : !handsFree) {
+        show(mode === "ptt" ? "error" : "idle", mode === "ptt" ? "Hold the button while you speak." : "");
+        return;
+      }
+      stopPlayback(); // barge-in: speaking again stops the reply
+      ws.send(JSON.stringify({ type: "start", sample_rate: 16000, mode }));
+      listening = true;
+      show("listening", listeningText());
+    } finally {
+      starting = false;
+    }
   }
 
-  function stopTalking() {
-    if (!talking) return;
-    talking = false;
-    mic.setAttribute("aria-pressed", "false");
-    mic.classList.remove("is-recording");
-    level.value = 0;
-    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "end" }));
-    state("Thinking…");
+  function endUtterance() {
+    if (!listening) return;
+    listening = false;
+    send({ type: "end" });
+    show("thinking", "Thinking…");
   }
 
-  mic.addEventListener("pointerdown", (event) => { event.preventDefault(); startTalking(); });
-  mic.addEventListener("pointerup", stopTalking);
-  mic.addEventListener("pointerleave", stopTalking);
-  mic.addEventListener("keydown", (event) => {
-    if ((event.key === " " || event.key === "Enter") && !event.repeat) { event.preventDefault(); startTalking(); }
+  // Stop listening, thinking and speaking (hands-free switched off, or the mode changed).
+  function cancelAll() {
+    const active = listening || handsFree || playing.size || control.dataset.state === "thinking";
+    listening = false;
+    handsFree = false;
+    turnDone = false;
+    stopPlayback();
+    if (active) send({ type: "cancel" });
+    show("idle");
+  }
+
+  function press() {
+    if (mic.disabled) return;
+    if (mode === "ptt") {
+      held = true;
+      startListening();
+    } else if (handsFree) {
+      cancelAll();
+    } else {
+      handsFree = true;
+      show("thinking", "Starting the microphone…");
+      startListening();
+    }
+  }
+
+  function release() {
+    if (mode !== "ptt" || !held) return;
+    held = false;
+    endUtterance();
+  }
+
+  // Pointer capture: once pressed, the release is the mic's wherever the pointer is by then, so a
+  // turn always ends (pointerup), also when the browser takes the pointer away (pointercancel, lost capture).
+  mic.addEventListener("pointerdown", (event) => {
+    if (event.button !== 0 || mode !== "ptt") return;
+    event.preventDefault(); // no focus ring flash, no text selection, no emulated mouse events
+    try { mic.setPointerCapture(event.pointerId); } catch { /* the pointer is already gone */ }
+    press();
   });
-  mic.addEventListener("keyup", (event) => { if (event.key === " " || event.key === "Enter") stopTalking(); });
-  // Space bar anywhere outside a text field is push-to-talk too.
+  mic.addEventListener("pointerup", release);
+  mic.addEventListener("pointercancel", release);
+  mic.addEventListener("lostpointercapture", release);
+  mic.addEventListener("contextmenu", (event) => event.preventDefault()); // a long touch is a press, not a menu
+  // Hands-free is a toggle: a click (mouse, touch, Enter or Space on the focused button).
+  mic.addEventListener("click", () => { if (mode === "vad") press(); });
+  mic.addEventListener("keydown", (event) => {
+    if (mode !== "ptt" || (event.key !== " " && event.key !== "Enter")) return;
+    event.preventDefault();
+    if (!event.repeat) press();
+  });
+  mic.addEventListener("keyup", (event) => { if (event.key === " " || event.key === "Enter") release(); });
+
+  // The space bar anywhere but a form control is the mic too: held for push-to-talk, a tap for hands-free.
+  const typing = (target) => target.closest?.("input, textarea, select, button, a[href], [contenteditable]");
   document.addEventListener("keydown", (event) => {
-    if (event.code === "Space" && !event.repeat && event.target !== input && event.target.tagName !== "INPUT"
-        && event.target !== mic) { event.preventDefault(); startTalking(); }
+    if (event.code !== "Space" || typing(event.target)) return;
+    event.preventDefault();
+    if (!event.repeat) press();
   });
   document.addEventListener("keyup", (event) => {
-    if (event.code === "Space" && event.target !== input && event.target !== mic) stopTalking();
+    if (event.code === "Space" && !typing(event.target)) release();
   });
-  window.parleyVoice = { get playedSeconds() { return playedSeconds; } };
+  // A key or pointer released while the window was in the background never arrives.
+  window.addEventListener("blur", release);
+
+  handsFreeSwitch.addEventListener("change", () => {
+    const chosen = handsFreeSwitch.checked ? "vad" : "ptt";
+    held = false;
+    cancelAll();
+    mode = chosen;
+    try { localStorage.setItem(MODE_KEY, mode); } catch { /* private browsing: the choice lasts this page */ }
+    show("idle");
+  });
+
+  show("idle");
+  report();
+  window.parleyVoice = { get playedSeconds() { return playedSeconds; }, get mode() { return mode; } };
 }
