@@ -24,6 +24,7 @@ Rules, in the order a job meets them:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import time
@@ -32,16 +33,14 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import redis
 from asgiref.sync import sync_to_async
 from celery.exceptions import TimeoutError as CeleryTimeout
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 from common.errors import ApplicationError
 from common.heartbeat import worker_alive, workers_alive
 from common.redis_connection import redis_client
-from inference.streaming import cancel_set, request_group
+from inference.streaming import cancel_set, events_subscribed, request_events_channel
 
 logger = logging.getLogger(__name__)
 
@@ -141,10 +140,10 @@ class Job:
     payload: dict
     attempts: list[dict] = field(default_factory=list)
 
-    def for_spec(self, spec: str, attempt: int, group: str | None = None) -> dict:
+    def for_spec(self, spec: str, attempt: int, events: str | None = None) -> dict:
         job_id = self.request_id if attempt == 0 else f"{self.request_id}-{attempt}"
         return {**self.payload, "job_id": job_id, "request_id": self.request_id, "spec": spec, "attempt": attempt,
-                "route": self.route, "user_id": self.user_id, "api_key_id": self.api_key_id, "group": group}
+                "route": self.route, "user_id": self.user_id, "api_key_id": self.api_key_id, "events": events}
 
     def skip(self, spec: str, label: str, code: str) -> None:
         """Note a model passed over before any job was sent (a fallback reason for the one that answers)."""
@@ -374,27 +373,19 @@ async def stream(job: Job, specs: list[str]) -> AsyncIterator[dict]:
 
     Closing the iterator early (the client went away) cancels the job at the worker's next token.
     """
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    group = request_group(job.request_id)
-    await layer.group_add(group, channel)
-    inbox: asyncio.Queue = asyncio.Queue()
+    channel = request_events_channel(job.request_id)
+    # Subscribed before the first job is sent; closed (and the job cancelled) as soon as the caller stops.
+    async with events_subscribed(channel) as inbox, \
+            contextlib.aclosing(_stream_attempts(job, specs, channel, inbox)) as events:
+        async for event in events:
+            yield event
 
-    async def read() -> None:
-        # One long-lived reader: cancelling a channel-layer receive midway can lose a message.
-        while True:
-            try:
-                message = await layer.receive(channel)
-            except (OSError, ConnectionError, redis.RedisError):
-                logger.warning("channel layer receive failed; retrying", exc_info=True)
-                await asyncio.sleep(0.05)
-                continue
-            await inbox.put(message)
 
-    def off_loop(func):
-        return sync_to_async(func, thread_sensitive=False)
+def off_loop(func):
+    return sync_to_async(func, thread_sensitive=False)
 
-    reader = asyncio.create_task(read())
+
+async def _stream_attempts(job: Job, specs: list[str], channel: str, inbox: asyncio.Queue) -> AsyncIterator[dict]:
     current_job_id, finished, sent_tokens = None, False, False
     try:
         last_error = None
@@ -402,7 +393,7 @@ async def stream(job: Job, specs: list[str]) -> AsyncIterator[dict]:
         for spec in candidates:
             # One hop off the loop per attempt: each hop waits for a thread, and this is the path to the
             # first token.
-            payload, label, queue, answered = await off_loop(_attempt_start)(job, spec, group)
+            payload, label, queue, answered = await off_loop(_attempt_start)(job, spec, channel)
             if answered is not None:
                 yield {"event": "fallback", **answered}
             if queue is None:
@@ -436,20 +427,18 @@ async def stream(job: Job, specs: list[str]) -> AsyncIterator[dict]:
         error = _no_model(job, last_error)
         yield {"event": "error", "code": error.code, "message": error.message}
     finally:
-        reader.cancel()
         if not finished and current_job_id:
             # The client went away mid-stream: stop the worker at its next token.
             await off_loop(cancel_set)(current_job_id)
-        await layer.group_discard(group, channel)
 
 
-def _attempt_start(job: Job, spec: str, group: str) -> tuple[dict, str, str | None, dict | None]:
+def _attempt_start(job: Job, spec: str, channel: str) -> tuple[dict, str, str | None, dict | None]:
     """Send the next attempt of a streaming job to `spec`'s queue: (payload, label, queue or None when no
     worker can take it, who answers and why when it is a fallback)."""
     from config.celery import app
 
     attempt = len([a for a in job.attempts if a.get("code") not in SKIPPED_CODES])
-    payload = job.for_spec(spec, attempt, group)
+    payload = job.for_spec(spec, attempt, channel)
     label = spec_label(spec)
     job.attempts.append({"spec": spec, "label": label})
     answered = job.answered(spec) if job.failures() else None

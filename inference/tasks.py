@@ -24,7 +24,7 @@ from inference.backends import BackendError, GenerationRequest
 from inference.repetition import RepetitionGuard
 from inference.runtime import host
 from inference.services import usage_record_create
-from inference.streaming import COALESCE_SECONDS, cancel_requested, publisher, request_cancel_key
+from inference.streaming import COALESCE_SECONDS, cancel_requested, event_publish, request_cancel_key
 
 HOSTNAME = socket.gethostname()
 # How often a stream looks at its cancel flag in Redis.
@@ -98,14 +98,14 @@ def job_outcome_store(request_id: str, outcome: dict) -> None:
 
 @shared_task(name="inference.tasks.generate", bind=True, acks_late=False)
 def generate(self, job: dict) -> dict:
-    """Generate a chat reply for `job`; with job['group'], stream deltas to that Channels group."""
+    """Generate a chat reply for `job`; with job['events'], stream its events to that pub/sub channel."""
     started = time.perf_counter()
-    group, attempt = job.get("group"), job.get("attempt", 0)
+    events, attempt = job.get("events"), job.get("attempt", 0)
     worker_name = _worker_name(self)
 
     def emit(event: str, **data: object) -> None:
-        if group:
-            publisher.send(group, {"type": "inference.event", "event": event, "attempt": attempt, **data})
+        if events:
+            event_publish(events, {"type": "inference.event", "event": event, "attempt": attempt, **data})
 
     with _claimed(job, worker_name) as claim:
         if claim is None:
@@ -263,14 +263,14 @@ def _transcribe(self, job: dict) -> dict:
 
 @shared_task(name="inference.tasks.synthesize", bind=True, acks_late=False)
 def synthesize(self, job: dict) -> dict:
-    """Speech for job['input'] as base64 PCM16 mono; with job['group'], each sentence is streamed too."""
+    """Speech for job['input'] as base64 PCM16 mono; with job['events'], each sentence is streamed too."""
     with _claimed(job, _worker_name(self)) as claim:
         return dict(_SKIPPED) if claim is None else _synthesize(self, job)
 
 
 def _synthesize(self, job: dict) -> dict:
     started = time.perf_counter()
-    group = job.get("group")
+    events = job.get("events")
     try:
         backend = _backend(job["spec"])
         rate = backend.sample_rate
@@ -279,8 +279,8 @@ def _synthesize(self, job: dict) -> dict:
             if first_ms is None:
                 first_ms = (time.perf_counter() - started) * 1000
             chunks.append(pcm)
-            if group:
-                publisher.send(group, {"type": "inference.audio", "sample_rate": rate,
+            if events:
+                event_publish(events, {"type": "inference.audio", "sample_rate": rate,
                                        "audio": base64.b64encode(pcm).decode()})
     except Exception as exc:  # noqa: BLE001
         return _error(exc, job)
