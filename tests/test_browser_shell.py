@@ -122,8 +122,12 @@ def _pages(world: dict) -> list[tuple[str, str, bool]]:
         ("password", "/accounts/password/change/", False),
         ("security", "/accounts/2fa/", True),
         ("api-docs", "/api/docs/", False),
+        ("not-found", "/app/no-such-page/", False),
         ("admin", "/admin/", False),
+        ("admin-user", f"/admin/accounts/user/{world['staff'].pk}/change/", False),
         ("admin-usage", "/admin/inference/usagerecord/", False),
+        ("admin-savings", "/admin/inference/usagerecord/savings/", False),
+        ("admin-revenue", "/admin/billing/purchase/report/", False),
         ("admin-stripe", "/admin/djstripe/", False),
     ]
 
@@ -180,7 +184,8 @@ def test_the_shell_menus_the_key_page_and_every_page_at_this_size(chromium, live
     problems: list[str] = []
     try:
         # Signed out first: the landing page and the entrance pages.
-        for name, path in (("landing", "/"), ("login", "/accounts/login/"), ("signup", "/accounts/signup/")):
+        for name, path in (("landing", "/"), ("login", "/accounts/login/"), ("signup", "/accounts/signup/"),
+                           ("password-reset", "/accounts/password/reset/")):
             page.goto(url + path)
             problems += _check_page(page, name, width, axe=True)
         expect(page.get_by_role("button", name="Menu")).to_have_count(0)  # two links need no menu
@@ -250,7 +255,8 @@ def test_the_shell_menus_the_key_page_and_every_page_at_this_size(chromium, live
         for name, path, axe in _pages(world):
             # The first search waits for the worker to load the embedding model.
             response = page.goto(url + path, timeout=120_000)
-            assert response is not None and response.ok, f"{path}: HTTP {response and response.status}"
+            expected = 404 if name == "not-found" else 200
+            assert response is not None and response.status == expected, f"{path}: HTTP {response and response.status}"
             page.wait_for_load_state("networkidle")
             problems += _check_page(page, name, width, axe=axe)
     finally:
