@@ -61,11 +61,14 @@ def test_the_form_offers_every_scope_ticked_and_empty_limits(client):
     ({"tokens_per_day_limit": "2.5"}, "Tokens per day: Enter a whole number of tokens"),
     ({"tokens_per_day_limit": str(2**31)}, "Tokens per day: Enter a whole number of tokens"),
     ({"name": "ci\x00key"}, "control character (NUL)"),
+    ({"name": None, "scopes": None}, "Scopes: Tick at least one scope"),  # a POST with no fields at all
 ])
 def test_bad_input_is_a_400_that_says_what_to_fix_and_creates_nothing(client, data, message):
     client.force_login(user_make())
 
-    response = client.post("/app/keys/", {"name": "bot", "scopes": ["inference"], **data})
+    fields = {key: value for key, value in {"name": "bot", "scopes": ["inference"], **data}.items()
+              if value is not None}
+    response = client.post("/app/keys/", fields)
 
     assert response.status_code == 400
     assert message in html.unescape(response.content.decode())
