@@ -43,6 +43,9 @@ def icon_body(name: str) -> str:
             with staticfiles_storage.open(path) as handle:
                 source = handle.read().decode()
     except OSError as exc:
+        if not finders.find(f"{ICON_DIR}/x.svg") and not staticfiles_storage.exists(f"{ICON_DIR}/x.svg"):
+            raise IconNotFound("The icons (npm lucide-static) are not installed: run `npm install` "
+                               "(`make` does it when package.json changes).") from exc
         raise IconNotFound(f"No Lucide icon named {name!r} ({path}); see https://lucide.dev/icons.") from exc
     match = _BODY.search(source)
     if match is None:
