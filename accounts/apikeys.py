@@ -10,6 +10,16 @@ KEY_PREFIX = "pk-"
 # is not in existing keys: add a data migration that grants it to keys that held every other
 # scope (the "all scopes" default), as accounts/migrations/0003 did for account:read.
 SCOPES = ("inference", "knowledge", "billing:read", "usage:read", "account:read")
+# ApiKey's per-key limits are PositiveIntegerFields: PostgreSQL's integer.
+APIKEY_LIMIT_MAX = 2**31 - 1
+# What each scope opens, in the words of the API keys page (README's scope table says the same).
+SCOPE_DESCRIPTIONS = {
+    "inference": "Chat, embeddings, transcription and speech: /v1, assistants and conversations",
+    "knowledge": "Collections, documents and search: /api/knowledge, /rag",
+    "billing:read": "Read the billing status: /api/billing/status",
+    "usage:read": "Read usage records: /api/usage",
+    "account:read": "Read the account and its teams: /api/me",
+}
 
 
 def apikey_generate() -> tuple[str, str]:

@@ -112,6 +112,7 @@ class ApiKey(TimeStampedModel):
 
     class Meta:
         ordering = ["-created_at", "id"]
+        verbose_name = "API key"  # not Django's "Api key"
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"

@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django.utils.text import slugify
 
-from accounts.apikeys import SCOPES, apikey_generate, apikey_hash
+from accounts.apikeys import APIKEY_LIMIT_MAX, SCOPES, apikey_generate, apikey_hash
 from accounts.models import ApiKey, Membership, Team, User
 from common.errors import ApplicationError, plan_limit_error
 from common.plans import plan_of
@@ -104,8 +104,12 @@ def apikey_create(
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown:
         raise ApplicationError(f"Unknown scope(s) {', '.join(unknown)}; use {', '.join(SCOPES)}.")
+    for value, label in ((rpm_limit, "requests per minute"), (tokens_per_day_limit, "tokens per day")):
+        if value is not None and not 1 <= value <= APIKEY_LIMIT_MAX:
+            raise ApplicationError(f"A key's limit of {label} must be from 1 to {APIKEY_LIMIT_MAX:,}, or none.",
+                                   code="invalid_limit")
     if enforce_plan:
-        _apikey_plan_check(user=user)
+        _apikey_plan_check(user=user, rpm_limit=rpm_limit, tokens_per_day_limit=tokens_per_day_limit)
     key, prefix = apikey_generate()
     api_key = ApiKey.objects.create(
         user=user, name=name[:100], prefix=prefix, key_hash=apikey_hash(key), scopes=scopes,
@@ -114,10 +118,18 @@ def apikey_create(
     return api_key, key
 
 
-def _apikey_plan_check(*, user: User) -> None:
+def _apikey_plan_check(*, user: User, rpm_limit: int | None, tokens_per_day_limit: int | None) -> None:
     plan = plan_of(user)
     if plan is None:
         return
+    # A key's limit narrows the user's; one above the plan's would never apply, so say so instead of
+    # storing a number that reads like a promise.
+    for value, allowed, label in ((rpm_limit, plan.requests_per_minute, "requests per minute"),
+                                  (tokens_per_day_limit, plan.tokens_per_day, "tokens per day")):
+        if value is not None and value > allowed:
+            raise ApplicationError(
+                f"Your {plan.plan_name} plan allows {allowed:,} {label}, so a key can't have {value:,}. "
+                f"Enter at most {allowed:,}, or leave it empty to use the plan's limit.", code="invalid_limit")
     # The user's row lock makes two tabs creating keys at once count one after the other.
     User.objects.select_for_update().filter(pk=user.pk).first()
     active = ApiKey.objects.filter(user=user, revoked_at__isnull=True).count()

@@ -11,6 +11,7 @@ from accounts.selectors import apikeys_of_user, memberships_of_user
 from accounts.services import apikey_create, apikey_revoke
 from common.errors import ApplicationError
 from common.forms import form_error_message
+from common.plans import plan_of
 
 
 @login_required
@@ -18,22 +19,36 @@ def app_home(request: HttpRequest) -> HttpResponse:
     return render(request, "app/home.html", {"memberships": list(memberships_of_user(user=request.user))})
 
 
+# The session key holding a new key's secret between the POST and the page that shows it once. Sessions are
+# server-side rows (Django's database backend), so the secret never travels in a cookie; the GET pops it.
+NEW_KEY_SESSION = "apikey_new"
+
+
 @login_required
 def apikeys_page(request: HttpRequest) -> HttpResponse:
-    """List keys; POST creates one and shows its secret on this response only."""
-    new_key, error = None, None
+    """List keys. A POST creates one and redirects (so a refresh can't create another); the next GET shows
+    the secret once."""
+    form = ApiKeyCreateForm(request.POST if request.method == "POST" else None)
+    error, status = None, 200
     if request.method == "POST":
-        form = ApiKeyCreateForm(request.POST)
         try:
             if not form.is_valid():
                 raise ApplicationError(form_error_message(form))
-            api_key, new_key = apikey_create(user=request.user, name=form.cleaned_data["name"])
+            data = form.cleaned_data
+            api_key, secret = apikey_create(
+                user=request.user, name=data["name"], scopes=data["scopes"], rpm_limit=data["rpm_limit"],
+                tokens_per_day_limit=data["tokens_per_day_limit"],
+            )
         except ApplicationError as exc:
-            error = exc.message
+            error, status = exc.message, exc.status
+        else:
+            request.session[NEW_KEY_SESSION] = {"id": api_key.pk, "secret": secret}
+            return redirect("apikeys")
+    new_key = request.session.pop(NEW_KEY_SESSION, None)
     return render(request, "accounts/api_keys.html", {
-        "keys": apikeys_of_user(user=request.user), "new_key": new_key, "error": error,
-        "base_url": request.build_absolute_uri("/v1"),
-    }, status=400 if error else 200)
+        "keys": apikeys_of_user(user=request.user), "form": form, "new_key": new_key, "error": error,
+        "plan": plan_of(request.user), "base_url": request.build_absolute_uri("/v1"),
+    }, status=status)
 
 
 @login_required

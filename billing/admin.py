@@ -19,7 +19,18 @@ from billing.models import (
     Refund,
     WebhookReceipt,
 )
+from common.display import money_from_cents
 from common.errors import ApplicationError
+
+
+def _money(field: str, description: str, currency_of=lambda obj: obj.currency):
+    """A list column showing a cents field as money in the row's currency, sortable by the field."""
+
+    @admin.display(description=description, ordering=field)
+    def column(self, obj) -> str:
+        return money_from_cents(getattr(obj, field), currency_of(obj))
+
+    return column
 
 
 @admin.register(Plan)
@@ -35,8 +46,9 @@ class PlanAdmin(admin.ModelAdmin):
 
 @admin.register(Offer)
 class OfferAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "plan", "price_cents", "installment_count", "installment_cents", "terms_version",
-                    "is_active"]
+    list_display = ["name", "slug", "plan", "price", "installment_count", "installment", "terms_version", "is_active"]
+    price = _money("price_cents", "Price")
+    installment = _money("installment_cents", "Installment")
 
 
 @admin.register(PaymentProfile)
@@ -50,10 +62,12 @@ class ChargeAttemptInline(admin.TabularInline):
     model = ChargeAttempt
     extra = 0
     can_delete = False
-    fields = ["sent_at", "kind", "installment", "amount_cents", "status", "decline_code", "failure_message",
-              "payment_intent_id", "idempotency_key", "settled_by", "refunded_cents"]
+    fields = ["sent_at", "kind", "installment", "amount", "status", "decline_code", "failure_message",
+              "payment_intent_id", "idempotency_key", "settled_by", "refunded"]
     readonly_fields = fields
     ordering = ["-sent_at"]
+    amount = _money("amount_cents", "Amount")
+    refunded = _money("refunded_cents", "Refunded")
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -63,9 +77,10 @@ class InstallmentInline(admin.TabularInline):
     model = Installment
     extra = 0
     can_delete = False
-    fields = ["number", "amount_cents", "due_at", "next_attempt_at", "failures", "status", "paid_at"]
+    fields = ["number", "amount", "due_at", "next_attempt_at", "failures", "status", "paid_at"]
     readonly_fields = fields
     classes = ["collapse"]
+    amount = _money("amount_cents", "Amount", lambda installment: installment.purchase.currency)
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -73,7 +88,10 @@ class InstallmentInline(admin.TabularInline):
 
 @admin.register(Purchase)
 class PurchaseAdmin(admin.ModelAdmin):
-    list_display = ["id", "user", "offer", "status", "amount_cents", "grace_ends_at", "refunded_cents", "created_at"]
+    list_display = ["id", "user", "offer", "status", "amount", "grace_ends_at", "refunded", "created_at"]
+    list_select_related = ["user", "offer"]
+    amount = _money("amount_cents", "Amount")
+    refunded = _money("refunded_cents", "Refunded")
     list_filter = ["status", "offer"]
     search_fields = ["user__email"]
     readonly_fields = [f.name for f in Purchase._meta.fields]
@@ -155,7 +173,8 @@ class PurchaseAdmin(admin.ModelAdmin):
 
 @admin.register(ChargeAttempt)
 class ChargeAttemptAdmin(admin.ModelAdmin):
-    list_display = ["id", "purchase", "kind", "amount_cents", "status", "decline_code", "payment_intent_id", "sent_at"]
+    list_display = ["id", "purchase", "kind", "amount", "status", "decline_code", "payment_intent_id", "sent_at"]
+    amount = _money("amount_cents", "Amount")
     list_filter = ["status", "kind"]
     search_fields = ["payment_intent_id", "idempotency_key", "purchase__user__email"]
     readonly_fields = [f.name for f in ChargeAttempt._meta.fields]
@@ -169,7 +188,9 @@ class ChargeAttemptAdmin(admin.ModelAdmin):
 
 @admin.register(Refund)
 class RefundAdmin(admin.ModelAdmin):
-    list_display = ["id", "attempt", "amount_cents", "stripe_refund_id", "created_by", "created_at"]
+    list_display = ["id", "attempt", "amount", "stripe_refund_id", "created_by", "created_at"]
+    list_select_related = ["attempt", "created_by"]
+    amount = _money("amount_cents", "Amount", lambda refund: refund.attempt.currency)
     readonly_fields = [f.name for f in Refund._meta.fields]
 
     def has_add_permission(self, request) -> bool:

@@ -32,9 +32,25 @@ def staff_second_factor_passed(request: HttpRequest) -> bool:
     return any(record.get("method") == "mfa" for record in get_authentication_records(request, user))
 
 
+# dj-stripe registers about 40 tables, its synced copy of Stripe. Staff work in Billing; these are for
+# checking what Stripe holds, so the index shows a few of them under one heading and links the rest.
+STRIPE_APP = "djstripe"
+STRIPE_SECTION = "Stripe (advanced)"
+STRIPE_ON_INDEX = ("Customer", "PaymentIntent", "Charge", "Event")
+
+
 class ParleyAdminSite(admin.AdminSite):
     site_header = site_title = "Parley admin"
     index_title = "Operations"
+
+    def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[dict]:
+        app_list = super().get_app_list(request, app_label)
+        for app in app_list:
+            if app["app_label"] == STRIPE_APP:
+                _stripe_section(app, whole=app_label == STRIPE_APP)
+        # The synced Stripe copy goes last: it is where staff look least.
+        app_list.sort(key=lambda app: app["app_label"] == STRIPE_APP)
+        return app_list
 
     def has_permission(self, request: HttpRequest) -> bool:
         return super().has_permission(request) and staff_second_factor_passed(request)
@@ -55,6 +71,23 @@ class ParleyAdminSite(admin.AdminSite):
         if not staff_second_factor_passed(request):
             return HttpResponseRedirect(f"{reverse('mfa_reauthenticate')}?{urlencode({'next': target})}")
         return HttpResponseRedirect(target)
+
+
+def _stripe_section(app: dict, *, whole: bool) -> None:
+    """dj-stripe's section as staff see it: renamed, its API keys told apart from Parley's, and on the index
+    (and the sidebar) only STRIPE_ON_INDEX plus one row that opens the whole list."""
+    app["name"] = STRIPE_SECTION
+    for model in app["models"]:
+        if model["object_name"] == "APIKey":
+            model["name"] = "Stripe API keys"
+    if whole:
+        return
+    every = len(app["models"])
+    app["models"] = [model for model in app["models"] if model["object_name"] in STRIPE_ON_INDEX]
+    app["models"].append({
+        "name": f"All {every} Stripe tables…", "object_name": "StripeTables", "perms": {"view": True},
+        "admin_url": app["app_url"], "add_url": None, "view_only": True,
+    })
 
 
 class ParleyAdminConfig(AdminConfig):

@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
+from common.display import duration_from_ms, duration_from_seconds, money_from_amount
 from common.heartbeat import workers_alive
 from inference.models import ModelSpec, ModelVariant, ReferencePrice, Route, RouteEntry, UsageRecord
 from inference.selectors import reference_prices_default, savings_by_day
@@ -191,7 +192,7 @@ class RouteAdmin(admin.ModelAdmin):
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin):
     list_display = ["created_at", "user", "model_name", "route_alias", "task", "prompt_tokens", "completion_tokens",
-                    "audio_seconds", "characters", "ttft_ms", "duration_ms", "cost", "outcome"]
+                    "audio", "characters", "first_token", "duration", "cost_display", "outcome"]
     list_filter = ["task", "outcome", "model_name", "created_at"]
     search_fields = ["request_id", "user__email", "model_name"]
     date_hierarchy = "created_at"
@@ -222,6 +223,22 @@ class UsageRecordAdmin(admin.ModelAdmin):
                    "references": list(reference_prices_default().values()),
                    "compute_cost_per_hour": settings.PARLEY_COMPUTE_COST_PER_HOUR, "opts": self.model._meta}
         return render(request, "admin/inference/usagerecord/savings.html", context)
+
+    @admin.display(description="Audio", ordering="audio_seconds")
+    def audio(self, record: UsageRecord) -> str:
+        return duration_from_seconds(record.audio_seconds) if record.audio_seconds else ""
+
+    @admin.display(description="First token", ordering="ttft_ms")
+    def first_token(self, record: UsageRecord) -> str:
+        return duration_from_ms(record.ttft_ms)
+
+    @admin.display(description="Duration", ordering="duration_ms")
+    def duration(self, record: UsageRecord) -> str:
+        return duration_from_ms(record.duration_ms)
+
+    @admin.display(description="Cost", ordering="cost")
+    def cost_display(self, record: UsageRecord) -> str:
+        return money_from_amount(record.cost)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -55,6 +55,21 @@ def test_admin_pages_and_actions(client, stand_in):
     assert Refund.objects.get().amount_cents == 1000
 
 
+def test_amounts_read_as_money_with_the_currency_in_the_lists(client, stand_in):
+    purchase = _paid_purchase()
+    staff_login(client, user_make(is_staff=True, is_superuser=True))
+
+    purchases = client.get(reverse("admin:billing_purchase_changelist")).content.decode()
+    offers = client.get(reverse("admin:billing_offer_changelist")).content.decode()
+    attempts = client.get(reverse("admin:billing_chargeattempt_changelist")).content.decode()
+    change = client.get(reverse("admin:billing_purchase_change", args=[purchase.pk])).content.decode()
+
+    assert ">$1,999.00 USD</td>" in purchases and ">199900<" not in purchases
+    assert ">$1,999.00 USD</td>" in offers and ">$19.99 USD</td>" in offers
+    assert ">$1,999.00 USD</td>" in attempts
+    assert "$1,999.00 USD" in change  # the charge attempts inline
+
+
 def test_retry_now_and_cadence(stand_in):
     purchase = purchase_make(card=DECLINE_ON_CHARGE, grace_over=True)
     charge_due_run()

@@ -28,7 +28,9 @@ def _log_in(page, url: str, email: str) -> None:
 
 
 def _buy(page, url: str, card: str) -> None:
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Billing").click()
+    nav = page.get_by_role("navigation", name="Main")
+    nav.get_by_role("button", name=re.compile("account menu")).click()  # Billing is in the account menu
+    nav.get_by_role("link", name="Billing").click()
     page.get_by_role("link", name="Get Parley Pro").click()
     page.get_by_label("Card number").fill(card)
     page.get_by_label("I agree to these terms").check()

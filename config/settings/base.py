@@ -220,6 +220,8 @@ STATICFILES_DIRS = [
     ("vendor/marked", BASE_DIR / "node_modules" / "marked" / "lib"),
     ("vendor/dompurify", BASE_DIR / "node_modules" / "dompurify" / "dist"),
     ("vendor/chart.js", BASE_DIR / "node_modules" / "chart.js" / "dist"),
+    # Lucide's SVG icons ({% icon %} in common/templatetags/icons.py inlines them).
+    ("vendor/lucide", BASE_DIR / "node_modules" / "lucide-static" / "icons"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
