@@ -139,3 +139,17 @@ def test_a_reader_gets_the_row_without_actions_and_an_outsider_gets_404(client, 
     login(client, user_make())
     outsider = client.get(f"/app/knowledge/documents/{document.pk}/row/")
     assert outsider.status_code == 404 and b"Secret plan" not in outsider.content
+
+
+def test_document_page_shows_markdown_passages_as_text(client, owner, bundled_models):
+    collection = collection_make(user=owner)
+    document = document_ready(collection=collection, user=owner, name="Fog Signal.md",
+                              text="# Fog Signal\n\nThe **fog signal** sounds every *30 seconds*.\n\n"
+                                   "<b>not bold</b> and `__exit__` stay readable.")
+    login(client, owner)
+
+    html = client.get(f"/app/knowledge/documents/{document.pk}/").content.decode()
+
+    passage = html[html.index('class="chunk__text"'):]
+    assert "The fog signal sounds every 30 seconds." in passage and "__exit__ stay readable" in passage
+    assert "**" not in passage and "# Fog" not in passage and "&lt;b&gt;not bold&lt;/b&gt;" in passage
