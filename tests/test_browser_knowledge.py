@@ -181,7 +181,17 @@ def test_licence_file_without_extension_rows_search_and_floor(chromium, live_dap
                 html.splitlines(), reloaded.get(row_id, "").splitlines(), "live", "reloaded", lineterm=""))
         assert set(reloaded) == set(live)
         assert page.evaluate(NO_SIDEWAYS_SCROLL)
+
+        # Binary junk without an extension is refused on the spot, saying what it is and what is accepted.
+        page.set_input_files("#dropzone-input", [
+            {"name": "blob", "mimeType": "application/octet-stream", "buffer": bytes(range(256)) * 8}])
+        refused = page.locator("tr.doc-upload")
+        expect(refused.locator(".doc-badge")).to_have_text("Not added")
+        expect(refused.locator(".doc-error")).to_contain_text("blob is binary data")
+        expect(refused.locator(".doc-error")).to_contain_text("Accepted: PDF, DOCX, HTML, Markdown or plain UTF-8 text")
+        assert page.evaluate(NO_SIDEWAYS_SCROLL)
         page.screenshot(path=str(SHOTS / f"knowledge-collection-{width}.png"), full_page=True)
+        assert Document.objects.filter(collection=collection).count() == 2
 
         # The licence answers a question: its passage, the title linking to it, the words marked.
         search = page.get_by_label("Search this collection")
