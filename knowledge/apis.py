@@ -22,14 +22,18 @@ from common.errors import ApplicationError
 from knowledge import services
 from knowledge.answering import answer_grounded
 from knowledge.models import Document
+from knowledge.passages import passage_plain
 from knowledge.selectors import (
     ACCESS_WRITE,
     MAX_QUERY_CHARS,
     chunks_search,
+    citation_url,
     collection_get_for,
     collections_readable,
     document_get_for,
     documents_of_collection,
+    passage_get_for,
+    relevance_floor,
 )
 
 
@@ -232,7 +236,11 @@ class PassageOutput(serializers.Serializer):
     text = serializers.CharField()
     start_offset = serializers.IntegerField()
     end_offset = serializers.IntegerField()
-    score = serializers.FloatField()
+    score = serializers.FloatField(help_text="Reciprocal-rank fusion score: only its order means anything.")
+    distance = serializers.FloatField(allow_null=True, help_text="Cosine distance to the query (0 = same "
+                                      "meaning); null in text-only searches.")
+    relevance = serializers.FloatField(allow_null=True, help_text="1 − distance, clamped to 0..1.")
+    collection_name = serializers.CharField()
     url = serializers.CharField()
 
 
@@ -247,6 +255,9 @@ class CitationOutput(serializers.Serializer):
     start_offset = serializers.IntegerField()
     end_offset = serializers.IntegerField()
     url = serializers.CharField()
+    collection_id = serializers.IntegerField(allow_null=True)
+    collection_name = serializers.CharField()
+    passage_url = serializers.CharField(help_text="GET it for the passage as JSON.")
     cited = serializers.BooleanField(help_text="The answer refers to this source as [number].")
 
 
@@ -275,6 +286,9 @@ class QueryApi(KnowledgeApi):
         citations = CitationOutput(many=True)
         model = serializers.CharField(allow_null=True)
         model_note = serializers.CharField(allow_blank=True, help_text="Why a fallback model answered, if one did.")
+        floor = serializers.FloatField(
+            allow_null=True, help_text="The relevance floor applied: passages farther than this cosine distance "
+            "from the query are left out unless they contain every word of the query. Null: no floor.")
 
     @extend_schema(request=Input, responses=Output, operation_id="knowledge_query",
                    summary="Ranked passages from your collections, optionally a grounded answer",
@@ -292,7 +306,7 @@ class QueryApi(KnowledgeApi):
             passages = chunks_search(user=request.user, query=params["query"], collections=params["collections"],
                                      k=params["k"], api_key=api_key)
             result = {"passages": passages, "answer": None, "citations": [], "model": None, "model_note": ""}
-        return Response(self.Output({"query": params["query"], **result}).data)
+        return Response(self.Output({"query": params["query"], **result, "floor": relevance_floor()}).data)
 
 
 class RagQueryApi(QueryApi):
@@ -300,3 +314,35 @@ class RagQueryApi(QueryApi):
                    summary="Alias of POST /api/knowledge/query")
     def post(self, request: Request) -> Response:
         return super().post(request)
+
+
+class PassageApi(KnowledgeApi):
+    """One passage for a side panel (a chat citation opened without leaving the chat)."""
+
+    class Output(serializers.Serializer):
+        class Meta:
+            ref_name = "KnowledgePassageDetail"
+
+        chunk_id = serializers.IntegerField()
+        ordinal = serializers.IntegerField()
+        document_id = serializers.IntegerField()
+        document_title = serializers.CharField()
+        collection_id = serializers.IntegerField()
+        collection_name = serializers.CharField()
+        text = serializers.CharField(help_text="The passage as stored.")
+        plain_text = serializers.CharField(help_text="The passage with Markdown syntax removed, for display.")
+        start_offset = serializers.IntegerField()
+        end_offset = serializers.IntegerField()
+        document_url = serializers.CharField(help_text="The document's page, scrolled to this passage.")
+
+    @extend_schema(responses=Output, operation_id="knowledge_passages_retrieve",
+                   summary="One passage, with its document and collection (404 unless you may read it)")
+    def get(self, request: Request, chunk_id: int) -> Response:
+        chunk = passage_get_for(user=request.user, chunk_id=chunk_id)
+        return Response(self.Output({
+            "chunk_id": chunk.pk, "ordinal": chunk.ordinal, "document_id": chunk.document_id,
+            "document_title": chunk.document.title, "collection_id": chunk.collection_id,
+            "collection_name": chunk.collection.name, "text": chunk.text, "plain_text": passage_plain(chunk.text),
+            "start_offset": chunk.start_offset, "end_offset": chunk.end_offset,
+            "document_url": citation_url(document_id=chunk.document_id, chunk_id=chunk.pk),
+        }).data)

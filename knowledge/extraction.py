@@ -12,6 +12,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from django.conf import settings
 
@@ -22,13 +23,30 @@ KIND_MIMES = {
     "markdown": "text/markdown",
     "text": "text/plain",
 }
-SUPPORTED = "PDF, DOCX, HTML, Markdown (.md) or plain text (.txt)"
+SUPPORTED = "PDF, DOCX, HTML, Markdown or plain UTF-8 text (text may have any name, such as notes.txt or LICENSE)"
 _EXTENSIONS = {
     ".pdf": "pdf", ".docx": "docx", ".html": "html", ".htm": "html", ".xhtml": "html",
     ".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text", ".rst": "text",
     ".csv": "text", ".log": "text",
 }
+KNOWN_EXTENSIONS = frozenset(_EXTENSIONS)
 _READ_BYTES = 64 * 1024
+SNIFF_BYTES = 8192
+# Formats we recognise but cannot read, so the refusal can name what the file is. Only signatures
+# that plain text never starts with: the rest is caught as binary by the text test.
+_OTHER_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"), (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Microsoft Office file (.doc, .xls or .ppt)"),
+    (b"{\\rtf", "an RTF document"), (b"\x1f\x8b", "a gzip archive"),
+    (b"\xfd7zXZ\x00", "an xz archive"), (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"), (b"Rar!\x1a\x07", "a RAR archive"),
+    (b"\x28\xb5\x2f\xfd", "a Zstandard archive"), (b"\x7fELF", "a program (ELF)"),
+    (b"SQLite format 3\x00", "an SQLite database"), (b"OggS", "an Ogg audio file"),
+    (b"fLaC", "a FLAC audio file"), (b"\x00asm", "a WebAssembly module"), (b"%!PS", "a PostScript file"),
+)
+_HTML_START = re.compile(rb"\s*(<!--.*?-->\s*)*(<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>])",
+                         re.IGNORECASE | re.DOTALL)
+_UTF8_BOM = codecs.BOM_UTF8
 
 
 class ExtractionError(Exception):
@@ -36,37 +54,101 @@ class ExtractionError(Exception):
 
 
 def kind_detect(*, path: Path, filename: str, mime: str = "") -> str:
-    """One of KIND_MIMES' keys, from the file's first bytes, then its name, then its declared type."""
+    """One of KIND_MIMES' keys for the file at `path` (see `kind_sniff`)."""
     with path.open("rb") as handle:
-        head = handle.read(8192)
+        return kind_sniff(handle=handle, filename=filename, mime=mime)
+
+
+def kind_sniff(*, handle: BinaryIO, filename: str, mime: str = "") -> str:
+    """One of KIND_MIMES' keys, decided by the content first and the name second.
+
+    The first bytes say PDF, ZIP (a DOCX if its parts say so) or a known unreadable format; else
+    the content must be text. A known extension must agree with the content (a ".pdf" that isn't
+    one is refused rather than guessed at); a name without one (LICENSE, Apache-2.0, notes.v2) is
+    taken as text when its bytes are UTF-8 (or UTF-16 with a BOM), free of NULs, and mostly printable.
+    Leaves `handle` at the start. Raises ExtractionError with what was wrong and what is accepted.
+    """
+    start = handle.tell()
+    head = handle.read(SNIFF_BYTES)
+    handle.seek(start)
     suffix = Path(filename).suffix.lower()
+    by_name = _EXTENSIONS.get(suffix)
     if head.startswith(b"%PDF-"):
+        if by_name not in (None, "pdf"):
+            raise ExtractionError(_contradiction(filename, by_name, "a PDF"))
         return "pdf"
     if head.startswith(b"PK\x03\x04"):
-        if suffix == ".docx" or mime == KIND_MIMES["docx"]:
+        if by_name == "docx" or (by_name is None and suffix != ".zip"
+                                 and (mime == KIND_MIMES["docx"] or _zip_is_docx(handle))):
             return "docx"
-        raise ExtractionError(f"Unsupported file type: {filename} is a ZIP archive. Upload {SUPPORTED}.")
-    by_name = _EXTENSIONS.get(suffix)
+        if by_name is not None:
+            raise ExtractionError(_contradiction(filename, by_name, "a ZIP archive"))
+        raise ExtractionError(_refusal(f"Unsupported file type: {filename} is a ZIP archive; unpack it and "
+                                       "upload the documents inside."))
     if by_name in ("pdf", "docx"):
-        raise ExtractionError(f"{filename} is named like a {by_name.upper()} file but its content is not one; "
-                              "the file may be damaged. Export it again and re-upload.")
-    if _looks_binary(head):
-        raise ExtractionError(f"Unsupported file type: {filename} is not a text document. Upload {SUPPORTED}.")
+        raise ExtractionError(_refusal(f"{filename} is named like a {by_name.upper()} file but its content is not "
+                                       "one; the file may be damaged, so export it again and re-upload."))
+    what = next((label for magic, label in _OTHER_MAGIC if head.startswith(magic)), None)
+    if what is None:
+        what = _not_text_reason(head, lenient=by_name is not None)
+    if what is not None:
+        if by_name is not None:
+            raise ExtractionError(_contradiction(filename, by_name, what))
+        raise ExtractionError(_refusal(f"Unsupported file type: {filename} is {what}."))
     if by_name:
         return by_name
-    if mime.startswith("text/html") or re.match(rb"\s*(<!doctype html|<html)", head[:512], re.IGNORECASE):
+    if mime.startswith("text/html") or _HTML_START.match(head.removeprefix(_UTF8_BOM)):
         return "html"
     if mime in ("text/markdown", "text/x-markdown"):
         return "markdown"
-    if mime.startswith("text/") or not suffix:
-        return "text"
-    raise ExtractionError(f"Unsupported file type {suffix!r} ({filename}). Upload {SUPPORTED}.")
+    return "text"
 
 
-def _looks_binary(head: bytes) -> bool:
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+def _contradiction(filename: str, by_name: str, what: str) -> str:
+    named = {"html": "an HTML", "markdown": "a Markdown", "text": "a text"}.get(by_name, f"a {by_name.upper()}")
+    return _refusal(f"{filename} is named like {named} file, but its content is {what}. Rename it to match "
+                    "what it is.")
+
+
+def _refusal(problem: str) -> str:
+    return f"{problem} Accepted: {SUPPORTED}."
+
+
+def _zip_is_docx(handle: BinaryIO) -> bool:
+    start = handle.tell()
+    try:
+        with zipfile.ZipFile(handle) as archive:
+            return "word/document.xml" in archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
         return False
-    return b"\x00" in head
+    finally:
+        handle.seek(start)
+
+
+def _not_text_reason(head: bytes, *, lenient: bool) -> str | None:
+    """None if `head` reads as text: UTF-8 (or UTF-16 with a BOM), no NUL bytes, at least 95% printable.
+
+    `lenient` (the name says text) lets other 8-bit encodings through as before: they are read as
+    UTF-8 with replacement characters, which beats refusing a Latin-1 .txt."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            text = head[: len(head) - len(head) % 2].decode("utf-16")
+        except UnicodeDecodeError:
+            return "binary data, not text"
+    elif b"\x00" in head:
+        return "binary data, not text (it contains NUL bytes)"
+    else:
+        # The sniffed block may end inside a character: the incremental decoder keeps that tail pending.
+        decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
+        try:
+            text = decoder.decode(head, final=len(head) < SNIFF_BYTES)
+        except UnicodeDecodeError:
+            if not lenient:
+                return "neither a known document format nor UTF-8 text (if it is text, save it as UTF-8)"
+            text = head.decode("utf-8", errors="replace")
+    if text and sum(1 for char in text if char.isprintable() or char in "\t\n\r\f\v") / len(text) < 0.95:
+        return "binary data, not text"
+    return None
 
 
 class Extraction:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import tempfile
 import time
 from datetime import timedelta
@@ -26,7 +27,7 @@ from common.notifications import user_notify
 from common.plans import plan_of
 from common.text import FILENAME_MAX_BYTES, filename_clean
 from knowledge.chunking import chunks_stream
-from knowledge.extraction import KIND_MIMES, Extraction, ExtractionError, kind_detect
+from knowledge.extraction import KIND_MIMES, KNOWN_EXTENSIONS, Extraction, ExtractionError, kind_detect, kind_sniff
 from knowledge.fetch import FetchError, address_allowed, networks_parse, url_fetch
 from knowledge.models import Chunk, Collection, CollectionGrant, Document
 from knowledge.selectors import ACCESS_MANAGE, ACCESS_WRITE, collection_access
@@ -137,9 +138,23 @@ def _storage_check(*, user: User, size: int) -> None:
                                used=round(megabytes), asked=max(1, round(adding)))
 
 
-def _title_from(filename: str) -> str:
-    stem = Path(filename).stem.replace("_", " ").replace("-", " ").strip()
-    return (stem or filename or "Untitled")[:300]
+# In a name without spaces, a dash before a letter joins words ("fog-signal", "2026-12-03-log");
+# one before a digit is part of the name ("Apache-2.0", "CC0-1.0", "covid-19").
+_SLUG_DASH = re.compile(r"(?<=[^\W_])-(?=[^\W\d_])")
+
+
+def document_title_from_filename(filename: str) -> str:
+    """A readable title from a file name, in the name's own case: a known extension dropped
+    ("Fog Signal.md" is "Fog Signal"; "Apache-2.0" keeps its ".0"), underscores and slug dashes
+    read as spaces."""
+    name = (filename or "").strip()
+    path = Path(name)
+    stem = path.stem if path.suffix.lower() in KNOWN_EXTENSIONS else name
+    stem = stem.replace("_", " ")
+    if " " not in stem.strip():
+        stem = _SLUG_DASH.sub(" ", stem)
+    stem = " ".join(stem.split())
+    return (stem or name or "Untitled")[:300]
 
 
 @transaction.atomic
@@ -152,25 +167,33 @@ def document_create_from_file(*, user: User, collection: Collection, file: Uploa
     _require(user, collection, ACCESS_WRITE)
     # A name over 255 bytes (150 × "é") can't be a file on disk; it is cut, keeping the extension.
     filename = filename_clean(file.name or "")
+    # From the name as given: the stored name may be cut to 255 bytes, a title may be 300 characters.
+    title = (title or document_title_from_filename(filename_clean(file.name or "", max_bytes=4 * 300)))[:300]
     mime = (getattr(file, "content_type", "") or "")[:120]
     size = file.size or 0
     if size > settings.PARLEY_KNOWLEDGE_MAX_FILE_BYTES:
         # Not read at all: a failed row tells the uploader why, without hashing gigabytes.
         document = Document.objects.create(
-            collection=collection, title=(title or _title_from(filename))[:300], source=source, filename=filename,
+            collection=collection, title=title, source=source, filename=filename,
             mime=mime, size=size, status=Document.Status.FAILED, added_by=user,
             error=f"{filename} is {size / 1024 / 1024:,.1f} MB; the limit is "
                   f"{settings.PARLEY_KNOWLEDGE_MAX_FILE_BYTES / 1024 / 1024:,.0f} MB. Split it into smaller files.",
         )
         return document, True
     file.seek(0)
+    try:
+        # The first 8 KB decide: a wrong type is refused now, with the reason, rather than
+        # becoming a failed document after a trip through the queue.
+        kind_sniff(handle=file, filename=filename, mime=mime)
+    except ExtractionError as exc:
+        raise ApplicationError(str(exc), code="unsupported_file_type", status=415) from exc
     sha256, size = _hash_file(file)
     existing = Document.objects.filter(collection=collection, sha256=sha256).first()
     if existing is not None:
         return existing, False
     _storage_check(user=user, size=size)
     document = Document(
-        collection=collection, title=(title or _title_from(filename))[:300], source=source, filename=filename,
+        collection=collection, title=title, source=source, filename=filename,
         mime=mime, size=size, sha256=sha256, added_by=user,
     )
     try:
@@ -191,7 +214,7 @@ def document_create_from_text(*, user: User, collection: Collection, title: str,
     """A document sent as text through the API; stored as a .txt file and ingested like one."""
     if not (text or "").strip():
         raise ApplicationError("The text is empty.", code="text_empty")
-    name = (_title_from(title) if title else "document") + ".txt"
+    name = (document_title_from_filename(title) if title else "document") + ".txt"
     with tempfile.TemporaryFile() as handle:
         handle.write(text.encode())
         handle.seek(0)

@@ -16,6 +16,7 @@ urlpatterns = [
     path("collections/<int:collection_id>/grants/<int:grant_id>/revoke/", views.grant_revoke, name="grant_revoke"),
     path("collections/<int:collection_id>/delete/", views.collection_delete, name="collection_delete"),
     path("documents/<int:document_id>/", views.document_detail, name="document_detail"),
+    path("documents/<int:document_id>/row/", views.document_row, name="document_row"),
     path("documents/<int:document_id>/delete/", views.document_delete, name="document_delete"),
     path("documents/<int:document_id>/retry/", views.document_retry, name="document_retry"),
 ]
@@ -28,6 +29,7 @@ api_urlpatterns = [
     path("collections/<int:collection_id>/documents/list", apis.DocumentListApi.as_view(),
          name="api-knowledge-documents-list"),
     path("documents/<int:document_id>", apis.DocumentApi.as_view(), name="api-knowledge-document"),
+    path("passages/<int:chunk_id>", apis.PassageApi.as_view(), name="api-knowledge-passage"),
     path("query", apis.QueryApi.as_view(), name="api-knowledge-query"),
 ]
 

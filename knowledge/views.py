@@ -27,6 +27,7 @@ from knowledge.selectors import (
     document_get_for,
     documents_of_collection,
     grants_of_collection,
+    relevance_floor,
 )
 
 
@@ -166,6 +167,19 @@ def document_detail(request: HttpRequest, document_id: int) -> HttpResponse:
 
 
 @login_required
+def document_row(request: HttpRequest, document_id: int) -> HttpResponse:
+    """The document's row of the collection table, as the page renders it: the upload script puts
+    this in place of its placeholder and refreshes it when ingest ends, so live rows match reloads."""
+    try:
+        document = document_get_for(user=request.user, document_id=document_id)
+    except ApplicationError as exc:
+        return HttpResponse(exc.message, status=exc.status, content_type="text/plain; charset=utf-8")
+    return render(request, "knowledge/_document_row.html", {
+        "document": document, "can_write": document.collection.access in (ACCESS_WRITE, ACCESS_MANAGE),
+    })
+
+
+@login_required
 @require_POST
 def document_delete(request: HttpRequest, document_id: int) -> HttpResponse:
     try:
@@ -205,4 +219,5 @@ def search_page(request: HttpRequest) -> HttpResponse:
     return render(request, "knowledge/search.html", {
         "query": query, "results": results, "error": error, "max_chars": MAX_QUERY_CHARS,
         "collections": collections_readable(user=request.user), "selected": selected,
+        "floor": relevance_floor(),
     }, status=400 if error else 200)

@@ -28,7 +28,7 @@ from chat.models import Conversation
 from chat.services import conversation_rename
 from chat.tests.factories import conversation_make
 from inference.services import usage_record_create
-from knowledge.models import Collection, Document
+from knowledge.models import Chunk, Collection, Document
 from knowledge.services import document_create_from_text
 from knowledge.tests.factories import collection_make, team_make
 
@@ -129,6 +129,15 @@ def _document(w: World) -> str:
     return f"/api/knowledge/documents/{w.document.pk}"
 
 
+def _passage(w: World) -> str:
+    """A passage of the owner's document, stored here as ingest would (no worker in these tests)."""
+    chunk = Chunk.objects.filter(document=w.document).first() or Chunk.objects.create(
+        document=w.document, collection=w.private, ordinal=0, text=f"Passage {SECRET}", start_offset=0,
+        end_offset=20, token_count=3, embedding=[1.0] + [0.0] * 383)
+    Document.objects.filter(pk=w.document.pk).update(status=Document.Status.READY)
+    return f"/api/knowledge/passages/{chunk.pk}"
+
+
 # Rows with ok=400 are endpoints whose success needs a model worker (a reply, an embedding, a
 # transcript, speech). Their body fails validation, which runs after the scope check, so a 400
 # shows the key got past authentication and scopes; no worker is started here.
@@ -176,6 +185,7 @@ ROWS: dict[tuple[str, str], Row] = {
     ("POST", "/rag/ingest"): Row("knowledge", _fixed("/rag/ingest"), 202, owned=True,
                                  body=lambda w: {"collection": w.private.pk, "text": "Hello again."}),
     ("POST", "/rag/query"): Row("knowledge", _fixed("/rag/query"), 400, body=lambda w: {"query": ""}),
+    ("GET", "/api/knowledge/passages/<int:chunk_id>"): Row("knowledge", _passage, 200, owned=True),
 }
 
 

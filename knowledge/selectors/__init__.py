@@ -15,21 +15,29 @@ from knowledge.selectors.access import (
     document_get_for,
     documents_of_collection,
     grants_of_collection,
+    passage_get_for,
 )
 from knowledge.selectors.search import (
+    CITATION_INSTRUCTIONS,
     MAX_QUERY_CHARS,
     Citation,
     SearchResult,
     chunks_search,
     citation_url,
+    cited_numbers,
     context_build,
     context_for_chat,
+    passage_api_url,
+    relevance_floor,
+    sources_cited,
 )
 
 __all__ = [
-    "ACCESS_MANAGE", "ACCESS_READ", "ACCESS_WRITE", "MAX_QUERY_CHARS", "Citation", "SearchResult",
+    "ACCESS_MANAGE", "ACCESS_READ", "ACCESS_WRITE", "CITATION_INSTRUCTIONS", "MAX_QUERY_CHARS", "Citation",
+    "SearchResult",
     "chunks_of_document", "chunks_search", "citation_url", "collection_access", "collection_get_for",
     "collections_readable", "collections_with_counts",
     "collections_writable", "context_build", "context_for_chat", "document_get_for",
-    "documents_of_collection", "grants_of_collection",
+    "documents_of_collection", "grants_of_collection", "cited_numbers", "passage_api_url", "passage_get_for",
+    "relevance_floor", "sources_cited",
 ]

@@ -93,6 +93,18 @@ def document_get_for(*, user: User, document_id: int, need: str = ACCESS_READ) -
     return document
 
 
+def passage_get_for(*, user: User, chunk_id: int) -> Chunk:
+    """One passage of a ready document in a collection the user may read, with its document and
+    collection; anything else is 404, so ids of other people's passages don't leak."""
+    chunk = (
+        Chunk.objects.filter(pk=chunk_id, document__status=Document.Status.READY)
+        .select_related("document", "collection").defer("embedding", "search_vector").first()
+    )
+    if chunk is None or collection_access(user=user, collection=chunk.collection) is None:
+        raise ApplicationError("No such passage.", code="not_found", status=404)
+    return chunk
+
+
 def documents_of_collection(*, collection: Collection) -> QuerySet[Document]:
     return Document.objects.filter(collection=collection).select_related("added_by").order_by("-created_at", "-id")
 

@@ -7,11 +7,19 @@ a constant rather than a subquery because Postgres cannot estimate how many rows
 array admits: it guessed 10% for a user who could read everything and chose an exact scan.
 `hnsw.iterative_scan` keeps the vector scan going until enough chunks pass the filter, so a
 user who can read 1% of the chunks still gets k results.
+
+A relevance floor (`PARLEY_KNOWLEDGE_MAX_DISTANCE`, cosine distance) drops passages whose
+embedding is farther than that from the query's, unless they contain every word of the query
+(the full-text leg matched them): without it a nearest-neighbour search always returns k
+passages, and a nonsense query listed every document.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 import numpy as np
 from django.conf import settings
@@ -23,9 +31,17 @@ from common.errors import ApplicationError
 from knowledge.chunking import token_estimate
 from knowledge.selectors.access import collections_readable
 
+S = TypeVar("S", "Citation", dict)
 MAX_QUERY_CHARS = 2000
 RRF_K = 60  # the constant from Cormack et al.; it damps the weight of the very first ranks
 CONTEXT_TOKENS = 2000
+# For a prompt that carries context_build's numbered sources: citations are [n] markers in the text,
+# which the UI links to their passages, and only the sources an answer marks are listed (sources_cited).
+CITATION_INSTRUCTIONS = (
+    "Cite the sources inline with their numbers in square brackets, like [1] or [2][3], right after "
+    "the sentence that uses them. Cite only sources you used, and only numbers from the list; do not "
+    "add a list of references at the end."
+)
 
 
 @dataclass(frozen=True)
@@ -42,10 +58,17 @@ class SearchResult:
     score: float
     vector_rank: int | None
     text_rank: int | None
+    distance: float | None = None  # cosine distance to the query (None in text-only mode)
+    collection_name: str = ""
 
     @property
     def url(self) -> str:
         return citation_url(document_id=self.document_id, chunk_id=self.chunk_id)
+
+    @property
+    def relevance(self) -> float | None:
+        """Cosine similarity to the query, 0..1, for a relevance bar; None when not computed."""
+        return None if self.distance is None else round(min(1.0, max(0.0, 1.0 - self.distance)), 3)
 
 
 @dataclass(frozen=True)
@@ -57,6 +80,9 @@ class Citation:
     start_offset: int
     end_offset: int
     url: str
+    collection_id: int | None = None
+    collection_name: str = ""
+    passage_url: str = ""  # the passage as JSON (title, text, document URL), for a side panel
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -66,6 +92,16 @@ def citation_url(*, document_id: int, chunk_id: int) -> str:
     """The document page scrolled to the passage, which the page highlights."""
     path = reverse("knowledge:document_detail", kwargs={"document_id": document_id})
     return f"{path}?chunk={chunk_id}#chunk-{chunk_id}"
+
+
+def passage_api_url(*, chunk_id: int) -> str:
+    return reverse("api-knowledge-passage", kwargs={"chunk_id": chunk_id})
+
+
+def relevance_floor() -> float | None:
+    """The largest cosine distance a passage may have from the query (None: no floor)."""
+    value = settings.PARLEY_KNOWLEDGE_MAX_DISTANCE
+    return None if value is None or value >= 2 else float(value)
 
 
 def query_check(query: str) -> str:
@@ -123,18 +159,24 @@ fused AS MATERIALIZED (
 -- LATERAL ... LIMIT 1 keeps the lookups of the (at most 2 x candidates) fused ids on the primary
 -- keys: without the LIMIT the planner flattens them into joins and may scan whole tables.
 SELECT ch.id, ch.document_id, d.title, ch.collection_id, ch.ordinal, ch.text, ch.start_offset,
-       ch.end_offset, ch.token_count, f.score, f.vector_rank, f.text_rank
+       ch.end_offset, ch.token_count, f.score, f.vector_rank, f.text_rank, ch.distance, d.collection_name
 FROM fused f
 CROSS JOIN LATERAL (
-    SELECT c.id, c.document_id, c.collection_id, c.ordinal, c.text, c.start_offset, c.end_offset, c.token_count
+    SELECT c.id, c.document_id, c.collection_id, c.ordinal, c.text, c.start_offset, c.end_offset, c.token_count,
+           CASE WHEN %(use_vector)s = 1 THEN c.embedding <=> %(vector)s::vector END AS distance
     FROM knowledge_chunk c WHERE c.id = f.id LIMIT 1
 ) ch
 -- Chunks of a document still being ingested are stored batch by batch; they become visible
 -- when the document turns ready. Checking here (not in the index scan) keeps that scan's
 -- filter a plain array test; only in-flight documents can take candidate slots.
 CROSS JOIN LATERAL (
-    SELECT title FROM knowledge_document doc WHERE doc.id = ch.document_id AND doc.status = 'ready' LIMIT 1
+    SELECT doc.title, col.name AS collection_name
+    FROM knowledge_document doc JOIN knowledge_collection col ON col.id = doc.collection_id
+    WHERE doc.id = ch.document_id AND doc.status = 'ready' LIMIT 1
 ) d
+-- The relevance floor: near enough in meaning, or containing every word of the query.
+WHERE %(max_distance)s::float8 IS NULL OR ch.distance IS NULL OR ch.distance <= %(max_distance)s::float8
+      OR (f.text_rank IS NOT NULL AND %(use_text)s = 1)
 ORDER BY f.score DESC, ch.id
 LIMIT %(k)s
 """
@@ -142,8 +184,8 @@ LIMIT %(k)s
 
 def chunks_search(*, user: User, query: str, collections: list[int] | None = None, k: int = 5,
                   query_vector: np.ndarray | None = None, mode: str = "hybrid", exact: bool = False,
-                  embed_in_process: bool = False, api_key=None, counts_as_request: bool = True
-                  ) -> list[SearchResult]:
+                  embed_in_process: bool = False, api_key=None, counts_as_request: bool = True,
+                  floor: bool = True) -> list[SearchResult]:
     """The k best chunks the user may read, best first.
 
     `collections` narrows the search to those ids (ids the user may not read are ignored);
@@ -151,7 +193,8 @@ def chunks_search(*, user: User, query: str, collections: list[int] | None = Non
     `exact` disables the vector index (the reference for recall). The query is embedded by the gpu
     worker unless `embed_in_process` (code already running in a Celery worker, tests). A search on its own
     is one of the user's requests (their plan's requests per minute); one made for a grounded answer or a
-    chat turn (`counts_as_request=False`) is part of that request, which counts once.
+    chat turn (`counts_as_request=False`) is part of that request, which counts once. `floor=False`
+    turns the relevance floor off (benchmarks and tests that search with random vectors).
     """
     query = query_check(query)
     if mode not in ("hybrid", "vector", "text"):
@@ -171,6 +214,7 @@ def chunks_search(*, user: User, query: str, collections: list[int] | None = Non
         "vector": vector, "text": query, "candidates": max(4 * k, 40), "rrf": RRF_K, "k": k,
         "text_limit": settings.PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT,
         "use_vector": 0 if mode == "text" else 1, "use_text": 0 if mode == "vector" else 1,
+        "max_distance": relevance_floor() if floor else None,
     }
     with transaction.atomic(), connection.cursor() as cursor:
         params["allowed"] = list(allowed.order_by().values_list("id", flat=True))
@@ -186,7 +230,8 @@ def chunks_search(*, user: User, query: str, collections: list[int] | None = Non
     return [
         SearchResult(chunk_id=row[0], document_id=row[1], document_title=row[2], collection_id=row[3],
                      ordinal=row[4], text=row[5], start_offset=row[6], end_offset=row[7], token_count=row[8],
-                     score=float(row[9]), vector_rank=row[10], text_rank=row[11])
+                     score=float(row[9]), vector_rank=row[10], text_rank=row[11],
+                     distance=None if row[12] is None else float(row[12]), collection_name=row[13])
         for row in rows
     ]
 
@@ -211,7 +256,8 @@ def context_build(results: list[SearchResult], *, budget_tokens: int = CONTEXT_T
         citations.append(Citation(
             number=number, document_id=result.document_id, document_title=result.document_title,
             chunk_id=result.chunk_id, start_offset=result.start_offset, end_offset=result.end_offset,
-            url=result.url,
+            url=result.url, collection_id=result.collection_id, collection_name=result.collection_name,
+            passage_url=passage_api_url(chunk_id=result.chunk_id),
         ))
         used += cost
     return "\n\n".join(blocks), citations
@@ -226,12 +272,54 @@ def _truncate_to_tokens(text: str, tokens: int) -> str:
     return " ".join(kept) + " …"
 
 
-def context_for_chat(*, user: User, query: str, collections: list[int] | None = None, k: int = 5,
-                     budget_tokens: int = CONTEXT_TOKENS, embed_in_process: bool = False,
-                     ) -> tuple[str, list[dict[str, object]]]:
-    """What the chat consumer puts in the prompt: numbered sources and their citations as dicts
-    (number, document_id, document_title, chunk_id, start_offset, end_offset, url)."""
-    results = chunks_search(user=user, query=query, collections=collections, k=k,
+def context_for_chat(*, user: User, query: str, collection_ids: Iterable[int] | None = None,
+                     collections: list[int] | None = None, k: int = 5, budget_tokens: int = CONTEXT_TOKENS,
+                     embed_in_process: bool = False) -> tuple[str, list[dict[str, object]]]:
+    """What a chat turn puts in the prompt: numbered sources and their citations as dicts (number,
+    document_id, document_title, chunk_id, start_offset, end_offset, url, collection_id,
+    collection_name, passage_url).
+
+    `collection_ids` (or its older name `collections`) narrows the search to those collections;
+    None means every collection the user may read, and an empty list means none. Ids the user may
+    not read are dropped inside the search's SQL, so they neither widen it nor reveal that they exist.
+    """
+    wanted = collection_ids if collection_ids is not None else collections
+    if wanted is not None:
+        try:
+            wanted = [int(collection_id) for collection_id in wanted]
+        except (TypeError, ValueError):
+            raise ApplicationError("Collections are given by their numeric ids.", code="invalid_collections")
+        if not wanted:
+            return "", []
+    results = chunks_search(user=user, query=query, collections=wanted, k=k,
                             embed_in_process=embed_in_process, counts_as_request=False)
     text, citations = context_build(results, budget_tokens=budget_tokens)
     return text, [citation.as_dict() for citation in citations]
+
+
+# "[2]", "[1, 3]", "[2-4]" (a range, with a hyphen or an en dash), as models write them.
+_MARKER = re.compile(r"\[(\d{1,3}(?:\s*(?:,|-|–)\s*\d{1,3})*)\]")
+
+
+def cited_numbers(answer: str) -> set[int]:
+    """The source numbers an answer refers to with [n] markers."""
+    numbers: set[int] = set()
+    for group in _MARKER.findall(answer or ""):
+        for part in group.split(","):
+            ends = [int(end) for end in re.split(r"\s*[-–]\s*", part.strip())]
+            if len(ends) == 2 and 0 < ends[1] - ends[0] < 50:
+                numbers.update(range(ends[0], ends[1] + 1))
+            else:
+                numbers.update(ends)
+    return numbers
+
+
+def sources_cited(*, answer: str, sources: Sequence[S]) -> list[S]:
+    """The sources the answer actually cites, in their own numbering; a marker with no such source
+    (a model's invention) is ignored. `sources` are Citation objects or their dicts."""
+    numbers = cited_numbers(answer)
+
+    def number(source: S) -> int:
+        return source["number"] if isinstance(source, dict) else source.number
+
+    return sorted((source for source in sources if number(source) in numbers), key=number)

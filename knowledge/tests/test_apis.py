@@ -153,6 +153,59 @@ def test_rag_ingest_alias(people):
 def test_schema_lists_the_knowledge_api(client):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     for path in ("/api/knowledge/collections", "/api/knowledge/collections/{collection_id}/documents",
-                 "/api/knowledge/documents/{document_id}", "/api/knowledge/query", "/rag/ingest", "/rag/query"):
+                 "/api/knowledge/documents/{document_id}", "/api/knowledge/query", "/rag/ingest", "/rag/query",
+                 "/api/knowledge/passages/{chunk_id}"):
         assert path in schema["paths"], path
     assert "202" in schema["paths"]["/api/knowledge/collections/{collection_id}/documents"]["post"]["responses"]
+    query = schema["paths"]["/api/knowledge/query"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert query["schema"]["$ref"].endswith("/KnowledgeQueryOutput")
+    assert "floor" in schema["components"]["schemas"]["KnowledgeQueryOutput"]["properties"]
+
+
+def test_an_upload_of_the_wrong_type_is_415_saying_why(people):
+    client = client_for(people["owner"])
+    url = f"/api/knowledge/collections/{people['private'].pk}/documents"
+
+    response = client.post(url, {"file": upload("photo", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(300))},
+                           format="multipart")
+
+    assert response.status_code == 415
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_file_type" and "photo is a PNG image" in error["message"]
+    assert "Accepted: PDF, DOCX, HTML, Markdown or plain UTF-8 text" in error["message"]
+    assert not Document.objects.filter(collection=people["private"]).exists()
+    licence = client.post(url, {"file": upload("Apache-2.0", "Apache License\nVersion 2.0, January 2004\n")},
+                          format="multipart")
+    assert licence.status_code == 202 and licence.json()["title"] == "Apache-2.0"
+
+
+def test_a_passage_for_the_side_panel_is_readable_only_with_its_collection(people, bundled_models):
+    document = document_ready(collection=people["private"], user=people["owner"],
+                              text="# Fog Signal\n\nThe **fog signal** sounds every 30 seconds.\n\n" + TOPICS["pass"])
+    chunk = Chunk.objects.filter(document=document).order_by("ordinal").first()
+    path = f"/api/knowledge/passages/{chunk.pk}"
+    clients = {user: client_for(people[user]) for user in ("owner", "reader", "outsider", "member")}
+
+    for user in ("owner", "reader"):  # the owner, and a user granted read
+        response = clients[user].get(path)
+        assert response.status_code == 200, (user, response.content)
+        body = response.json()
+        assert body == {
+            "chunk_id": chunk.pk, "ordinal": 0, "document_id": document.pk, "document_title": document.title,
+            "collection_id": people["private"].pk, "collection_name": "Private", "text": chunk.text,
+            "plain_text": body["plain_text"], "start_offset": chunk.start_offset, "end_offset": chunk.end_offset,
+            "document_url": f"/app/knowledge/documents/{document.pk}/?chunk={chunk.pk}#chunk-{chunk.pk}",
+        }
+        assert "fog signal sounds" in body["plain_text"] and "**" not in body["plain_text"]
+
+    # An outsider, and a member of the owner's team (the collection is the owner's own): 404, nothing leaks.
+    for user in ("outsider", "member"):
+        response = clients[user].get(path)
+        assert response.status_code == 404 and "Fog" not in response.content.decode()
+    assert clients["owner"].get("/api/knowledge/passages/999999999").status_code == 404
+    assert APIClient().get(path).status_code in (401, 403)
+    assert client_for(people["reader"], scopes=["usage:read"]).get(path).status_code == 403
+
+    # A passage of a document that is not ready (being re-ingested) is not served either.
+    Document.objects.filter(pk=document.pk).update(status="processing")
+    assert clients["owner"].get(path).status_code == 404

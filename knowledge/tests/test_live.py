@@ -13,7 +13,7 @@ from accounts.services import apikey_create
 from accounts.tests.factories import user_make
 from billing.tests.factories import free_plan_set
 from knowledge.models import Document
-from knowledge.tests.factories import collection_make
+from knowledge.tests.factories import collection_make, document_ready
 from knowledge.tests.files import pdf_bytes, upload, zip_bomb_bytes
 from knowledge.tests.world import INJECTION, VOCABULARY, world_build
 
@@ -72,14 +72,24 @@ def test_leak_200_random_queries_through_the_api(celery_worker, bundled_models):
                                                format="json")
     assert response.status_code == 200 and response.json()["passages"] == []
 
+    # The relevance floor: a nonsense query finds nothing, and the API says which floor applied.
+    for path in ("/api/knowledge/query", "/rag/query"):
+        nonsense = clients[world.owner.pk].post(path, {"query": "zxqv blorp", "k": 10}, format="json").json()
+        assert nonsense["passages"] == [] and nonsense["floor"] == 0.70
+    answered = clients[world.owner.pk].post("/api/knowledge/query?answer=true", {"query": "zxqv blorp"},
+                                            format="json").json()
+    assert answered["citations"] == [] and answered["model"] is None and "nothing to answer" in answered["answer"]
+
     # A grounded answer: citations point at passages the member may read.
     response = clients[world.member.pk].post("/api/knowledge/query?answer=true", {
         "query": "How does a for loop iterate over a sequence?", "model": "chat-fast", "max_tokens": 48,
     }, format="json")
     assert response.status_code == 200, response.content
     body = response.json()
-    assert body["answer"] and body["model"] and len(body["citations"]) == len(body["passages"]) == 5
-    assert {c["number"] for c in body["citations"]} == {1, 2, 3, 4, 5}
+    assert body["answer"] and body["model"] and 1 <= len(body["citations"]) == len(body["passages"]) <= 5
+    assert {c["number"] for c in body["citations"]} == set(range(1, len(body["passages"]) + 1))
+    assert body["floor"] == 0.70 and all(p["distance"] <= 0.70 or "loop" in p["text"].lower()
+                                         for p in body["passages"])
     readable_docs = set(Document.objects.filter(collection_id__in=world.readable[world.member.pk])
                         .values_list("id", flat=True))
     assert {c["document_id"] for c in body["citations"]} <= readable_docs
@@ -111,3 +121,43 @@ def test_worker_ingests_uploads_and_survives_bad_files(celery_worker, bundled_mo
     document = wait_done(good)
     assert document.status == "ready" and document.chunk_count >= 6, document.error
     assert celery_worker["process"].poll() is None  # the worker is still running
+
+
+FOG_MARKDOWN = (
+    "# Fog Signal\n\nThe **fog signal** sounds every *30 seconds* when [visibility](http://example.com/vis) "
+    "drops below two miles.\n\n```\nhorn.sound(seconds=5)\n```\n\n> Keepers log each __fog signal hour__ "
+    "in the journal.\n\n<script>alert('boo')</script>\n\n" + TOPICS["pass"][:400]
+)
+
+
+def test_search_shows_plain_passages_with_marked_words_a_link_and_no_score(client, celery_worker, bundled_models):
+    owner = user_make()
+    collection = collection_make(user=owner, name="Harbour")
+    document = document_ready(collection=collection, user=owner, text=FOG_MARKDOWN, name="Fog Signal.md")
+    client.force_login(owner)  # the search page embeds the query on the gpu worker
+
+    page = client.get("/app/knowledge/search/", {"q": "How often does the fog signal sound?"})
+
+    html = page.content.decode()
+    assert page.status_code == 200 and document.title == "Fog Signal"
+    chunk = document.chunks.order_by("ordinal").first()
+    assert f'href="/app/knowledge/documents/{document.pk}/?chunk={chunk.pk}#chunk-{chunk.pk}">Fog Signal</a>' in html
+    passages = html[html.index('aria-label="Ranked passages"'):]
+    assert "<mark>fog</mark> <mark>signal</mark> <mark>sounds</mark> every 30 seconds" in passages.lower()
+    for raw in ("**", "](", "```", "# Fog", "__fog", "<script>", "score"):
+        assert raw not in passages, raw
+    assert "&lt;script&gt;alert(&#x27;boo&#x27;)&lt;/script&gt;" in passages  # shown as text, never run
+    assert '<meter class="relevance"' in passages and 'aria-label="Relevance ' in passages
+
+
+def test_a_nonsense_search_says_no_passages_match(client, celery_worker, bundled_models):
+    owner = user_make()
+    collection = collection_make(user=owner)
+    document_ready(collection=collection, user=owner, text=FOG_MARKDOWN, name="fog.md")
+    client.force_login(owner)  # the search page embeds the query on the gpu worker
+
+    for params in ({"q": "zxqv blorp"}, {"q": "zxqv blorp", "collection": collection.pk}):
+        page = client.get("/app/knowledge/search/", params)
+        assert page.status_code == 200
+        assert "No passages match “zxqv blorp”." in page.content.decode()
+        assert "Ranked passages" not in page.content.decode()

@@ -13,6 +13,7 @@ from knowledge.selectors import (
     collections_readable,
     context_build,
     context_for_chat,
+    relevance_floor,
 )
 from knowledge.tests.world import INJECTION, VOCABULARY, world_build
 
@@ -72,8 +73,10 @@ def test_leak_200_random_queries_through_the_selector(world):
         query = " ".join(words) if index % 10 else INJECTION.format(private=world.private.pk, team=world.team.pk)
         # Sometimes ask for collections explicitly, including ones the user may not read.
         wanted = rng.sample(all_ids, rng.randint(1, len(all_ids))) if index % 4 == 0 else None
+        # Random vectors are far from every passage: the relevance floor is off so they still reach them.
         results = chunks_search(user=user, query=query, collections=wanted, k=rng.choice([5, 10]),
-                                query_vector=_random_unit(rng), mode=rng.choice(["hybrid", "vector", "text"]))
+                                query_vector=_random_unit(rng), mode=rng.choice(["hybrid", "vector", "text"]),
+                                floor=False)
         allowed = world.readable[user.pk] & (set(wanted) if wanted else world.readable[user.pk])
         got = {r.collection_id for r in results}
         assert got <= allowed, (user.email, query, got - allowed)
@@ -99,7 +102,7 @@ def test_prompt_injection_in_a_document_does_not_widen_the_search(world):
 def test_selective_filter_still_returns_k(world):
     # One small document among many: iterative index scans keep going until k rows pass the filter.
     results = chunks_search(user=world.member, query="loop", collections=[world.shared.pk], k=10,
-                            query_vector=_random_unit(random.Random(1)), mode="vector")
+                            query_vector=_random_unit(random.Random(1)), mode="vector", floor=False)
     available = Chunk.objects.filter(collection=world.shared).count()
     assert len(results) == min(10, available)
 
@@ -120,7 +123,9 @@ def test_query_limits(world):
 
 
 def test_context_build_numbers_sources_within_the_token_budget(world):
-    results = chunks_search(user=world.owner, query="exceptions try except finally", k=10, embed_in_process=True)
+    # Ten sources whatever their distance: this is about the budget, not the floor.
+    results = chunks_search(user=world.owner, query="exceptions try except finally", k=10, embed_in_process=True,
+                            floor=False)
     text, citations = context_build(results, budget_tokens=2000)
     assert len(citations) == 10
 
@@ -141,6 +146,89 @@ def test_context_for_chat_returns_text_and_citation_dicts(world):
 
     assert text.startswith("[1] ")
     assert set(citations[0]) == {"number", "document_id", "document_title", "chunk_id", "start_offset",
-                                 "end_offset", "url"}
+                                 "end_offset", "url", "collection_id", "collection_name", "passage_url"}
+    assert citations[0]["passage_url"] == f"/api/knowledge/passages/{citations[0]['chunk_id']}"
     assert {Document.objects.get(pk=c["document_id"]).collection_id for c in citations} <= \
         world.readable[world.member.pk]
+
+
+# --------------------------------------------------------------------------- the relevance floor
+
+
+def test_a_nonsense_query_finds_nothing_and_a_real_one_keeps_its_hits(world):
+    floor = relevance_floor()
+    assert floor == 0.70
+
+    for nonsense in ("zxqv blorp", "qwertyuiop", "banana smoothie recipe"):
+        assert chunks_search(user=world.owner, query=nonsense, k=10, embed_in_process=True) == [], nonsense
+    # Without the floor the nearest neighbours come back anyway, however far they are.
+    unfloored = chunks_search(user=world.owner, query="zxqv blorp", k=10, embed_in_process=True, floor=False)
+    assert len(unfloored) == 10 and min(r.distance for r in unfloored) > floor
+
+    results = chunks_search(user=world.owner, query="What does __exit__ receive when the with block raises?",
+                            embed_in_process=True)
+    assert len(results) == 5 and results[0].document_title == "with"
+    assert all(r.distance <= floor or r.text_rank for r in results)
+    assert results[0].relevance == round(1 - results[0].distance, 3) and results[0].collection_name == "Owner private"
+
+
+def test_a_passage_with_every_word_of_the_query_passes_the_floor(world):
+    # A single rare word embeds far from every passage, but the passages that contain it match.
+    results = chunks_search(user=world.owner, query="suppressed", k=10, embed_in_process=True)
+
+    assert results and all(r.text_rank is not None for r in results if r.distance > relevance_floor())
+    assert all("suppress" in r.text.lower() for r in results if r.distance > relevance_floor())
+
+
+def test_the_floor_is_a_setting(world, settings):
+    settings.PARLEY_KNOWLEDGE_MAX_DISTANCE = 2
+    assert relevance_floor() is None
+    assert len(chunks_search(user=world.owner, query="zxqv blorp", k=3, embed_in_process=True)) == 3
+    settings.PARLEY_KNOWLEDGE_MAX_DISTANCE = 0.01
+    assert chunks_search(user=world.owner, query="How does a for loop use an iterator?", mode="vector",
+                         embed_in_process=True) == []
+
+
+def test_context_for_chat_applies_the_floor(world):
+    assert context_for_chat(user=world.owner, query="zxqv blorp", embed_in_process=True) == ("", [])
+
+
+# --------------------------------------------------------------------------- chat's collection restriction
+
+
+def _collections_of(citations) -> set[int]:
+    return {Document.objects.get(pk=c["document_id"]).collection_id for c in citations}
+
+
+def test_context_for_chat_restricted_to_chosen_collections(world):
+    query = "How does a for loop use an iterator? if statement lambda"
+    text, citations = context_for_chat(user=world.member, query=query, collection_ids=[world.shared.pk],
+                                       embed_in_process=True)
+    assert citations and _collections_of(citations) == {world.shared.pk}
+    assert all(c["collection_name"] == "Shared with member" for c in citations)
+
+    # The older keyword does the same.
+    _, same = context_for_chat(user=world.member, query=query, collections=[world.shared.pk], embed_in_process=True)
+    assert [c["chunk_id"] for c in same] == [c["chunk_id"] for c in citations]
+
+
+def test_context_for_chat_ignores_collections_the_user_may_not_read(world):
+    query = "What does __exit__ receive when the with block raises? try except"
+    # The member may not read the owner's private collection: asking for it alone gives nothing...
+    assert context_for_chat(user=world.member, query=query, collection_ids=[world.private.pk],
+                            embed_in_process=True) == ("", [])
+    # ...and mixed with a readable one, only the readable one is searched.
+    _, citations = context_for_chat(user=world.member, query=query,
+                                    collection_ids=[world.private.pk, world.team.pk, 10**9], embed_in_process=True)
+    assert citations and _collections_of(citations) == {world.team.pk}
+    # An outsider naming every collection still reads only their own and those shared with them.
+    _, citations = context_for_chat(user=world.outsider, query="import return pass del statement",
+                                    collection_ids=[c.pk for c in world.collections], embed_in_process=True)
+    assert citations and _collections_of(citations) <= world.readable[world.outsider.pk]
+
+
+def test_context_for_chat_with_no_collections_chosen_uses_none(world):
+    assert context_for_chat(user=world.owner, query="for loop", collection_ids=[], embed_in_process=True) == ("", [])
+    with pytest.raises(ApplicationError) as bad:
+        context_for_chat(user=world.owner, query="for loop", collection_ids=["abc"])
+    assert bad.value.status == 400

@@ -16,6 +16,7 @@ from knowledge.services import (
     document_create_from_text,
     document_delete,
     document_ingest,
+    document_title_from_filename,
 )
 from knowledge.tests.factories import collection_make, document_ready, grant
 from knowledge.tests.files import docx_bytes, pdf_bytes, upload, zip_bomb_bytes
@@ -113,9 +114,6 @@ def test_claim_is_taken_once(owner, collection):
     ("secret.pdf", "encrypted", "encrypted (password-protected) PDF"),
     ("broken.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >>\ngarbage", "not a readable PDF"),
     ("bomb.docx", "bomb", "looks like a zip bomb"),
-    ("image.png", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(200), "Unsupported file type"),
-    ("archive.zip", "zip", "is a ZIP archive"),
-    ("fake.docx", b"just text pretending", "content is not one"),
     ("empty.txt", b"   \n\n  ", "No text could be extracted"),
     ("blank.pdf", "blank", "No text could be extracted"),
 ])
@@ -134,6 +132,60 @@ def test_bad_input_fails_with_a_clear_reason(owner, collection, settings, name, 
     assert document.status == "failed"
     assert reason in document.error
     assert not Chunk.objects.filter(document=document).exists()
+
+
+@pytest.mark.parametrize(("name", "content", "reason"), [
+    ("image.png", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(200), "image.png is a PNG image"),
+    ("archive.zip", "zip", "is a ZIP archive"),
+    ("fake.docx", b"just text pretending", "named like a DOCX file but its content is not one"),
+    ("LICENSE", b"\x00\x01binary\x00" * 50, "binary data"),
+    ("notes.txt", b"%PDF-1.7\n%\xff\xff\n", "named like a text file, but its content is a PDF"),
+])
+def test_a_wrong_type_is_refused_at_upload_with_the_reason_and_no_row(owner, collection, name, content, reason):
+    content = zip_bomb_bytes(megabytes=1) if content == "zip" else content
+
+    with pytest.raises(ApplicationError) as refused:
+        document_create_from_file(user=owner, collection=collection, file=upload(name, content))
+
+    assert refused.value.status == 415 and refused.value.code == "unsupported_file_type"
+    assert reason in refused.value.message and "Accepted: PDF, DOCX, HTML, Markdown or plain UTF-8 text" in \
+        refused.value.message
+    assert not Document.objects.filter(collection=collection).exists()
+
+
+@pytest.mark.parametrize("name", ["Apache-2.0", "CC0-1.0", "LICENSE", "notes.v2", "README", "²", "文" * 100])
+def test_text_files_without_a_known_extension_ingest_as_text(owner, collection, name):
+    document = ingest(owner, collection, name, "Apache License, Version 2.0.\n\n" + TOPICS["pass"][:600])
+
+    assert document.status == "ready", document.error
+    assert document.mime == "text/plain" and document.chunk_count >= 1
+    assert document.title == name
+
+
+@pytest.mark.parametrize(("filename", "title"), [
+    ("Fog Signal.md", "Fog Signal"),
+    ("fog-signal.md", "fog signal"),
+    ("Fog_Signal_Manual.PDF", "Fog Signal Manual"),
+    ("Apache-2.0", "Apache-2.0"),
+    ("CC0-1.0", "CC0-1.0"),
+    ("notes.v2", "notes.v2"),
+    ("LICENSE", "LICENSE"),
+    ("2026-12-03-harbour-log.txt", "2026-12-03 harbour log"),
+    ("covid-19-report.docx", "covid-19 report"),
+    ("Well-known Lighthouses.md", "Well-known Lighthouses"),
+    ("report.final.pdf", "report.final"),
+    ("  __  ", "__"),
+    ("²", "²"),
+    ("Ärger_über-Öl.txt", "Ärger über-Öl"),
+])
+def test_titles_keep_the_names_case_and_tidy_separators(filename, title):
+    assert document_title_from_filename(filename) == title
+
+
+def test_an_upload_keeps_its_title_case(owner, collection):
+    document, _ = document_create_from_file(user=owner, collection=collection,
+                                            file=upload("Fog Signal.md", "# Fog Signal\n\nEvery 30 s."))
+    assert document.title == "Fog Signal"
 
 
 def test_file_over_the_size_limit_fails_without_being_read(owner, collection, settings):

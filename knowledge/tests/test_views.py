@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import pydoc_data.topics
+import re
 
 import pytest
 
 from accounts.tests.factories import PASSWORD, user_make
 from knowledge.models import CollectionGrant, Document
+from knowledge.services import document_create_from_file
 from knowledge.tests.factories import collection_make, document_ready
 from knowledge.tests.files import upload
 
@@ -103,3 +105,51 @@ def test_readers_cannot_change_a_collection(client, owner):
 def test_pages_need_login(client):
     response = client.get("/app/knowledge/")
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def _without_csrf(html: str) -> str:
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', 'name="csrfmiddlewaretoken" value=""', html)
+
+
+def test_the_row_endpoint_renders_the_row_the_collection_page_shows(client, owner):
+    collection = collection_make(user=owner)
+    document, _ = document_create_from_file(user=owner, collection=collection,
+                                            file=upload("Fog_Signal-Manual.txt", "Sound the horn."))
+    login(client, owner)
+
+    row = client.get(f"/app/knowledge/documents/{document.pk}/row/")
+    page = client.get(f"/app/knowledge/collections/{collection.pk}/").content.decode()
+
+    assert row.status_code == 200
+    row_html = _without_csrf(row.content.decode()).strip()
+    assert row_html.startswith("<tr") and f'id="document-{document.pk}"' in row_html
+    assert ">Fog Signal-Manual</a>" in row_html and "Delete Fog Signal-Manual" in row_html
+    assert row_html in _without_csrf(page)  # the very same markup, byte for byte
+
+
+def test_a_reader_gets_the_row_without_actions_and_an_outsider_gets_404(client, owner):
+    collection = collection_make(user=owner)
+    document = Document.objects.create(collection=collection, title="Secret plan", added_by=owner)
+    reader = user_make()
+    CollectionGrant.objects.create(collection=collection, user=reader, permission="read")
+
+    login(client, reader)
+    row = client.get(f"/app/knowledge/documents/{document.pk}/row/").content.decode()
+    assert "Secret plan" in row and "Delete" not in row
+    login(client, user_make())
+    outsider = client.get(f"/app/knowledge/documents/{document.pk}/row/")
+    assert outsider.status_code == 404 and b"Secret plan" not in outsider.content
+
+
+def test_document_page_shows_markdown_passages_as_text(client, owner, bundled_models):
+    collection = collection_make(user=owner)
+    document = document_ready(collection=collection, user=owner, name="Fog Signal.md",
+                              text="# Fog Signal\n\nThe **fog signal** sounds every *30 seconds*.\n\n"
+                                   "<b>not bold</b> and `__exit__` stay readable.")
+    login(client, owner)
+
+    html = client.get(f"/app/knowledge/documents/{document.pk}/").content.decode()
+
+    passage = html[html.index('class="chunk__text"'):]
+    assert "The fog signal sounds every 30 seconds." in passage and "__exit__ stay readable" in passage
+    assert "**" not in passage and "# Fog" not in passage and "&lt;b&gt;not bold&lt;/b&gt;" in passage
