@@ -37,9 +37,11 @@ class Conversation(TimeStampedModel):
     # The model or route the user picked for this conversation; empty = the assistant's route.
     model = models.CharField(max_length=100, blank=True)
     # Where the title came from: the first words (set with the first message), the model (after the first
-    # reply), or the user (a rename, which the model never overwrites). "titling": the model is on it.
+    # reply), its fallback (the first words, when the model was refused or failed: not tried again), or the
+    # user (a rename, which the model never overwrites). "titling": the model is on it.
     title_source = models.CharField(max_length=12, blank=True, choices=[
-        ("first_words", "First words"), ("titling", "Being titled"), ("model", "Model"), ("user", "User")])
+        ("first_words", "First words"), ("titling", "Being titled"), ("model", "Model"),
+        ("fallback", "First words (the model could not)"), ("user", "User")])
     # Messages form a tree (a regenerated reply or an edited message is a sibling); the page shows, and the
     # next turn continues, the path from the root to this message. Empty: a straight line in creation order.
     current_leaf = models.ForeignKey("chat.Message", null=True, blank=True, on_delete=models.SET_NULL,

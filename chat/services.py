@@ -177,17 +177,25 @@ def message_reply_target(*, conversation: Conversation, message_id: int) -> Mess
 
 @transaction.atomic
 def conversation_branch_select(*, conversation: Conversation, message_id: int) -> Message:
-    """Show (and continue from) the branch through a message: its newest descendant becomes the leaf."""
+    """Show (and continue from) the branch through a message, down to the end the user last had on screen
+    there (else the newest): the path's messages are touched, so coming back to a branch finds it as it was."""
     _conversation_lock(conversation)
     message = _message_of(conversation, message_id)
-    children: dict[int, list[int]] = {}
-    for pk, parent_id in (Message.objects.filter(conversation=conversation)
-                          .order_by("created_at", "id").values_list("pk", "parent_id")):
-        children.setdefault(parent_id, []).append(pk)
+    rows = list(Message.objects.filter(conversation=conversation).values_list("pk", "parent_id", "updated_at"))
+    children: dict[int | None, list[tuple]] = {}
+    parents = {}
+    for pk, parent_id, updated_at in rows:
+        children.setdefault(parent_id, []).append((updated_at, pk))
+        parents[pk] = parent_id
     leaf = message.pk
     while children.get(leaf):
-        leaf = children[leaf][-1]
-    leaf_message = message if leaf == message.pk else Message.objects.get(pk=leaf)
+        leaf = max(children[leaf])[1]
+    path, node = [], leaf
+    while node is not None and len(path) <= len(rows):
+        path.append(node)
+        node = parents.get(node)
+    Message.objects.filter(pk__in=path).update(updated_at=timezone.now())
+    leaf_message = Message.objects.get(pk=leaf)
     Conversation.objects.filter(pk=conversation.pk).update(current_leaf=leaf_message)
     conversation.current_leaf_id = leaf
     return leaf_message

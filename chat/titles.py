@@ -51,7 +51,7 @@ def conversation_autotitle(*, conversation_id: int) -> str | None:
     reply = (Message.objects.filter(conversation=conversation, role=Message.Role.ASSISTANT,
                                     status=Message.Status.DONE).order_by("created_at", "id").first())
     if first is None:
-        conversation_title_set(conversation_id=conversation_id, title=conversation.title or "", source="first_words")
+        conversation_title_set(conversation_id=conversation_id, title=conversation.title or "", source="fallback")
         return None
     title, source = "", "model"
     try:
@@ -66,7 +66,7 @@ def conversation_autotitle(*, conversation_id: int) -> str | None:
     except ApplicationError as exc:
         logger.info("chat title: conversation %s keeps its first words: %s", conversation_id, exc.message)
     if not title:
-        title, source = title_from_first_words(first.text), "first_words"
+        title, source = title_from_first_words(first.text), "fallback"
     if conversation_title_set(conversation_id=conversation_id, title=title, source=source):
         async_to_sync(get_channel_layer().group_send)(conversation_group(conversation_id), {
             "type": "conversation.title", "title": title, "source": source})

@@ -35,7 +35,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='conversation',
             name='title_source',
-            field=models.CharField(blank=True, choices=[('first_words', 'First words'), ('titling', 'Being titled'), ('model', 'Model'), ('user', 'User')], max_length=12),
+            field=models.CharField(blank=True, choices=[('first_words', 'First words'), ('titling', 'Being titled'), ('model', 'Model'), ('fallback', 'First words (the model could not)'), ('user', 'User')], max_length=12),
         ),
         migrations.AddField(
             model_name='message',

@@ -143,7 +143,7 @@ async def test_the_model_titles_the_conversation_after_the_first_reply_and_the_p
     titled = (await _until(communicator, {"title"}, timeout=120))[-1]
 
     stored = await sync_to_async(Conversation.objects.get)(pk=conversation.pk)
-    assert titled["title"] == stored.title and stored.title_source in ("model", "first_words")
+    assert titled["title"] == stored.title and stored.title_source in ("model", "fallback")
     assert 0 < len(stored.title.split()) <= 6
     if stored.title_source == "model":  # metered for the user, as a system call: tokens, not a request
         assert await sync_to_async(UsageRecord.objects.filter(user=user, task="chat").count)() == 2

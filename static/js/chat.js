@@ -174,13 +174,6 @@ function setAlternatives(li, alt) {
   li.querySelector(".msg__foot").prepend(nav);
 }
 
-function renderMarkdown(node, text) {
-  node.innerHTML = DOMPurify.sanitize(marked.parse(text || ""), PURIFY);
-  node.querySelectorAll("img[data-blocked-image]").forEach((img) => {
-    img.replaceWith(document.createTextNode(img.getAttribute("alt") || ""));
-  });
-}
-
 function renderPath(messages) {
   log.replaceChildren(...messages.map(renderMessage));
   if (!messages.length) {
@@ -265,6 +258,7 @@ export function handleFrame(frame) {
   switch (frame.type) {
     case "title":
       showTitle(frame.title);
+      titleEl.dataset.titleSource = frame.source;
       break;
     case "start": {
       if (!pending) startAssistantBubble();
