@@ -176,6 +176,7 @@ def test_regenerate_edit_and_the_title_without_reload(chromium, live_daphne, cel
         page.screenshot(path=str(SHOTS / f"chat-edited-{viewport['width']}.png"))
 
         page.reload()  # the branch the user is on is the one that comes back
+        expect(page.locator("#chat-status")).to_have_text("Connected")
         expect(page.locator(".msg--user").last.locator(".msg__body")).to_have_text("Name one colour of the sea.")
         page.locator(".msg--user").last.get_by_role("button", name="Previous version").click()
         expect(page.locator(".msg--user").last.locator(".msg__body")).to_have_text("Name one colour of the rainbow.")

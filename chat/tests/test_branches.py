@@ -160,10 +160,12 @@ def _history(conversation, turns: int) -> None:
                                  status=Message.Status.DONE)
 
 
-@override_settings(PARLEY_CHAT_CONTEXT_TOKENS=400)
+# About 105 tokens a seeded turn: ten of them overflow 800, a fresh window keeps half the budget, and the
+# summary (at most 200 tokens) leaves room for the next turns to reuse it.
+@override_settings(PARLEY_CHAT_CONTEXT_TOKENS=800)
 async def test_older_turns_are_summarized_within_the_budget_and_the_reply_records_which(chat):
     user, conversation = chat
-    await sync_to_async(_history)(conversation, 8)
+    await sync_to_async(_history)(conversation, 10)
     communicator = await _open(conversation, user)
 
     frames = await _turn(communicator, {"type": "user_message", "text": "Who is Keeper0?"})

@@ -320,9 +320,14 @@ export function handleFrame(frame) {
 }
 
 function handleError(frame) {
-  if (frame.user_message_id) {
-    const user = [...log.querySelectorAll(".msg--user:not([data-id])")].pop();
-    if (user) user.dataset.id = frame.user_message_id;
+  const unsaved = [...log.querySelectorAll(".msg--user:not([data-id])")].pop();
+  if (unsaved && frame.user_message_id) {
+    unsaved.dataset.id = frame.user_message_id;
+  } else if (unsaved && pending && !pending.el.dataset.id) {
+    // Refused before the message was stored (a busy conversation): it was not sent, so it goes back
+    // into the box rather than sitting on the page as if it had been.
+    if (!input.value.trim()) input.value = rawText.get(unsaved) || "";
+    unsaved.remove();
   }
   const limited = frame.code === "rate_limited" || frame.code === "plan_limit";
   if (pending && !pending.el.dataset.id) {
@@ -561,7 +566,8 @@ log.addEventListener("click", async (event) => {
   if (target.classList.contains("msg__retry")) { regenerate(li); return; }
   if (target.classList.contains("msg__edit")) { startEdit(li); return; }
   if (target.classList.contains("msg__alt")) {
-    if (!pending && target.dataset.target) send({ type: "select", message_id: Number(target.dataset.target) });
+    if (!pending && target.dataset.target &&
+        !send({ type: "select", message_id: Number(target.dataset.target) })) notConnected();
     return;
   }
   if (!target.classList.contains("msg__copy")) return;
