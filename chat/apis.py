@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from django.http import Http404, StreamingHttpResponse
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import HasScope
 from chat.models import Assistant
-from chat.selectors import assistants_for_user, conversation_get, conversations_of_user, messages_of_conversation
+from chat.selectors import assistants_for_user, conversation_get, conversations_of_user, messages_tree
 from chat.services import conversation_create, conversation_delete, conversation_rename
 from chat.turns import Turn, TurnRefused
 
@@ -29,6 +29,9 @@ class ConversationOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     socket = serializers.SerializerMethodField()
+    current_leaf_id = serializers.IntegerField(allow_null=True, help_text=(
+        "The last message of the branch the conversation continues from (regenerated replies and edited "
+        "messages are branches); null for a conversation without messages."))
 
     def get_socket(self, conversation) -> str:
         return f"/ws/chat/{conversation.pk}/"
@@ -48,6 +51,19 @@ class MessageOutput(serializers.Serializer):
     timings = serializers.JSONField()
     citations = serializers.JSONField()
     created_at = serializers.DateTimeField()
+    parent_id = serializers.IntegerField(allow_null=True, help_text="The message this one follows (null: the first).")
+    alternatives = serializers.SerializerMethodField(help_text=(
+        "Its place among the messages that share its parent and role (regenerated replies, edited messages)."))
+    on_path = serializers.SerializerMethodField(help_text="Whether it is on the branch the conversation continues.")
+
+    @extend_schema_field(inline_serializer("MessageAlternatives", {
+        "index": serializers.IntegerField(), "count": serializers.IntegerField()}))
+    def get_alternatives(self, message) -> dict:
+        alternatives = self.context["alternatives"][message.pk]
+        return {"index": alternatives.index, "count": alternatives.count}
+
+    def get_on_path(self, message) -> bool:
+        return message.pk in self.context["path"]
 
 
 class _ConversationApi(APIView):
@@ -96,9 +112,11 @@ class ConversationDetailApi(_ConversationApi):
         "ConversationWithMessages", {"conversation": ConversationOutput(), "messages": MessageOutput(many=True)}))
     def get(self, request: Request, conversation_id: int) -> Response:
         conversation = self.conversation(request, conversation_id)
-        messages = messages_of_conversation(conversation=conversation)
+        tree, path = messages_tree(conversation=conversation)
+        conversation.current_leaf_id = path[-1] if path else None
+        context = {"alternatives": {m.pk: alternatives for m, alternatives in tree}, "path": set(path)}
         return Response({"conversation": ConversationOutput(conversation).data,
-                         "messages": MessageOutput(messages, many=True).data})
+                         "messages": MessageOutput([m for m, _ in tree], many=True, context=context).data})
 
     @extend_schema(operation_id="conversations_rename", request=Input, responses=ConversationOutput)
     def patch(self, request: Request, conversation_id: int) -> Response:

@@ -8,10 +8,14 @@ import logging
 
 from asgiref.sync import sync_to_async
 
+from chat.frames import message_frame
 from chat.metrics import SOCKET_CONNECTIONS, SOCKET_ERRORS
 from chat.models import Message
-from chat.selectors import conversation_get
+from chat.selectors import conversation_get, messages_path
+from chat.services import conversation_branch_select
+from chat.titles import conversation_group
 from chat.turns import Turn
+from common.errors import ApplicationError
 from common.sockets import CLOSE_UNAUTHENTICATED, SessionBoundSocket
 from common.text import control_character_find
 
@@ -107,7 +111,23 @@ class ChatSocket(SessionBoundSocket):
 
 
 class ChatConsumer(ChatSocket):
-    """Frames in: user_message, stop, ping. Frames out: start, delta, done, error, metrics, pong."""
+    """Frames in: user_message, regenerate, edit, select, path, stop, ping. Frames out: title, start, delta, done,
+    error, metrics, path, pong."""
+
+    async def connect(self) -> None:
+        await super().connect()
+        if getattr(self, "user", None) is not None:
+            # The model's title arrives from a Celery task (chat.titles) on the conversation's group.
+            self.group = conversation_group(self.conversation.pk)
+            await self.channel_layer.group_add(self.group, self.channel_name)
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "group", None):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        await super().disconnect(code)
+
+    async def conversation_title(self, event: dict) -> None:
+        await self.send_frame({"type": "title", "title": event["title"], "source": event["source"]})
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:
@@ -124,24 +144,82 @@ class ChatConsumer(ChatSocket):
                 await self.send_frame({"type": "done", "message_id": self.current_message_id,
                                        "finish_reason": "stopped", "status": Message.Status.INTERRUPTED})
         elif kind == "user_message":
-            text = frame.get("text")
-            if not isinstance(text, str) or not text.strip():
-                await self.error("empty_message", "`user_message` needs a non-empty `text` string.")
-                return
-            if (char := control_character_find(text)) is not None:
-                await self.error("invalid_text", f"The message contains a control character (U+{ord(char):04X}); "
-                                                 "remove it and send it again.")
-                return
-            if self.generating():
-                await self.error("busy", "A reply is still being written. Send `stop` first or wait for `done`.")
+            text = await self.text_of(frame, "user_message")
+            model = await self.model_of(frame)
+            if text is None or model is None or not await self.idle():
                 return
             use_knowledge = frame.get("use_knowledge")
-            model = frame.get("model", "")
-            if not isinstance(model, str) or len(model) > 100 or control_character_find(model) is not None:
-                await self.error("invalid_model", "`model` must be the id of a model or route (at most 100 "
-                                                  "characters), as listed in the composer or GET /v1/models.")
-                return
-            await self.start_turn(Turn(user=self.user, conversation=self.conversation, text=text, model=model.strip(),
+            await self.start_turn(Turn(user=self.user, conversation=self.conversation, text=text, model=model,
                                        use_knowledge=use_knowledge if isinstance(use_knowledge, bool) else None))
+        elif kind == "regenerate":
+            message_id = await self.message_id_of(frame, "regenerate")
+            model = await self.model_of(frame)
+            if message_id is None or model is None or not await self.idle():
+                return
+            await self.start_turn(Turn(user=self.user, conversation=self.conversation, regenerate=message_id,
+                                       model=model))
+        elif kind == "edit":
+            message_id = await self.message_id_of(frame, "edit")
+            text = await self.text_of(frame, "edit") if message_id is not None else None
+            model = await self.model_of(frame) if text is not None else None
+            if model is None or not await self.idle():
+                return
+            await self.start_turn(Turn(user=self.user, conversation=self.conversation, edit=message_id, text=text,
+                                       model=model))
+        elif kind == "path":
+            path = await sync_to_async(self.path, thread_sensitive=False)()
+            await self.send_frame(path)
+        elif kind == "select":
+            message_id = await self.message_id_of(frame, "select")
+            if message_id is None or not await self.idle():
+                return
+            try:
+                path = await sync_to_async(self.branch_select, thread_sensitive=False)(message_id)
+            except ApplicationError as exc:
+                await self.error(exc.code, exc.message)
+                return
+            await self.send_frame(path)
         else:
-            await self.error("unknown_type", f"Unknown frame type {kind!r}; use user_message, stop or ping.")
+            await self.error("unknown_type", f"Unknown frame type {kind!r}; use user_message, regenerate, edit, "
+                                             "select, path, stop or ping.")
+
+    def branch_select(self, message_id: int) -> dict:
+        conversation_branch_select(conversation=self.conversation, message_id=message_id)
+        return self.path()
+
+    def path(self) -> dict:
+        messages = [message_frame(m, alt) for m, alt in messages_path(conversation=self.conversation)]
+        return {"type": "path", "leaf_id": messages[-1]["id"] if messages else None, "messages": messages}
+
+    async def idle(self) -> bool:
+        if self.generating():
+            await self.error("busy", "A reply is still being written. Send `stop` first or wait for `done`.")
+            return False
+        return True
+
+    async def text_of(self, frame: dict, kind: str) -> str | None:
+        text = frame.get("text")
+        if not isinstance(text, str) or not text.strip():
+            await self.error("empty_message", f"`{kind}` needs a non-empty `text` string.")
+            return None
+        if (char := control_character_find(text)) is not None:
+            await self.error("invalid_text", f"The message contains a control character (U+{ord(char):04X}); "
+                                             "remove it and send it again.")
+            return None
+        return text
+
+    async def model_of(self, frame: dict) -> str | None:
+        model = frame.get("model", "")
+        if not isinstance(model, str) or len(model) > 100 or control_character_find(model) is not None:
+            await self.error("invalid_model", "`model` must be the id of a model or route (at most 100 "
+                                              "characters), as listed in the composer or GET /v1/models.")
+            return None
+        return model.strip()
+
+    async def message_id_of(self, frame: dict, kind: str) -> int | None:
+        message_id = frame.get("message_id")
+        if not isinstance(message_id, int) or isinstance(message_id, bool) or message_id <= 0:
+            await self.error("invalid_message_id", f"`{kind}` needs `message_id`, the id of a message in this "
+                                                   "conversation (from `start` or `path` frames).")
+            return None
+        return message_id

@@ -36,6 +36,16 @@ class Conversation(TimeStampedModel):
     use_knowledge = models.BooleanField(default=False)
     # The model or route the user picked for this conversation; empty = the assistant's route.
     model = models.CharField(max_length=100, blank=True)
+    # Where the title came from: the first words (set with the first message), the model (after the first
+    # reply), its fallback (the first words, when the model was refused or failed: not tried again), or the
+    # user (a rename, which the model never overwrites). "titling": the model is on it.
+    title_source = models.CharField(max_length=12, blank=True, choices=[
+        ("first_words", "First words"), ("titling", "Being titled"), ("model", "Model"),
+        ("fallback", "First words (the model could not)"), ("user", "User")])
+    # Messages form a tree (a regenerated reply or an edited message is a sibling); the page shows, and the
+    # next turn continues, the path from the root to this message. Empty: a straight line in creation order.
+    current_leaf = models.ForeignKey("chat.Message", null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
 
     class Meta:
         ordering = ["-updated_at", "-id"]
@@ -57,6 +67,9 @@ class Message(models.Model):
         FAILED = "failed", "Failed"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    # The message this one follows: a reply's user message, a user message's previous reply. Alternatives
+    # (regenerated replies, edited messages) share their parent.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
     role = models.CharField(max_length=10, choices=Role.choices)
     text = models.TextField(blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.DONE)
@@ -68,7 +81,8 @@ class Message(models.Model):
     usage = models.JSONField(default=dict, blank=True)
     timings = models.JSONField(default=dict, blank=True)
     citations = models.JSONField(default=list, blank=True)
-    # How the prompt was built: turns included, turns left out for the token budget.
+    # How the prompt was built: turns included, the ids summarized and dropped for the token budget, and the
+    # summary itself (chat.memory), which later turns reuse.
     context = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -39,9 +39,24 @@ def conversation_rename(*, conversation: Conversation, title: str) -> Conversati
     title = " ".join(title.split())[:200]
     if not title:
         raise ApplicationError("A title cannot be empty.", code="invalid")
-    Conversation.objects.filter(pk=conversation.pk).update(title=title, updated_at=timezone.now())
-    conversation.title = title
+    Conversation.objects.filter(pk=conversation.pk).update(title=title, title_source="user", updated_at=timezone.now())
+    conversation.title, conversation.title_source = title, "user"
     return conversation
+
+
+def conversation_title_claim(*, conversation_id: int) -> bool:
+    """Claim the model's titling of a conversation: once, and never over a title the user chose."""
+    return bool(Conversation.objects.filter(pk=conversation_id, title_source__in=("", "first_words"))
+                .update(title_source="titling"))
+
+
+def conversation_title_set(*, conversation_id: int, title: str, source: str) -> bool:
+    """Store a generated title, unless the user renamed the conversation meanwhile (a guarded UPDATE)."""
+    title = " ".join(title.split())[:200]
+    if not title:
+        return False
+    return bool(Conversation.objects.filter(pk=conversation_id).exclude(title_source="user")
+                .update(title=title, title_source=source))
 
 
 def conversation_delete(*, conversation: Conversation) -> None:
@@ -63,29 +78,139 @@ def conversation_set_model(*, conversation: Conversation, model: str) -> None:
     conversation.model = model
 
 
-@transaction.atomic
-def message_user_create(*, conversation: Conversation, text: str, via: str = "text") -> Message:
-    """The user's turn, stored before anything is generated, so it is never lost."""
+TITLE_FIRST_WORDS = 6
+
+
+def title_from_first_words(text: str) -> str:
+    """A provisional title (and the fallback when the model cannot title): the message's first words."""
+    words = text.split()
+    title = " ".join(words[:TITLE_FIRST_WORDS])
+    return title[:60] + ("…" if len(words) > TITLE_FIRST_WORDS or len(title) > 60 else "")
+
+
+def _message_text_check(text: str) -> str:
     text = text.strip()
     if not text:
         raise ApplicationError("The message is empty.", code="empty_message")
     if len(text) > MAX_MESSAGE_CHARS:
         raise ApplicationError(f"The message is {len(text)} characters; the limit is {MAX_MESSAGE_CHARS}.",
                                code="message_too_long")
-    message = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=text, via=via)
-    updates = {"updated_at": timezone.now()}
-    if not conversation.title:
-        updates["title"] = text[:60] + ("…" if len(text) > 60 else "")
-        conversation.title = updates["title"]
-    Conversation.objects.filter(pk=conversation.pk).update(**updates)
+    return text
+
+
+def _conversation_lock(conversation: Conversation) -> Conversation:
+    """The conversation's row, locked, with its current leaf. A socket holds its Conversation for as long as it
+    is open, so the leaf is always re-read here; the lock orders two tabs writing to one conversation."""
+    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if locked.current_leaf_id is None:
+        # Rows written before messages had parents (or written directly): a straight line in creation order.
+        previous = None
+        for message in Message.objects.filter(conversation=locked).order_by("created_at", "id"):
+            if previous is not None and message.parent_id is None:
+                Message.objects.filter(pk=message.pk).update(parent_id=previous)
+            previous = message.pk
+        locked.current_leaf_id = previous
+    return locked
+
+
+def _leaf_set(conversation: Conversation, message: Message, **updates) -> None:
+    Conversation.objects.filter(pk=conversation.pk).update(current_leaf=message, updated_at=timezone.now(), **updates)
+    conversation.current_leaf_id = message.pk
+
+
+@transaction.atomic
+def message_user_create(*, conversation: Conversation, text: str, via: str = "text") -> Message:
+    """The user's turn, stored before anything is generated, so it is never lost. It follows the current path."""
+    text = _message_text_check(text)
+    locked = _conversation_lock(conversation)
+    message = Message.objects.create(conversation=conversation, parent_id=locked.current_leaf_id,
+                                     role=Message.Role.USER, text=text, via=via)
+    updates = {}
+    if not locked.title:
+        updates = {"title": title_from_first_words(text), "title_source": "first_words"}
+        conversation.title, conversation.title_source = updates["title"], updates["title_source"]
+    _leaf_set(conversation, message, **updates)
     return message
 
 
+def _message_of(conversation: Conversation, message_id: object) -> Message:
+    message = None
+    if isinstance(message_id, int) and not isinstance(message_id, bool):
+        message = Message.objects.filter(conversation=conversation, pk=message_id).first()
+    if message is None:
+        # Another user's message is indistinguishable from none.
+        raise ApplicationError("There is no such message in this conversation.", code="message_not_found",
+                               status=404)
+    return message
+
+
+@transaction.atomic
+def message_user_edit(*, conversation: Conversation, message_id: int, text: str, via: str = "text") -> Message:
+    """An edited user message: a new branch beside the original (same parent); both stay in the history."""
+    text = _message_text_check(text)
+    _conversation_lock(conversation)
+    original = _message_of(conversation, message_id)
+    if original.role != Message.Role.USER:
+        raise ApplicationError("Only your own messages can be edited; regenerate a reply instead.",
+                               code="not_editable")
+    message = Message.objects.create(conversation=conversation, parent_id=original.parent_id,
+                                     role=Message.Role.USER, text=text, via=via)
+    _leaf_set(conversation, message)
+    return message
+
+
+@transaction.atomic
+def message_reply_target(*, conversation: Conversation, message_id: int) -> Message:
+    """The user message a regenerated reply answers: a reply's parent, or a user message left without a reply
+    (a refused turn). A new reply to it is an alternative beside the earlier ones."""
+    _conversation_lock(conversation)
+    message = _message_of(conversation, message_id)
+    if message.role == Message.Role.USER:
+        return message
+    if message.status == Message.Status.STREAMING:
+        raise ApplicationError("That reply is still being written; stop it first.", code="busy", status=409)
+    parent = Message.objects.filter(pk=message.parent_id, role=Message.Role.USER).first()
+    if parent is None:
+        raise ApplicationError("That reply has no message of yours to answer again.", code="not_regenerable")
+    return parent
+
+
+@transaction.atomic
+def conversation_branch_select(*, conversation: Conversation, message_id: int) -> Message:
+    """Show (and continue from) the branch through a message, down to the end the user last had on screen
+    there (else the newest): the path's messages are touched, so coming back to a branch finds it as it was."""
+    _conversation_lock(conversation)
+    message = _message_of(conversation, message_id)
+    rows = list(Message.objects.filter(conversation=conversation).values_list("pk", "parent_id", "updated_at"))
+    children: dict[int | None, list[tuple]] = {}
+    parents = {}
+    for pk, parent_id, updated_at in rows:
+        children.setdefault(parent_id, []).append((updated_at, pk))
+        parents[pk] = parent_id
+    leaf = message.pk
+    while children.get(leaf):
+        leaf = max(children[leaf])[1]
+    path, node = [], leaf
+    while node is not None and len(path) <= len(rows):
+        path.append(node)
+        node = parents.get(node)
+    Message.objects.filter(pk__in=path).update(updated_at=timezone.now())
+    leaf_message = Message.objects.get(pk=leaf)
+    Conversation.objects.filter(pk=conversation.pk).update(current_leaf=leaf_message)
+    conversation.current_leaf_id = leaf
+    return leaf_message
+
+
+@transaction.atomic
 def message_assistant_start(*, conversation: Conversation, request_id: str, context: dict, via: str = "text",
-                            citations: list | None = None) -> Message:
-    return Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT,
-                                  status=Message.Status.STREAMING, request_id=request_id, context=context, via=via,
-                                  citations=citations or [])
+                            citations: list | None = None, parent: Message | None = None) -> Message:
+    """The reply's row, streaming; it becomes the end of the current path (after `parent`, the user message)."""
+    _conversation_lock(conversation)
+    message = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, parent=parent,
+                                     status=Message.Status.STREAMING, request_id=request_id, context=context,
+                                     via=via, citations=citations or [])
+    _leaf_set(conversation, message)
+    return message
 
 
 def message_assistant_progress(*, message_id: int, text: str) -> None:

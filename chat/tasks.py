@@ -15,3 +15,11 @@ def interrupt_stale_messages() -> int:
 def finish_orphaned_messages() -> int:
     """Replies whose web process died mid-stream get the text the worker generated (run by beat)."""
     return messages_finish_orphaned()
+
+
+@shared_task(name="chat.tasks.conversation_autotitle", ignore_result=True)
+def conversation_autotitle(conversation_id: int) -> str | None:
+    """The model titles a conversation after its first reply; a second run finds it claimed and does nothing."""
+    from chat.titles import conversation_autotitle as autotitle
+
+    return autotitle(conversation_id=conversation_id)

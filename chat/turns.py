@@ -14,21 +14,26 @@ from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import transaction
 
 from accounts.models import User
+from chat.frames import alternatives_frame, memory_frame, message_frame
+from chat.memory import memory_build
 from chat.metrics import LLM_COMPLETION_TOKENS, LLM_TOKENS_PER_S, LLM_TTFT_MS
 from chat.models import Conversation, Message
-from chat.selectors import messages_of_conversation
+from chat.selectors import message_alternatives, messages_before
 from chat.services import (
     conversation_set_model,
     message_assistant_finish,
     message_assistant_progress,
     message_assistant_start,
+    message_reply_target,
     message_user_create,
+    message_user_edit,
 )
 from common.errors import ApplicationError
 from common.redis_connection import redis_client
-from inference.services import Caller, ChatStream, chat_stream, tokens_estimate
+from inference.services import Caller, ChatStream, chat_stream
 
 logger = logging.getLogger(__name__)
 
@@ -68,40 +73,29 @@ class TurnRefused(Exception):
                                                                 extra=self.extra)
 
 
-def context_messages(*, conversation: Conversation, budget_tokens: int, exclude_id: int | None = None
-                     ) -> tuple[list[dict[str, str]], dict]:
-    """Recent turns that fit the budget, oldest first, and a note of what was left out."""
-    turns = [
-        m for m in messages_of_conversation(conversation=conversation).exclude(pk=exclude_id)
-        if m.text and (m.role == Message.Role.USER or m.status in (Message.Status.DONE, Message.Status.INTERRUPTED))
-    ]
-    picked, used = [], 0
-    for message in reversed(turns):
-        cost = tokens_estimate([message.text])
-        if used + cost > budget_tokens:
-            break
-        picked.append({"role": message.role, "content": message.text})
-        used += cost
-    picked.reverse()
-    return picked, {"turns_total": len(turns), "turns_included": len(picked),
-                    "turns_dropped": len(turns) - len(picked), "estimated_tokens": used, "budget_tokens": budget_tokens}
-
-
 @dataclass
 class Turn:
+    """A user's message and its reply. `regenerate` (a message id) answers an earlier message of the user's
+    again, as an alternative reply; `edit` (a message id) sends `text` as a new branch beside that message."""
+
     user: User
     conversation: Conversation
-    text: str
+    text: str = ""
     via: str = "text"
+    regenerate: int | None = None
+    edit: int | None = None
     use_knowledge: bool | None = None
     api_key: object | None = None  # the key an SSE client used; its limits apply too
     model: str = ""  # a model or route picked in the composer; "" = the conversation's choice
     started: float = field(default_factory=time.perf_counter)
     # Filled by prepare():
     message: Message | None = None
+    user_message: Message | None = None
     stream: ChatStream | None = None
     released: bool = False
     citations: list = field(default_factory=list)
+    title: str = ""  # a provisional title this turn gave the conversation (its first words)
+    summary_usage: dict = field(default_factory=dict)
 
     def _busy_key(self) -> str:
         return f"parley:chat:busy:{self.conversation.pk}"
@@ -113,33 +107,64 @@ class Turn:
             raise TurnRefused("busy", "A reply is still being written in this conversation. "
                                       "Wait for it or stop it before sending another message.")
         try:
-            user_message = message_user_create(conversation=self.conversation, text=self.text, via=self.via)
-            context_budget = settings.PARLEY_CHAT_CONTEXT_TOKENS
-            history, note = context_messages(conversation=self.conversation, budget_tokens=context_budget,
-                                             exclude_id=user_message.pk)
+            untitled = not self.conversation.title
+            if self.regenerate is not None:
+                self.user_message = message_reply_target(conversation=self.conversation, message_id=self.regenerate)
+                self.text = self.user_message.text
+            elif self.edit is not None:
+                self.user_message = message_user_edit(conversation=self.conversation, message_id=self.edit,
+                                                      text=self.text, via=self.via)
+            else:
+                self.user_message = message_user_create(conversation=self.conversation, text=self.text, via=self.via)
+            if untitled and self.conversation.title:
+                self.title = self.conversation.title
+            self.text = self.user_message.text
+            caller = Caller(user=self.user, api_key=self.api_key, via="voice" if self.via == "voice" else "app")
+            model = self.model or self.conversation.model or assistant.route_alias
+            memory = memory_build(caller=caller, model=model,
+                                  path=messages_before(conversation=self.conversation, message=self.user_message),
+                                  budget_tokens=settings.PARLEY_CHAT_CONTEXT_TOKENS)
+            self.summary_usage = memory.note.get("summary", {}).get("usage", {}) \
+                if not memory.note.get("summary_reused") else {}
             system = assistant.system_prompt
+            if memory.summary:
+                system += f"\n\nA summary of the earlier conversation, which is not shown: {memory.summary}"
             knowledge = self.conversation.use_knowledge if self.use_knowledge is None else self.use_knowledge
             if knowledge:
                 system, self.citations = _with_knowledge(system, user=self.user, query=self.text,
                                                          conversation=self.conversation)
-            messages = [{"role": "system", "content": system}, *history, {"role": "user", "content": self.text}]
-            caller = Caller(user=self.user, api_key=self.api_key, via="voice" if self.via == "voice" else "app")
-            model = self.model or self.conversation.model or assistant.route_alias
+            messages = [{"role": "system", "content": system}, *memory.history, {"role": "user", "content": self.text}]
             self.stream = chat_stream(caller=caller, model=model, messages=messages,
                                       max_tokens=assistant.max_tokens, temperature=assistant.temperature,
                                       shrink_to_fit=True)
             if self.model and self.model != self.conversation.model:
                 conversation_set_model(conversation=self.conversation, model=self.model)
+            note = memory.note
             note["knowledge"] = bool(knowledge)
             self.message = message_assistant_start(conversation=self.conversation, request_id=self.stream.request_id,
-                                                   context=note, via=self.via, citations=self.citations)
+                                                   context=note, via=self.via, citations=self.citations,
+                                                   parent=self.user_message)
             self._lease()
         except ApplicationError as exc:
             self.release()
-            raise TurnRefused.of(exc) from exc
+            refused = TurnRefused.of(exc)
+            if self.user_message is not None:  # stored before the refusal: the page can retry it
+                refused.extra = {**refused.extra, "user_message_id": self.user_message.pk}
+            raise refused from exc
         except Exception:
             self.release()
             raise
+
+    def _alternatives(self):
+        return message_alternatives(message=self.user_message), message_alternatives(message=self.message)
+
+    def _title_request(self) -> None:
+        """After the first reply, the model titles the conversation (a no-op claim for any later reply)."""
+        from chat.tasks import conversation_autotitle
+
+        if self.conversation.title_source in ("", "first_words"):
+            conversation_id = self.conversation.pk
+            transaction.on_commit(lambda: conversation_autotitle.delay(conversation_id))
 
     def release(self) -> None:
         """Settle the reservation and free the conversation; once is enough (later calls do nothing)."""
@@ -168,8 +193,14 @@ class Turn:
             except TurnRefused as refused:
                 yield refused.frame()
                 return
+        user_alternatives, alternatives = await sync_to_async(self._alternatives, thread_sensitive=False)()
         yield {"type": "start", "message_id": self.message.pk, "request_id": self.stream.request_id,
-               "citations": self.citations, "model": self.stream.expected_model}
+               "citations": self.citations, "model": self.stream.expected_model,
+               "parent_id": self.user_message.pk, "alternatives": alternatives_frame(alternatives),
+               "user_message": message_frame(self.user_message, user_alternatives),
+               "memory": memory_frame(self.message.context)}
+        if self.title:  # the first message titled the conversation with its first words
+            yield {"type": "title", "title": self.title, "source": "first_words"}
         text, first, last_save, outcome = "", None, time.perf_counter(), None
         lease = asyncio.create_task(self._keep_lease())
         try:
@@ -200,6 +231,7 @@ class Turn:
                     LLM_TOKENS_PER_S.observe(metrics["tokens_per_s"])
                 await self._finish(text, Message.Status.DONE, outcome, metrics)
                 await self._release_now(lease)  # before `done`: a client may send its next message at once
+                await sync_to_async(self._title_request, thread_sensitive=False)()
                 yield {"type": "done", "message_id": self.message.pk, "finish_reason": outcome["finish_reason"],
                        "citations": self.citations, **_answered(outcome)}
                 yield {"type": "metrics", **metrics}
@@ -243,7 +275,8 @@ class Turn:
         await sync_to_async(message_assistant_finish, thread_sensitive=False)(
             message_id=self.message.pk, text=text, status=status, model_name=outcome.get("spec", ""),
             model_note=_answered(outcome)["model_note"] if outcome.get("spec") else "",
-            usage=outcome.get("usage", {}), timings=metrics, error=error)
+            usage={**outcome.get("usage", {}), **({"summary": self.summary_usage} if self.summary_usage else {})},
+            timings=metrics, error=error)
 
 
 def _answered(outcome: dict) -> dict:

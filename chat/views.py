@@ -8,11 +8,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from chat.forms import AssistantCreateForm, ConversationRenameForm
-from chat.selectors import assistants_for_user, conversation_get, conversations_of_user, messages_of_conversation
+from chat.frames import message_frame
+from chat.selectors import assistants_for_user, conversation_get, conversations_of_user, messages_path
 from chat.services import assistant_create, conversation_create, conversation_delete, conversation_rename
 from common.errors import ApplicationError
 from common.forms import form_error_message
 from common.redirects import redirect_target
+from common.text import control_character_find
 from inference.selectors import chat_model_choices
 from inference.services import Caller
 
@@ -62,7 +64,12 @@ def conversation_start(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 def history_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "chat/history.html", {"conversations": conversations_of_user(user=request.user)[:200]})
+    query = request.GET.get("q", "")[:200]
+    if control_character_find(query) is not None:
+        query = ""
+    return render(request, "chat/history.html", {"conversations": conversations_of_user(user=request.user,
+                                                                                          query=query)[:200],
+                                                 "query": query})
 
 
 @login_required
@@ -70,8 +77,9 @@ def conversation_page(request: HttpRequest, conversation_id: int) -> HttpRespons
     conversation = _conversation_or_404(request, conversation_id)
     return render(request, "chat/conversation.html", {
         "conversation": conversation,
-        "messages_list": messages_of_conversation(conversation=conversation),
-        "recent": conversations_of_user(user=request.user)[:30],
+        "messages_list": [message_frame(m, alternatives) for m, alternatives in
+                          messages_path(conversation=conversation)],
+        "recent": conversations_of_user(user=request.user)[:100],
         "knowledge_available": _knowledge_available(request),
         "model_choices": chat_model_choices(caller=Caller(user=request.user)),
         "selected_model": conversation.model or conversation.assistant.route_alias,

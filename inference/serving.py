@@ -61,6 +61,12 @@ METERING: dict[str, dict[str, bool]] = {
     "search": {"requests": True, "tokens": True},
     "preview": {},
     "ingest": {},
+    # Calls chat makes around a turn: the summary of older messages is part of the turn that needed it
+    # (its tokens count, it is not a request of its own); a conversation's title is a system call that
+    # never takes a request from the user's plan, and is refused (chat falls back to the first words)
+    # only when the day's tokens are spent.
+    "summary": {"tokens": True},
+    "title": {"tokens": True},
 }
 
 
@@ -146,7 +152,8 @@ class _ChatPlan:
 
 
 def _chat_plan(*, caller: Caller, model: str, messages: list[dict[str, str]], max_tokens: int | None,
-               temperature: float, top_p: float, stop: list[str] | None, shrink_to_fit: bool) -> _ChatPlan:
+               temperature: float, top_p: float, stop: list[str] | None, shrink_to_fit: bool,
+               metering: str = "chat") -> _ChatPlan:
     route, specs, installing = _resolve(caller=caller, model=model, task="chat")
     estimate = tokens_estimate([m["content"] for m in messages], overhead=CHAT_TEMPLATE_TOKENS)
     # Only the models of the route the conversation fits in may serve it (a small fallback with a
@@ -175,7 +182,7 @@ def _chat_plan(*, caller: Caller, model: str, messages: list[dict[str, str]], ma
             raise plan_limit_error(plan=caller.plan, limit="max_tokens_per_reply", label="tokens per reply",
                                    used=max_tokens, asked=0)
         max_tokens = cap
-    reservation = _reserve(caller=caller, model=model, specs=specs, kind="chat", tokens=estimate + max_tokens,
+    reservation = _reserve(caller=caller, model=model, specs=specs, kind=metering, tokens=estimate + max_tokens,
                            min_tokens=estimate + 1)
     if reservation.granted:
         # A nearly spent budget grants a shorter answer rather than none.
@@ -231,11 +238,14 @@ def chat_stream(*, caller: Caller, model: str, messages: list[dict[str, str]], m
 
 def chat_complete(*, caller: Caller, model: str, messages: list[dict[str, str]], max_tokens: int | None = None,
                   temperature: float = 0.7, top_p: float = 1.0, stop: list[str] | None = None,
-                  shrink_to_fit: bool = False) -> dict:
+                  shrink_to_fit: bool = False, metering: str = "chat") -> dict:
     """A whole reply: {"text", "finish_reason", "usage", "spec", "model_label", "fallback", "fallback_reason",
-    "request_id"}. Raises ApplicationError (4xx), QuotaExceeded (429) or GatewayError (503)."""
+    "request_id"}. Raises ApplicationError (4xx), QuotaExceeded (429) or GatewayError (503). `metering` is a
+    METERING kind: "chat" for a request of its own, "summary" or "title" for chat's calls around a turn."""
+    if metering not in ("chat", "summary", "title"):
+        raise ValueError(f"unknown chat metering {metering!r}")
     plan = _chat_plan(caller=caller, model=model, messages=messages, max_tokens=max_tokens, temperature=temperature,
-                      top_p=top_p, stop=stop, shrink_to_fit=shrink_to_fit)
+                      top_p=top_p, stop=stop, shrink_to_fit=shrink_to_fit, metering=metering)
     used = 0
     try:
         result = gateway.run(plan.job, [spec.name for spec in plan.specs])

@@ -1,4 +1,5 @@
-// Parley text chat: a WebSocket per conversation, streaming markdown, stop/retry/copy.
+// Parley text chat: a WebSocket per conversation, streaming markdown, stop, regenerate and edit with
+// alternatives (‹ 2/3 ›), the model's title, a searchable sidebar (a drawer on phones), rate-limit banners.
 // Frames follow docs/protocol.md. SPDX-License-Identifier: GPL-3.0-or-later
 import { marked } from "/static/vendor/marked/marked.esm.js";
 import DOMPurify from "/static/vendor/dompurify/purify.es.mjs";
@@ -11,12 +12,17 @@ const form = document.getElementById("composer");
 const input = document.getElementById("composer-input");
 const sendButton = document.getElementById("send");
 const stopButton = document.getElementById("stop");
-const retryButton = document.getElementById("retry");
 const statusEl = document.getElementById("chat-status");
 const knowledgeToggle = document.getElementById("use-knowledge");
 const modelPicker = document.getElementById("model-picker");
 const modelInfo = document.getElementById("model-info");
-const assistantName = document.getElementById("chat-title").textContent.trim();
+const assistantName = root.dataset.assistant;
+const titleEl = document.getElementById("chat-title");
+const jumpButton = document.getElementById("chat-jump");
+const banner = document.getElementById("chat-banner");
+const bannerText = document.getElementById("chat-banner-text");
+const bannerRetry = document.getElementById("chat-banner-retry");
+const bannerUpgrade = document.getElementById("chat-banner-upgrade");
 
 marked.use({ gfm: true, breaks: true });
 
@@ -55,69 +61,161 @@ function renderMarkdown(el, text) {
   });
 }
 
-// Server-rendered messages hold plain text; render them as markdown once.
-log.querySelectorAll(".msg__body[data-markdown]").forEach((el) => renderMarkdown(el, el.textContent));
-
 let socket = null;
 let reconnectDelay = 500;
 let pending = null; // the assistant bubble being written: {el, body, text, frameQueued}
-let lastUserText = null;
 let pingTimer = null;
+let following = true; // stick to the newest message unless the reader scrolled up
+let connectedOnce = false;
+const rawText = new WeakMap(); // a user message's text as typed (its bubble shows it as markdown)
 
 function setStatus(text) { statusEl.textContent = text; }
 
-function scrollToEnd() { log.scrollTop = log.scrollHeight; }
+// ---------------------------------------------------------------- scrolling
 
-function bubble(role, text, via) {
-  document.getElementById("chat-empty")?.remove();
-  const li = document.createElement("li");
-  li.className = `msg msg--${role}`;
-  const meta = document.createElement("div");
-  meta.className = "msg__meta";
-  const who = document.createElement("span");
-  who.className = "msg__who";
-  who.textContent = role === "user" ? "You" : assistantName.replace(/^\S+\s/, "");
-  meta.append(who);
-  if (via === "voice") {
-    const badge = document.createElement("span");
-    badge.className = "badge";
-    badge.textContent = "Spoken";
-    meta.append(badge);
-  }
-  const body = document.createElement("div");
-  body.className = "msg__body";
-  li.append(meta, body);
-  if (role === "assistant") {
-    const foot = document.createElement("div");
-    foot.className = "msg__foot";
-    const timing = document.createElement("span");
-    timing.className = "msg__timing";
-    const copy = document.createElement("button");
-    copy.type = "button";
-    copy.className = "btn btn--link btn--small msg__copy";
-    copy.textContent = "Copy";
-    foot.append(timing, copy);
-    li.append(foot);
-  }
-  renderMarkdown(body, text);
-  log.append(li);
-  scrollToEnd();
-  return { el: li, body, text: text || "" };
+function nearBottom() { return log.scrollHeight - log.scrollTop - log.clientHeight < 48; }
+
+function scrollToEnd() {
+  log.scrollTop = log.scrollHeight;
+  following = true;
+  jumpButton.hidden = true;
 }
 
-function setState(el, label, kind) {
-  el.querySelector(".msg__state")?.remove();
+// New text arrived: follow it, or offer the way down if the reader is elsewhere.
+function keepUp() {
+  if (following) { log.scrollTop = log.scrollHeight; } else { jumpButton.hidden = false; }
+}
+
+log.addEventListener("scroll", () => {
+  following = nearBottom();
+  if (following) jumpButton.hidden = true;
+}, { passive: true });
+jumpButton.addEventListener("click", () => { scrollToEnd(); input.focus({ preventScroll: true }); });
+
+// ---------------------------------------------------------------- rendering
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text != null) node.textContent = text;
+  return node;
+}
+
+function button(className, text, label) {
+  const b = el("button", `btn btn--link btn--small ${className}`, text);
+  b.type = "button";
+  if (label) b.setAttribute("aria-label", label);
+  return b;
+}
+
+// One renderer for every message: those on the page at load (#chat-messages) and those from frames.
+function renderMessage(m) {
+  const li = el("li", `msg msg--${m.role}`);
+  if (m.id) li.dataset.id = m.id;
+  li.dataset.status = m.status || "done";
+  const meta = el("div", "msg__meta");
+  meta.append(el("span", "msg__who", m.role === "user" ? "You" : assistantName));
+  if (m.via === "voice") meta.append(el("span", "badge", "Spoken"));
+  li.append(meta);
+  if (m.memory) li.append(memoryNote(m.memory));
+  const body = el("div", "msg__body");
+  li.append(body);
+  renderMarkdown(body, m.text || "");
+  rawText.set(li, m.text || "");
+  if (m.error) li.append(el("p", "msg__error", m.error));
+  if (m.citations?.length) li.append(citationList(m.citations));
+  const foot = el("div", "msg__foot");
+  li.append(foot);
+  setAlternatives(li, m.alternatives);
+  if (m.role === "user") {
+    foot.append(button("msg__edit", "Edit", "Edit this message"));
+  } else {
+    if (m.model_note) foot.append(modelNote(m.model_note, m.model_note.includes(" because ")));
+    const timing = el("span", "msg__timing");
+    if (m.timings?.ttft_ms != null) timing.textContent = timingText(m.timings);
+    foot.append(timing, button("msg__copy", "Copy", "Copy this reply"));
+  }
+  const state = { streaming: ["Writing…", ""], interrupted: ["Interrupted", "warning"], failed: ["Failed", "danger"] };
+  if (state[m.status]) setState(li, ...state[m.status]);
+  return li;
+}
+
+function timingText(t) {
+  return `First token ${Math.round(t.ttft_ms)} ms` + (t.tokens_per_s ? ` · ${Number(t.tokens_per_s).toFixed(1)} tokens/s` : "");
+}
+
+function memoryNote(memory) {
+  const details = el("details", "msg__memory");
+  const parts = [];
+  if (memory.summarized) parts.push(`${memory.summarized} summarized`);
+  if (memory.dropped) parts.push(`${memory.dropped} left out`);
+  details.append(el("summary", null,
+    `${memory.summarized ? "Earlier messages summarized" : "Earlier messages left out"} (${parts.join(", ")})`));
+  details.append(el("p", null, memory.summary
+    ? `The model saw this summary instead of them: ${memory.summary}`
+    : "They no longer fit the model's memory for this conversation."));
+  return details;
+}
+
+// "‹ 2/3 ›": a message's place among its alternatives (regenerated replies, edited messages).
+function setAlternatives(li, alt) {
+  li.querySelector(".msg__alts")?.remove();
+  if (!alt || alt.count < 2) return;
+  const nav = el("span", "msg__alts");
+  nav.setAttribute("role", "group");
+  nav.setAttribute("aria-label", li.classList.contains("msg--user") ? "Versions of this message" : "Alternative replies");
+  const prev = button("msg__alt", "‹", "Previous version");
+  const next = button("msg__alt", "›", "Next version");
+  prev.dataset.target = alt.previous_id ?? "";
+  next.dataset.target = alt.next_id ?? "";
+  prev.disabled = !alt.previous_id;
+  next.disabled = !alt.next_id;
+  nav.append(prev, el("span", "msg__alt-count", `${alt.index}/${alt.count}`), next);
+  li.querySelector(".msg__foot").prepend(nav);
+}
+
+function renderPath(messages) {
+  log.replaceChildren(...messages.map(renderMessage));
+  if (!messages.length) {
+    const empty = el("li", "chat__empty", "Say hello to start.");
+    empty.id = "chat-empty";
+    log.append(empty);
+  }
+  updateRetry();
+  scrollToEnd();
+}
+
+export function bubble(role, text, via) {
+  document.getElementById("chat-empty")?.remove();
+  log.querySelector(".chat__empty")?.remove();
+  const li = renderMessage({ role, text, via, status: "done" });
+  log.append(li);
+  if (role === "user") scrollToEnd(); else keepUp();
+  return { el: li, body: li.querySelector(".msg__body"), text: text || "" };
+}
+
+function setState(li, label, kind) {
+  li.querySelector(".msg__state")?.remove();
   if (!label) return;
-  const badge = document.createElement("span");
-  badge.className = `badge msg__state ${kind ? "badge--" + kind : ""}`;
-  badge.textContent = label;
-  el.querySelector(".msg__meta").append(badge);
+  li.querySelector(".msg__meta").append(el("span", `badge msg__state ${kind ? "badge--" + kind : ""}`, label));
+}
+
+// Retry belongs to the last reply only (or to a message of yours left without one); Stop only to a reply
+// being written. Neither exists, nor takes a Tab stop, otherwise.
+function updateRetry() {
+  log.querySelectorAll(".msg__retry").forEach((b) => b.remove());
+  if (pending) return;
+  const last = log.querySelector(".msg:last-of-type");
+  if (!last?.dataset.id) return;
+  const label = last.classList.contains("msg--user") ? "Get a reply" : "Retry";
+  last.querySelector(".msg__foot").append(button("msg__retry", label,
+    last.classList.contains("msg--user") ? "Get a reply to this message" : "Regenerate this reply"));
 }
 
 function busy(on) {
   stopButton.hidden = !on;
   sendButton.disabled = on;
-  retryButton.hidden = on || !lastUserText;
+  updateRetry();
 }
 
 export function startAssistantBubble() {
@@ -137,7 +235,7 @@ function appendDelta(text) {
       if (!pending) return;
       pending.frameQueued = false;
       renderMarkdown(pending.body, pending.text);
-      scrollToEnd();
+      keepUp();
     });
   }
 }
@@ -150,16 +248,33 @@ function finish(status, label, kind) {
   const done = pending;
   pending = null;
   busy(false);
+  keepUp();
   return done;
 }
 
+// ---------------------------------------------------------------- frames
+
 export function handleFrame(frame) {
   switch (frame.type) {
-    case "start":
+    case "title":
+      showTitle(frame.title);
+      titleEl.dataset.titleSource = frame.source;
+      break;
+    case "start": {
       if (!pending) startAssistantBubble();
       pending.el.dataset.id = frame.message_id;
-      if (frame.citations?.length) showCitations(pending.el, frame.citations);
+      setAlternatives(pending.el, frame.alternatives);
+      if (frame.memory) pending.el.insertBefore(memoryNote(frame.memory), pending.body);
+      const user = frame.user_message && (log.querySelector(`.msg--user[data-id="${frame.user_message.id}"]`)
+        || [...log.querySelectorAll(".msg--user:not([data-id])")].pop());
+      if (user) {
+        user.dataset.id = frame.user_message.id;
+        setAlternatives(user, frame.user_message.alternatives);
+      }
+      if (frame.citations?.length) pending.el.insertBefore(citationList(frame.citations), pending.el.querySelector(".msg__foot"));
+      hideBanner();
       break;
+    }
     case "queued":
       // Waiting for a free slot on the model is not an error: say where the reply stands.
       if (pending && !pending.text) {
@@ -177,80 +292,147 @@ export function handleFrame(frame) {
       break;
     case "done": {
       const stopped = frame.finish_reason === "stopped";
-      const el = pending?.el;
+      const li = pending?.el;
       finish(stopped ? "interrupted" : "done", stopped ? "Interrupted" : "", stopped ? "warning" : "");
-      if (el && frame.citations?.length && !el.querySelector(".msg__citations")) showCitations(el, frame.citations);
-      if (el && frame.model_note) showModel(el, frame.model_note, frame.fallback);
-      if (el && frame.finish_reason === "repetition") {
-        showModel(el, `${frame.model_note || "The model"} (stopped: it began repeating itself)`, true);
+      if (li && frame.citations?.length && !li.querySelector(".msg__citations")) {
+        li.insertBefore(citationList(frame.citations), li.querySelector(".msg__foot"));
+      }
+      if (li && frame.model_note) showModel(li, frame.model_note, frame.fallback);
+      if (li && frame.finish_reason === "repetition") {
+        showModel(li, `${frame.model_note || "The model"} (stopped: it began repeating itself)`, true);
       }
       break;
     }
     case "metrics": {
-      const el = log.querySelector(".msg--assistant:last-of-type .msg__timing");
-      if (el && frame.ttft_ms != null) {
-        el.textContent = `First token ${Math.round(frame.ttft_ms)} ms` +
-          (frame.tokens_per_s ? ` · ${frame.tokens_per_s.toFixed(1)} tokens/s` : "");
-      }
+      const last = log.querySelector(".msg--assistant:last-of-type .msg__timing");
+      if (last && frame.ttft_ms != null) last.textContent = timingText(frame);
       break;
     }
-    case "error": {
-      if (pending) {
-        const hadText = pending.text.length > 0;
-        const el = pending.el;
-        finish(hadText ? "interrupted" : "failed", hadText ? "Interrupted" : "Failed", hadText ? "warning" : "danger");
-        const p = document.createElement("p");
-        p.className = "msg__error";
-        p.textContent = frame.message;
-        if (frame.upgrade_url) p.append(" ", upgradeLink(frame.upgrade_url));
-        el.append(p);
-      } else {
-        setStatus(frame.message);
-        if (frame.upgrade_url) statusEl.append(" ", upgradeLink(frame.upgrade_url));
-      }
-      busy(false);
+    case "path":
+      if (!pending) renderPath(frame.messages);
       break;
-    }
-    case "pong":
+    case "error":
+      handleError(frame);
       break;
     default:
       break;
   }
 }
 
+function handleError(frame) {
+  const unsaved = [...log.querySelectorAll(".msg--user:not([data-id])")].pop();
+  if (unsaved && frame.user_message_id) {
+    unsaved.dataset.id = frame.user_message_id;
+  } else if (unsaved && pending && !pending.el.dataset.id) {
+    // Refused before the message was stored (a busy conversation): it was not sent, so it goes back
+    // into the box rather than sitting on the page as if it had been.
+    if (!input.value.trim()) input.value = rawText.get(unsaved) || "";
+    unsaved.remove();
+  }
+  const limited = frame.code === "rate_limited" || frame.code === "plan_limit";
+  if (pending && !pending.el.dataset.id) {
+    // Refused before a reply existed (a limit, a busy conversation, a message that is not there): no reply
+    // row was written, so no bubble stays; the banner says what happened and when to try again.
+    pending.el.remove();
+    pending = null;
+    busy(false);
+    showBanner(frame);
+    if (!limited && frame.code !== "busy") send({ type: "path" });
+    return;
+  }
+  if (pending) {
+    const hadText = pending.text.length > 0;
+    const li = pending.el;
+    finish(hadText ? "interrupted" : "failed", hadText ? "Interrupted" : "Failed", hadText ? "warning" : "danger");
+    const p = el("p", "msg__error", frame.message);
+    if (frame.upgrade_url) p.append(" ", upgradeLink(frame.upgrade_url));
+    li.insertBefore(p, li.querySelector(".msg__foot"));
+    return;
+  }
+  showBanner(frame);
+  busy(false);
+}
+
+// ---------------------------------------------------------------- banner (limits and refusals)
+
+let bannerTimer = null;
+
+function showBanner(frame) {
+  clearInterval(bannerTimer);
+  bannerText.textContent = frame.message;
+  bannerUpgrade.hidden = !frame.upgrade_url;
+  if (frame.upgrade_url) bannerUpgrade.href = frame.upgrade_url;
+  const until = frame.retry_after ? Date.now() + frame.retry_after * 1000 : null;
+  bannerRetry.hidden = !until;
+  banner.dataset.kind = frame.code === "rate_limited" || frame.code === "plan_limit" ? "limit" : "error";
+  banner.hidden = false;
+  if (until) {
+    const tick = () => {
+      const left = Math.ceil((until - Date.now()) / 1000);
+      bannerRetry.textContent = left > 0 ? `You can send again in ${left} s (at ${new Date(until).toLocaleTimeString()}).`
+        : "You can send again now.";
+      if (left <= 0) clearInterval(bannerTimer);
+    };
+    tick();
+    bannerTimer = setInterval(tick, 1000);
+  }
+}
+
+function hideBanner() {
+  clearInterval(bannerTimer);
+  banner.hidden = true;
+}
+
+document.getElementById("chat-banner-close").addEventListener("click", () => { hideBanner(); input.focus(); });
+
 // A plan's limit or a model the plan lacks: say so in words (the message) and offer the way out.
 function upgradeLink(url) {
-  const a = document.createElement("a");
-  a.className = "btn btn--small msg__upgrade";
+  const a = el("a", "btn btn--small msg__upgrade", "Upgrade");
   a.href = url;
-  a.textContent = "Upgrade";
   return a;
 }
 
-function showModel(el, note, fallback) {
-  let span = el.querySelector(".msg__model");
-  if (!span) {
-    span = document.createElement("span");
-    span.className = "msg__model";
-    el.querySelector(".msg__foot")?.prepend(span);
-  }
-  span.textContent = note;
+function modelNote(note, fallback) {
+  const span = el("span", "msg__model", note);
   span.classList.toggle("msg__model--fallback", Boolean(fallback));
+  return span;
 }
 
-function showCitations(el, citations) {
-  const ol = document.createElement("ol");
-  ol.className = "msg__citations";
+function showModel(li, note, fallback) {
+  const span = li.querySelector(".msg__model");
+  if (span) {
+    span.textContent = note;
+    span.classList.toggle("msg__model--fallback", Boolean(fallback));
+  } else {
+    li.querySelector(".msg__foot")?.querySelector(".msg__timing")?.before(modelNote(note, fallback));
+  }
+}
+
+function citationList(citations) {
+  const ol = el("ol", "msg__citations");
   for (const c of citations) {
-    const li = document.createElement("li");
-    const a = document.createElement("a");
+    const li = el("li");
+    const a = el("a", null, `[${c.number}] ${c.title}`);
     a.href = c.url;
-    a.textContent = `[${c.number}] ${c.title}`;
     li.append(a);
     ol.append(li);
   }
-  el.insertBefore(ol, el.querySelector(".msg__foot"));
+  return ol;
 }
+
+function showTitle(title) {
+  titleEl.textContent = title;
+  titleEl.title = title;
+  document.title = `${title} · Parley`;
+  const current = document.querySelector('#chat-list a[aria-current="page"]');
+  if (current) {
+    current.querySelector(".chat-sidebar__title").textContent = title;
+    current.title = title;
+    current.parentElement.dataset.title = title.toLowerCase();
+  }
+}
+
+// ---------------------------------------------------------------- the socket
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
@@ -260,6 +442,8 @@ function connect() {
     setStatus("Connected");
     clearInterval(pingTimer);
     pingTimer = setInterval(() => send({ type: "ping" }), 25000);
+    if (connectedOnce) send({ type: "path" }); // whatever happened while away (a reply finished by the sweep)
+    connectedOnce = true;
   });
   socket.addEventListener("message", (event) => handleFrame(JSON.parse(event.data)));
   socket.addEventListener("close", (event) => {
@@ -282,23 +466,88 @@ function send(frame) {
   return false;
 }
 
+function turnFrame(frame) {
+  if (knowledgeToggle && frame.type === "user_message") frame.use_knowledge = knowledgeToggle.checked;
+  if (modelPicker) frame.model = modelPicker.value;
+  return frame;
+}
+
+function notConnected() {
+  showBanner({ code: "not_connected", message: "Not connected yet, so nothing was sent. Try again in a moment." });
+}
+
 function sendText(text) {
   text = text.trim();
-  if (!text || pending) return;
-  const frame = { type: "user_message", text };
-  if (knowledgeToggle) frame.use_knowledge = knowledgeToggle.checked;
-  if (modelPicker) frame.model = modelPicker.value;
-  if (!send(frame)) { setStatus("Not connected yet; try again in a moment."); return; }
-  lastUserText = text;
+  if (!text) return false;
+  if (pending) {
+    showBanner({ code: "busy", message: "A reply is still being written. Stop it (Esc) or wait, then send." });
+    return false;
+  }
+  if (!send(turnFrame({ type: "user_message", text }))) { notConnected(); return false; }
+  hideBanner();
   bubble("user", text);
   startAssistantBubble();
+  return true;
+}
+
+// Everything after a message goes: its new version (or new reply) is a branch, and the old one stays one
+// click away (‹ ›).
+function removeFrom(li) {
+  while (li) {
+    const next = li.nextElementSibling;
+    li.remove();
+    li = next;
+  }
+}
+
+function regenerate(li) {
+  if (pending) return;
+  if (!send(turnFrame({ type: "regenerate", message_id: Number(li.dataset.id) }))) { notConnected(); return; }
+  hideBanner();
+  if (li.classList.contains("msg--assistant")) removeFrom(li);
+  startAssistantBubble();
+}
+
+function startEdit(li) {
+  if (pending || li.querySelector(".msg__editor")) return;
+  const body = li.querySelector(".msg__body");
+  const editor = el("form", "msg__editor");
+  const area = el("textarea");
+  area.value = rawText.get(li) ?? body.innerText.trim();
+  area.rows = Math.min(8, Math.max(2, area.value.split("\n").length));
+  area.maxLength = 8000;
+  area.setAttribute("aria-label", "Edit your message");
+  const actions = el("div", "msg__editor-actions");
+  const cancel = el("button", "btn btn--secondary btn--small", "Cancel");
+  cancel.type = "button";
+  const save = el("button", "btn btn--small", "Save and send");
+  save.type = "submit";
+  actions.append(cancel, save);
+  editor.append(area, actions);
+  body.hidden = true;
+  body.after(editor);
+  area.focus();
+  const close = () => { editor.remove(); body.hidden = false; };
+  cancel.addEventListener("click", close);
+  area.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") { event.stopPropagation(); close(); li.querySelector(".msg__edit")?.focus(); }
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); editor.requestSubmit(); }
+  });
+  editor.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = area.value.trim();
+    if (!text) { area.setCustomValidity("Write something, or cancel."); area.reportValidity(); return; }
+    if (!send(turnFrame({ type: "edit", message_id: Number(li.dataset.id), text }))) { notConnected(); return; }
+    hideBanner();
+    removeFrom(li);
+    bubble("user", text);
+    startAssistantBubble();
+  });
 }
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
-  const text = input.value;
-  input.value = "";
-  sendText(text);
+  if (sendText(input.value)) input.value = "";
 });
 
 input.addEventListener("keydown", (event) => {
@@ -308,25 +557,75 @@ input.addEventListener("keydown", (event) => {
   }
 });
 
-document.addEventListener("keydown", (event) => {
-  if (event.key === "Escape" && pending) send({ type: "stop" });
-});
-
 stopButton.addEventListener("click", () => send({ type: "stop" }));
-retryButton.addEventListener("click", () => lastUserText && sendText(lastUserText));
 
 log.addEventListener("click", async (event) => {
-  const button = event.target.closest(".msg__copy");
-  if (!button) return;
-  const text = button.closest(".msg").querySelector(".msg__body").innerText;
+  const target = event.target.closest("button");
+  if (!target) return;
+  const li = target.closest(".msg");
+  if (target.classList.contains("msg__retry")) { regenerate(li); return; }
+  if (target.classList.contains("msg__edit")) { startEdit(li); return; }
+  if (target.classList.contains("msg__alt")) {
+    if (!pending && target.dataset.target &&
+        !send({ type: "select", message_id: Number(target.dataset.target) })) notConnected();
+    return;
+  }
+  if (!target.classList.contains("msg__copy")) return;
+  const text = li.querySelector(".msg__body").innerText;
   try {
     await navigator.clipboard.writeText(text);
-    button.textContent = "Copied";
+    target.textContent = "Copied";
   } catch {
-    button.textContent = "Copy failed";
+    target.textContent = "Copy failed";
   }
-  setTimeout(() => { button.textContent = "Copy"; }, 1500);
+  setTimeout(() => { target.textContent = "Copy"; }, 1500);
 });
+
+// ---------------------------------------------------------------- the sidebar, a drawer on phones
+
+const layout = document.getElementById("chat-layout");
+const menuButton = document.getElementById("chat-menu");
+const sidebar = document.getElementById("chat-sidebar");
+const search = document.getElementById("chat-search");
+const noMatch = document.getElementById("chat-search-none");
+
+function drawer(open) {
+  layout.dataset.drawer = open ? "open" : "closed";
+  menuButton.setAttribute("aria-expanded", String(open));
+  if (open) { search.focus(); } else if (sidebar.contains(document.activeElement)) { menuButton.focus(); }
+}
+
+menuButton.addEventListener("click", () => drawer(layout.dataset.drawer !== "open"));
+document.getElementById("chat-sidebar-close").addEventListener("click", () => drawer(false));
+document.getElementById("chat-drawer-backdrop").addEventListener("click", () => drawer(false));
+
+search.addEventListener("input", () => {
+  const query = search.value.trim().toLowerCase();
+  let shown = 0;
+  for (const item of document.querySelectorAll("#chat-list li")) {
+    item.hidden = Boolean(query) && !item.dataset.title.includes(query);
+    shown += item.hidden ? 0 : 1;
+  }
+  noMatch.hidden = shown > 0;
+});
+
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape") return;
+  if (layout.dataset.drawer === "open") { drawer(false); return; }
+  if (pending) send({ type: "stop" });
+});
+
+// ---------------------------------------------------------------- start
+
+const initial = JSON.parse(document.getElementById("chat-messages").textContent);
+if (initial.length) {
+  renderPath(initial);
+} else {
+  input.focus(); // a new chat: the message box, not nineteen Tabs away
+}
+// Fonts and late layout can grow the log after the first paint: open at the newest message regardless.
+requestAnimationFrame(scrollToEnd);
+window.addEventListener("load", () => { if (following) scrollToEnd(); });
 
 connect();
 setupVoice({ conversationId, bubble, handleFrame, startAssistantBubble });
