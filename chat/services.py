@@ -220,12 +220,14 @@ def message_assistant_progress(*, message_id: int, text: str) -> None:
 
 def message_assistant_finish(
     *, message_id: int, text: str, status: str, model_name: str = "", model_note: str = "",
-    usage: dict | None = None, timings: dict | None = None, error: str = "",
+    usage: dict | None = None, timings: dict | None = None, error: str = "", citations: list | None = None,
 ) -> bool:
-    """Settle a streaming reply once; a second settle (a retry, a race with cleanup) changes nothing."""
+    """Settle a streaming reply once; a second settle (a retry, a race with cleanup) changes nothing.
+    `citations`, when given, replaces the sources stored at the start with those the reply used."""
+    extra = {"citations": citations} if citations is not None else {}
     return bool(Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
         text=text, status=status, model_name=model_name, model_note=model_note[:300], usage=usage or {},
-        timings=timings or {}, error=error[:2000],
+        timings=timings or {}, error=error[:2000], **extra,
     ))
 
 

@@ -225,6 +225,7 @@ class Turn:
                 else:
                     outcome = event
             if outcome and outcome["event"] == "done":
+                self.citations = citations_used(text, self.citations)
                 metrics = self._metrics(first, outcome)
                 LLM_COMPLETION_TOKENS.inc(metrics["completion_tokens"])
                 if metrics["tokens_per_s"]:
@@ -276,7 +277,7 @@ class Turn:
             message_id=self.message.pk, text=text, status=status, model_name=outcome.get("spec", ""),
             model_note=_answered(outcome)["model_note"] if outcome.get("spec") else "",
             usage={**outcome.get("usage", {}), **({"summary": self.summary_usage} if self.summary_usage else {})},
-            timings=metrics, error=error)
+            timings=metrics, error=error, citations=self.citations if status == Message.Status.DONE else None)
 
 
 def _answered(outcome: dict) -> dict:
@@ -294,12 +295,28 @@ def _answered(outcome: dict) -> dict:
 def _with_knowledge(system: str, *, user: User, query: str, conversation: Conversation) -> tuple[str, list]:
     """The system prompt with numbered sources from the user's collections, if knowledge is installed."""
     try:
-        from knowledge.selectors import context_for_chat
+        from knowledge.selectors import CITATION_INSTRUCTIONS, context_for_chat
     except ImportError:
         return system, []
-    context, citations = context_for_chat(user=user, query=query, collections=None)
+    context, citations = context_for_chat(user=user, query=query, collection_ids=None)
     if not context:
         return system, []
     citations = [{**citation, "title": citation.get("document_title", "")} for citation in citations]
-    return (f"{system}\n\nAnswer from these sources when they are relevant, citing them as [1], [2]:\n\n{context}",
+    return (f"{system}\n\nAnswer from these sources when they are relevant. {CITATION_INSTRUCTIONS}\n\n{context}",
             citations)
+
+
+def citations_used(text: str, citations: list[dict]) -> list[dict]:
+    """The sources a finished reply cites with [n] markers, each marked `cited`. A reply with no marker
+    (small models often give none) keeps every source it was given, marked not cited: the page lists
+    them as consulted, not as citations."""
+    if not citations:
+        return []
+    try:
+        from knowledge.selectors import sources_cited
+    except ImportError:
+        return citations
+    cited = sources_cited(answer=text, sources=citations)
+    if cited:
+        return [{**citation, "cited": True} for citation in cited]
+    return [{**citation, "cited": False} for citation in citations]

@@ -93,7 +93,21 @@ def test_upload_two_files_watch_progress_then_search_and_open_the_passage(
     expect(citation).to_be_visible(timeout=120_000)
     expect(citation).to_contain_text("[1] context managers")
     cited_id = int(re.search(r"#chunk-(\d+)$", citation.get_attribute("href")).group(1))
+    chat_url = page.url
+    # The source opens in a side panel, without leaving the chat; the panel links to the document.
     citation.click()
+    source = page.get_by_role("dialog", name="context managers")
+    expect(source).to_be_visible()
+    passage = Chunk.objects.get(pk=cited_id)
+    expect(source.locator(".source-panel__text")).to_contain_text(re.findall(r"[A-Za-z]{6,}", passage.text)[0])
+    assert page.url == chat_url
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / "knowledge-source-panel.png"))
+    page.keyboard.press("Escape")
+    expect(source).to_be_hidden()
+    expect(citation).to_be_focused()
+    citation.click()
+    source.get_by_role("link", name="Open in the document").click()
     expect(page).to_have_url(re.compile(rf"#chunk-{cited_id}$"))
     expect(page.locator(f"#chunk-{cited_id}")).to_have_class(re.compile(r"chunk--cited"))
     assert Chunk.objects.select_related("document").get(pk=cited_id).document.title == "context managers"

@@ -123,7 +123,10 @@ function renderMessage(m) {
   renderMarkdown(body, m.text || "");
   rawText.set(li, m.text || "");
   if (m.error) li.append(el("p", "msg__error", m.error));
-  if (m.citations?.length) li.append(citationList(m.citations));
+  if (m.citations?.length) {
+    li.append(citationList(m.citations));
+    linkMarkers(body, m.citations);
+  }
   const foot = el("div", "msg__foot");
   li.append(foot);
   setAlternatives(li, m.alternatives);
@@ -294,8 +297,13 @@ export function handleFrame(frame) {
       const stopped = frame.finish_reason === "stopped";
       const li = pending?.el;
       finish(stopped ? "interrupted" : "done", stopped ? "Interrupted" : "", stopped ? "warning" : "");
-      if (li && frame.citations?.length && !li.querySelector(".msg__citations")) {
-        li.insertBefore(citationList(frame.citations), li.querySelector(".msg__foot"));
+      if (li) {
+        // The start frame listed every source given to the model; `done` keeps those the reply used.
+        li.querySelector(".msg__citations")?.remove();
+        if (frame.citations?.length) {
+          li.insertBefore(citationList(frame.citations), li.querySelector(".msg__foot"));
+          linkMarkers(li.querySelector(".msg__body"), frame.citations);
+        }
       }
       if (li && frame.model_note) showModel(li, frame.model_note, frame.fallback);
       if (li && frame.finish_reason === "repetition") {
@@ -409,16 +417,120 @@ function showModel(li, note, fallback) {
 }
 
 function citationList(citations) {
-  const ol = el("ol", "msg__citations");
+  // Sources the reply cites with [n] markers; a reply without markers shows what it was given as consulted.
+  const consulted = citations.every((c) => c.cited === false);
+  const box = el("div", "msg__sources");
+  box.append(el("p", "msg__sources-label", consulted ? "Sources consulted" : "Sources"));
+  const ol = el("ol", "msg__sources-list");
+  ol.setAttribute("aria-label", consulted ? "Sources consulted" : "Sources cited");
   for (const c of citations) {
     const li = el("li");
-    const a = el("a", null, `[${c.number}] ${c.title}`);
+    const a = el("a", "msg__citation", `[${c.number}] ${c.title}`);
     a.href = c.url;
+    if (c.passage_url) a.dataset.passage = c.passage_url;
     li.append(a);
     ol.append(li);
   }
-  return ol;
+  box.append(ol);
+  box.classList.add("msg__citations");
+  return box;
 }
+
+// [n] in a reply's text becomes a link to its source, opened in the side panel.
+const MARKER = /\[(\d{1,3})\]/g;
+
+function linkMarkers(body, citations) {
+  if (!body) return;
+  const byNumber = new Map(citations.filter((c) => c.cited !== false).map((c) => [String(c.number), c]));
+  if (!byNumber.size) return;
+  const walker = document.createTreeWalker(body, NodeFilter.SHOW_TEXT, {
+    acceptNode: (node) => (node.parentElement.closest("code, pre, a") ? NodeFilter.FILTER_REJECT
+      : MARKER.test(node.data) ? NodeFilter.FILTER_ACCEPT : NodeFilter.FILTER_SKIP),
+  });
+  const nodes = [];
+  while (walker.nextNode()) nodes.push(walker.currentNode);
+  for (const node of nodes) {
+    const parts = document.createDocumentFragment();
+    let last = 0;
+    for (const match of node.data.matchAll(MARKER)) {
+      const c = byNumber.get(match[1]);
+      if (!c) continue;
+      parts.append(node.data.slice(last, match.index));
+      const a = el("a", "cite-marker", match[0]);
+      a.href = c.url;
+      a.setAttribute("aria-label", `Source ${c.number}: ${c.title}`);
+      if (c.passage_url) a.dataset.passage = c.passage_url;
+      parts.append(a);
+      last = match.index + match[0].length;
+    }
+    if (last === 0) continue;
+    parts.append(node.data.slice(last));
+    node.replaceWith(parts);
+  }
+}
+
+// ---------------------------------------------------------------- the source panel
+
+let panel = null;
+let panelOpener = null;
+
+function sourcePanel() {
+  if (panel) return panel;
+  panel = el("aside", "source-panel");
+  panel.id = "source-panel";
+  panel.hidden = true;
+  panel.setAttribute("role", "dialog");
+  panel.setAttribute("aria-labelledby", "source-panel-title");
+  const head = el("div", "source-panel__head");
+  const title = el("h2", "source-panel__title");
+  title.id = "source-panel-title";
+  const close = button("source-panel__close", "Close", "Close the source");
+  close.addEventListener("click", closeSourcePanel);
+  head.append(title, close);
+  panel.append(head, el("p", "source-panel__where"), el("blockquote", "source-panel__text"));
+  const open = el("a", "source-panel__open", "Open in the document");
+  panel.append(open);
+  panel.addEventListener("keydown", (event) => { if (event.key === "Escape") closeSourcePanel(); });
+  document.body.append(panel);
+  return panel;
+}
+
+async function openSourcePanel(link) {
+  const box = sourcePanel();
+  panelOpener = link;
+  box.querySelector(".source-panel__title").textContent = "Loading the source…";
+  box.querySelector(".source-panel__where").textContent = "";
+  box.querySelector(".source-panel__text").textContent = "";
+  box.querySelector(".source-panel__open").href = link.href;
+  box.hidden = false;
+  box.querySelector(".source-panel__close").focus();
+  try {
+    const response = await fetch(link.dataset.passage, {credentials: "same-origin", headers: {Accept: "application/json"}});
+    const data = await response.json();
+    if (!response.ok) throw new Error(data.detail || data.error?.message || "This source is not available.");
+    box.querySelector(".source-panel__title").textContent = data.title || data.document_title || "Source";
+    box.querySelector(".source-panel__where").textContent = data.collection_name || data.collection?.name || "";
+    box.querySelector(".source-panel__text").textContent = data.plain_text || data.text || "";
+    if (data.document_url) box.querySelector(".source-panel__open").href = data.document_url;
+  } catch (error) {
+    box.querySelector(".source-panel__title").textContent = "Source";
+    box.querySelector(".source-panel__text").textContent = error.message || "This source could not be loaded.";
+  }
+}
+
+function closeSourcePanel() {
+  if (!panel || panel.hidden) return;
+  panel.hidden = true;
+  panelOpener?.focus();
+  panelOpener = null;
+}
+
+log.addEventListener("click", (event) => {
+  const link = event.target.closest("a[data-passage]");
+  if (!link || event.ctrlKey || event.metaKey || event.shiftKey) return; // a new tab still opens the document
+  event.preventDefault();
+  openSourcePanel(link);
+});
 
 function showTitle(title) {
   titleEl.textContent = title;
