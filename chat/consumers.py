@@ -110,6 +110,10 @@ class ChatSocket(SessionBoundSocket):
         return True
 
 
+_INVALID = object()
+MAX_KNOWLEDGE_COLLECTIONS = 50
+
+
 class ChatConsumer(ChatSocket):
     """Frames in: user_message, regenerate, edit, select, path, stop, ping. Frames out: title, start, delta, done,
     error, metrics, path, pong."""
@@ -149,8 +153,12 @@ class ChatConsumer(ChatSocket):
             if text is None or model is None or not await self.idle():
                 return
             use_knowledge = frame.get("use_knowledge")
+            collections = await self.collections_of(frame)
+            if collections is _INVALID:
+                return
             await self.start_turn(Turn(user=self.user, conversation=self.conversation, text=text, model=model,
-                                       use_knowledge=use_knowledge if isinstance(use_knowledge, bool) else None))
+                                       use_knowledge=use_knowledge if isinstance(use_knowledge, bool) else None,
+                                       knowledge_collections=collections))
         elif kind == "regenerate":
             message_id = await self.message_id_of(frame, "regenerate")
             model = await self.model_of(frame)
@@ -215,6 +223,21 @@ class ChatConsumer(ChatSocket):
                                               "characters), as listed in the composer or GET /v1/models.")
             return None
         return model.strip()
+
+    async def collections_of(self, frame: dict) -> object:
+        """`knowledge_collections`: absent (the conversation's choice, ...), "all" (None), or collection ids."""
+        if "knowledge_collections" not in frame:
+            return ...
+        value = frame["knowledge_collections"]
+        if value == "all" or value is None:
+            return None
+        if (isinstance(value, list) and len(value) <= MAX_KNOWLEDGE_COLLECTIONS
+                and all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**31 for i in value)):
+            return sorted(set(value))
+        await self.error("invalid_knowledge_collections",
+                         '`knowledge_collections` must be "all" or a list of at most '
+                         f"{MAX_KNOWLEDGE_COLLECTIONS} collection ids (whole numbers), as the composer lists them.")
+        return _INVALID
 
     async def message_id_of(self, frame: dict, kind: str) -> int | None:
         message_id = frame.get("message_id")

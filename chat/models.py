@@ -20,6 +20,10 @@ class Assistant(TimeStampedModel):
                                    help_text="A route alias or model name from admin → Models / Routes.")
     temperature = models.FloatField(default=0.5)
     max_tokens = models.PositiveIntegerField(default=512)
+    # The knowledge collections (ids) its conversations answer from unless the user picks others; empty: none
+    # by default (the user turns knowledge on and picks in the composer).
+    knowledge_collections = models.JSONField(null=True, blank=True, default=None,
+                                             help_text="Collection ids new conversations use by default.")
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -34,6 +38,9 @@ class Conversation(TimeStampedModel):
     assistant = models.ForeignKey(Assistant, on_delete=models.PROTECT, related_name="conversations")
     title = models.CharField(max_length=200, blank=True)
     use_knowledge = models.BooleanField(default=False)
+    # Which collections knowledge answers from: null is every collection the user may read, a list those ids
+    # (still only those the user may read, checked at each turn).
+    knowledge_collections = models.JSONField(null=True, blank=True, default=None)
     # The model or route the user picked for this conversation; empty = the assistant's route.
     model = models.CharField(max_length=100, blank=True)
     # Where the title came from: the first words (set with the first message), the model (after the first

@@ -32,7 +32,9 @@ def assistant_create(*, owner: User, name: str, system_prompt: str, description:
 def conversation_create(*, user: User, assistant: Assistant) -> Conversation:
     if assistant.owner_id not in (None, user.pk) or not assistant.is_active:
         raise ApplicationError("That assistant does not exist.", code="not_found", status=404)
-    return Conversation.objects.create(user=user, assistant=assistant)
+    defaults = assistant.knowledge_collections
+    return Conversation.objects.create(user=user, assistant=assistant, use_knowledge=bool(defaults),
+                                       knowledge_collections=list(defaults) if defaults else None)
 
 
 def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
@@ -63,9 +65,15 @@ def conversation_delete(*, conversation: Conversation) -> None:
     conversation.delete()
 
 
-def conversation_set_knowledge(*, conversation: Conversation, enabled: bool) -> None:
-    Conversation.objects.filter(pk=conversation.pk).update(use_knowledge=enabled)
-    conversation.use_knowledge = enabled
+def conversation_set_knowledge(*, conversation: Conversation, enabled: bool,
+                               collections: list[int] | None | object = ...) -> None:
+    """Knowledge on or off for the conversation and, when given, which collections (None: all readable)."""
+    fields = {"use_knowledge": enabled}
+    if collections is not ...:
+        fields["knowledge_collections"] = collections
+    Conversation.objects.filter(pk=conversation.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(conversation, name, value)
 
 
 def conversation_set_model(*, conversation: Conversation, model: str) -> None:

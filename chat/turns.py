@@ -23,6 +23,7 @@ from chat.metrics import LLM_COMPLETION_TOKENS, LLM_TOKENS_PER_S, LLM_TTFT_MS
 from chat.models import Conversation, Message
 from chat.selectors import message_alternatives, messages_before
 from chat.services import (
+    conversation_set_knowledge,
     conversation_set_model,
     message_assistant_finish,
     message_assistant_progress,
@@ -85,6 +86,9 @@ class Turn:
     regenerate: int | None = None
     edit: int | None = None
     use_knowledge: bool | None = None
+    # The collections to answer from, as picked in the composer: None for all readable, a list of ids, or
+    # ... (not given) for the conversation's own choice.
+    knowledge_collections: object = ...
     api_key: object | None = None  # the key an SSE client used; its limits apply too
     model: str = ""  # a model or route picked in the composer; "" = the conversation's choice
     started: float = field(default_factory=time.perf_counter)
@@ -130,6 +134,10 @@ class Turn:
             if memory.summary:
                 system += f"\n\nA summary of the earlier conversation, which is not shown: {memory.summary}"
             knowledge = self.conversation.use_knowledge if self.use_knowledge is None else self.use_knowledge
+            if self.use_knowledge is not None or self.knowledge_collections is not ...:
+                # The composer's choice is the conversation's from now on (a reload shows it).
+                conversation_set_knowledge(conversation=self.conversation, enabled=bool(knowledge),
+                                           collections=self.knowledge_collections)
             if knowledge:
                 system, self.citations = _with_knowledge(system, user=self.user, query=self.text,
                                                          conversation=self.conversation)
@@ -298,7 +306,8 @@ def _with_knowledge(system: str, *, user: User, query: str, conversation: Conver
         from knowledge.selectors import CITATION_INSTRUCTIONS, context_for_chat
     except ImportError:
         return system, []
-    context, citations = context_for_chat(user=user, query=query, collection_ids=None)
+    # None: every collection the user may read; a list: those of them (ids they may not read are ignored).
+    context, citations = context_for_chat(user=user, query=query, collection_ids=conversation.knowledge_collections)
     if not context:
         return system, []
     citations = [{**citation, "title": citation.get("document_title", "")} for citation in citations]

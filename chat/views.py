@@ -80,18 +80,31 @@ def conversation_page(request: HttpRequest, conversation_id: int) -> HttpRespons
         "messages_list": [message_frame(m, alternatives) for m, alternatives in
                           messages_path(conversation=conversation)],
         "recent": conversations_of_user(user=request.user)[:100],
-        "knowledge_available": _knowledge_available(request),
+        **_knowledge_choices(request, conversation),
         "model_choices": chat_model_choices(caller=Caller(user=request.user)),
         "selected_model": conversation.model or conversation.assistant.route_alias,
     })
 
 
-def _knowledge_available(request: HttpRequest) -> bool:
+def _knowledge_choices(request: HttpRequest, conversation) -> dict:
+    """The composer's "Knowledge" picker: off, every readable collection, or one of them (a list an assistant
+    set as its default shows as itself until the user picks another)."""
     try:
         from knowledge.selectors import collections_readable
     except ImportError:
-        return False
-    return collections_readable(user=request.user).exists()
+        return {"knowledge_available": False}
+    collections = list(collections_readable(user=request.user).values("id", "name")[:200])
+    chosen = conversation.knowledge_collections
+    if not conversation.use_knowledge:
+        selected = "off"
+    elif chosen is None:
+        selected = "all"
+    elif len(chosen) == 1:
+        selected = str(chosen[0])
+    else:
+        selected = "kept"
+    return {"knowledge_available": bool(collections), "knowledge_collections": collections,
+            "knowledge_selected": selected, "knowledge_kept": chosen if selected == "kept" else []}
 
 
 @login_required

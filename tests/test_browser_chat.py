@@ -154,7 +154,7 @@ def test_regenerate_edit_and_the_title_without_reload(chromium, live_daphne, cel
 
         # Retry sits on the last reply only, and regenerates it in place: ‹ 2/2 ›.
         expect(page.locator(".msg__retry")).to_have_count(1)
-        reply.get_by_role("button", name="Regenerate this reply").click()
+        reply.get_by_role("button", name="Retry: write this reply again").click()
         reply = page.locator(".msg--assistant").last
         expect(reply.locator(".msg__timing")).to_contain_text("First token", timeout=120_000)
         expect(reply.locator(".msg__alt-count")).to_have_text("2/2")

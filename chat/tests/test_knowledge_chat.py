@@ -75,3 +75,40 @@ async def test_200_chat_turns_with_knowledge_never_cite_what_the_user_may_not_re
     for user in users:
         assert cited[user.pk], f"{user.email} never got a citation, so the test proved nothing"
         await sockets[user.pk].disconnect()
+
+
+async def test_a_conversation_answers_from_the_collections_picked_for_it(celery_worker, bundled_models):
+    from chat.models import Conversation
+
+    await sync_to_async(free_plan_set)(requests_per_minute=100_000, tokens_per_day=100_000_000)
+    world = await sync_to_async(world_build)()
+    owner = world.owner
+    conversation = await sync_to_async(_retrieval_only_conversation)(owner)
+    communicator, connected, _ = await socket_connect(f"/ws/chat/{conversation.pk}/", owner)
+    assert connected
+    collection_of = await sync_to_async(lambda: dict(Document.objects.values_list("id", "collection_id")))()
+
+    async def cited_collections(**choice) -> set[int]:
+        await communicator.send_to(text_data=json.dumps({"type": "user_message", "text": "loop exception class",
+                                                         "use_knowledge": True, **choice}))
+        start = await _until(communicator, {"start", "error"})
+        assert start["type"] == "start", start
+        await _until(communicator, {"done", "error"})
+        return {collection_of[citation["document_id"]] for citation in start["citations"]}
+
+    everything = await cited_collections(knowledge_collections="all")
+    assert len(everything) > 1 and everything <= world.readable[owner.pk]
+    picked = sorted(everything)[0]
+    assert await cited_collections(knowledge_collections=[picked]) == {picked}
+    # The choice stays with the conversation: the next message without one uses it too.
+    assert await cited_collections() == {picked}
+    stored = await sync_to_async(Conversation.objects.get)(pk=conversation.pk)
+    assert stored.use_knowledge and stored.knowledge_collections == [picked]
+    # A collection the owner may not read gives nothing from it; a malformed choice is an error frame.
+    unreadable = next(iter(world.readable[world.outsider.pk] - world.readable[owner.pk]))
+    assert await cited_collections(knowledge_collections=[unreadable]) == set()
+    await communicator.send_to(text_data=json.dumps({"type": "user_message", "text": "loop",
+                                                     "knowledge_collections": ["²"]}))
+    error = await _until(communicator, {"error", "start"})
+    assert error["type"] == "error" and error["code"] == "invalid_knowledge_collections", error
+    await communicator.disconnect()

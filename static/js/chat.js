@@ -13,7 +13,7 @@ const input = document.getElementById("composer-input");
 const sendButton = document.getElementById("send");
 const stopButton = document.getElementById("stop");
 const statusEl = document.getElementById("chat-status");
-const knowledgeToggle = document.getElementById("use-knowledge");
+const knowledgeScope = document.getElementById("knowledge-scope");
 const modelPicker = document.getElementById("model-picker");
 const modelInfo = document.getElementById("model-info");
 const assistantName = root.dataset.assistant;
@@ -212,7 +212,7 @@ function updateRetry() {
   if (!last?.dataset.id) return;
   const label = last.classList.contains("msg--user") ? "Get a reply" : "Retry";
   last.querySelector(".msg__foot").append(button("msg__retry", label,
-    last.classList.contains("msg--user") ? "Get a reply to this message" : "Regenerate this reply"));
+    last.classList.contains("msg--user") ? "Get a reply to this message" : "Retry: write this reply again"));
 }
 
 function busy(on) {
@@ -579,7 +579,14 @@ function send(frame) {
 }
 
 function turnFrame(frame) {
-  if (knowledgeToggle && frame.type === "user_message") frame.use_knowledge = knowledgeToggle.checked;
+  if (knowledgeScope && frame.type === "user_message") {
+    // Off, all readable collections, the assistant's own list, or one collection.
+    const scope = knowledgeScope.value;
+    frame.use_knowledge = scope !== "off";
+    if (scope === "all") frame.knowledge_collections = "all";
+    else if (scope === "kept") frame.knowledge_collections = knowledgeScope.dataset.kept.split(",").map(Number);
+    else if (scope !== "off") frame.knowledge_collections = [Number(scope)];
+  }
   if (modelPicker) frame.model = modelPicker.value;
   return frame;
 }
