@@ -92,6 +92,7 @@ def test_upload_two_files_watch_progress_then_search_and_open_the_passage(
     citation = reply.locator(".msg__citations a").first
     expect(citation).to_be_visible(timeout=120_000)
     expect(citation).to_contain_text("[1] context managers")
+    expect(reply).to_have_attribute("data-status", "done", timeout=120_000)  # `done` lists the sources used
     cited_id = int(re.search(r"#chunk-(\d+)$", citation.get_attribute("href")).group(1))
     chat_url = page.url
     # The source opens in a side panel, without leaving the chat; the panel links to the document.
