@@ -222,9 +222,9 @@ STATICFILES_DIRS = [
     ("vendor/chart.js", BASE_DIR / "node_modules" / "chart.js" / "dist"),
     # Lucide's SVG icons ({% icon %} in common/templatetags/icons.py inlines them).
     ("vendor/lucide", BASE_DIR / "node_modules" / "lucide-static" / "icons"),
-    # Noto Color Emoji (OFL) for assistants' emoji on machines without an emoji font (headless Chromium,
-    # many Linux desktops drew boxes); split by unicode-range, so a page loads only the pieces it shows.
-    ("vendor/noto-color-emoji", BASE_DIR / "node_modules" / "@fontsource" / "noto-color-emoji"),
+    # Noto Emoji (OFL, outline glyphs) for assistants' emoji on machines without an emoji font (headless
+    # Chromium, many Linux desktops drew boxes); split by unicode-range, so a page loads only what it shows.
+    ("vendor/noto-emoji", BASE_DIR / "node_modules" / "@fontsource" / "noto-emoji"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
