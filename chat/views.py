@@ -90,10 +90,11 @@ def _knowledge_choices(request: HttpRequest, conversation) -> dict:
     """The composer's "Knowledge" picker: off, every readable collection, or one of them (a list an assistant
     set as its default shows as itself until the user picks another)."""
     try:
-        from knowledge.selectors import collections_readable
+        from knowledge.selectors import collections_readable, collections_writable
     except ImportError:
         return {"knowledge_available": False}
     collections = list(collections_readable(user=request.user).values("id", "name")[:200])
+    writable = list(collections_writable(user=request.user).order_by("name", "id").values("id", "name")[:200])
     chosen = conversation.knowledge_collections
     if not conversation.use_knowledge:
         selected = "off"
@@ -104,6 +105,7 @@ def _knowledge_choices(request: HttpRequest, conversation) -> dict:
     else:
         selected = "kept"
     return {"knowledge_available": bool(collections), "knowledge_collections": collections,
+            "knowledge_writable": writable,
             "knowledge_selected": selected, "knowledge_kept": chosen if selected == "kept" else []}
 
 
