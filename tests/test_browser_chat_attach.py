@@ -24,8 +24,8 @@ def test_a_file_attached_in_the_composer_is_read_then_answered_from(
 ):
     url = live_daphne["url"]
     user = user_make(email="ines@example.com")
-    collection_make(owner=user, name="Harbour notes")
-    collection_make(owner=user, name="Other notes")
+    collection_make(user=user, name="Harbour notes")
+    collection_make(user=user, name="Other notes")
     conversation = conversation_create(user=user, assistant=Assistant.objects.get(slug="general"))
     page.set_viewport_size({"width": size[0], "height": size[1]})
     page.goto(url + "/accounts/login/")
