@@ -31,7 +31,7 @@ def test_text_chat_streams_stops_and_keeps_the_interrupted_reply(page, live_daph
     _log_in(page, url, "chat@example.com")
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Assistants").click()
-    page.get_by_role("button", name="Start a conversation with General assistant").click()
+    page.get_by_role("button", name="Start chatting with General assistant").click()
     expect(page.locator("#chat-status")).to_have_text("Connected")
 
     page.get_by_label("Message General assistant").fill("Write a long story about a lighthouse keeper and a storm.")

@@ -83,7 +83,7 @@ def test_upload_two_files_watch_progress_then_search_and_open_the_passage(
 
     # Ask in chat with knowledge on: the reply cites a passage, and the citation opens it.
     page.goto(url + "/app/assistants/")
-    page.get_by_role("button", name="Start a conversation with General assistant").click()
+    page.get_by_role("button", name="Start chatting with General assistant").click()
     expect(page.locator("#chat-status")).to_have_text("Connected")
     page.get_by_label("Knowledge").select_option(label="Python notes")  # this collection only
     page.get_by_label("Message General assistant").fill("What does __exit__ receive when the with block raises?")

@@ -140,4 +140,4 @@ def test_staff_manage_assistants_in_admin(client, bundled_models):
 
     assert Assistant.objects.get(slug="legal").owner is None
     client.force_login(user_make())  # a staff assistant is offered to everyone
-    assert "Start a conversation with Legal" in client.get("/app/assistants/").content.decode()
+    assert "Start chatting with Legal" in client.get("/app/assistants/").content.decode()
