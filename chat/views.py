@@ -87,8 +87,8 @@ def conversation_page(request: HttpRequest, conversation_id: int) -> HttpRespons
 
 
 def _knowledge_choices(request: HttpRequest, conversation) -> dict:
-    """The composer's "Knowledge" picker: off, every readable collection, or one of them (a list an assistant
-    set as its default shows as itself until the user picks another)."""
+    """The composer's "Knowledge" picker: off, every readable collection, one of them, or several (ticked in
+    a list; an assistant's default list shows the same way)."""
     try:
         from knowledge.selectors import collections_readable, collections_writable
     except ImportError:

@@ -1,5 +1,6 @@
 """Attach a file from the chat composer: it goes into a collection the user picks, the page shows the
-ingest's progress, Send waits for it, and the next reply answers from that collection."""
+ingest's progress, Send waits for it, and the next reply answers from that collection. Then the
+Knowledge picker's "Several…" chooses two collections, kept with the conversation."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from playwright.sync_api import expect
 from accounts.tests.factories import PASSWORD, user_make
 from chat.models import Assistant
 from chat.services import conversation_create
-from knowledge.models import Document
+from knowledge.models import Collection, Document
 from knowledge.tests.factories import collection_make
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -51,3 +52,19 @@ def test_a_file_attached_in_the_composer_is_read_then_answered_from(
     expect(reply).to_have_attribute("data-status", "done", timeout=120_000)
     expect(reply.locator(".msg__citations a").first).to_contain_text(re.compile(r"\[1\] Apache-2\.0"))
     page.screenshot(path=f"test-results/chat-attach-{size[0]}.png")
+
+    # "Several…": tick two collections; the next message answers from both, and the conversation keeps them.
+    page.get_by_label("Knowledge").select_option("several")
+    several = page.get_by_role("group", name="Answer from these collections")
+    expect(several).to_be_visible()
+    several.get_by_label("Harbour notes").check()
+    several.get_by_label("Other notes").check()
+    page.get_by_label("Message General assistant").fill("And when it does not raise?")
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg--assistant").last).to_have_attribute("data-status", "done", timeout=120_000)
+    conversation.refresh_from_db()
+    assert sorted(conversation.knowledge_collections) == sorted(
+        Collection.objects.filter(name__in=["Harbour notes", "Other notes"]).values_list("id", flat=True))
+    page.reload()
+    expect(page.get_by_label("Knowledge")).to_have_value("several")
+    expect(page.get_by_role("group", name="Answer from these collections").get_by_label("Other notes")).to_be_checked()

@@ -584,12 +584,21 @@ function turnFrame(frame) {
     const scope = knowledgeScope.value;
     frame.use_knowledge = scope !== "off";
     if (scope === "all") frame.knowledge_collections = "all";
-    else if (scope === "kept") frame.knowledge_collections = knowledgeScope.dataset.kept.split(",").map(Number);
+    else if (scope === "several") {
+      frame.knowledge_collections = [...document.querySelectorAll('input[name="knowledge-collection"]:checked')]
+        .map((box) => Number(box.value));
+    }
     else if (scope !== "off") frame.knowledge_collections = [Number(scope)];
   }
   if (modelPicker) frame.model = modelPicker.value;
   return frame;
 }
+
+// "Several…" shows the collections as checkboxes; any other choice hides them.
+knowledgeScope?.addEventListener("change", () => {
+  const several = document.getElementById("knowledge-several");
+  if (several) several.hidden = knowledgeScope.value !== "several";
+});
 
 function notConnected() {
   showBanner({ code: "not_connected", message: "Not connected yet, so nothing was sent. Try again in a moment." });
