@@ -53,6 +53,17 @@ def test_a_file_attached_in_the_composer_is_read_then_answered_from(
     expect(reply.locator(".msg__citations a").first).to_contain_text(re.compile(r"\[1\] Apache-2\.0"))
     page.screenshot(path=f"test-results/chat-attach-{size[0]}.png")
 
+    # A source opens in the side panel, over the chat, at this size too.
+    chat_url = page.url
+    reply.locator(".msg__citations a").first.click()
+    source = page.get_by_role("dialog", name="Apache-2.0")
+    expect(source).to_be_visible()
+    expect(source.get_by_role("link", name="Open in the document")).to_be_visible()
+    page.screenshot(path=f"test-results/chat-source-panel-{size[0]}.png")
+    assert page.url == chat_url
+    page.keyboard.press("Escape")
+    expect(source).to_be_hidden()
+
     # "Several…": tick two collections; the next message answers from both, and the conversation keeps them.
     page.get_by_label("Knowledge").select_option("several")
     several = page.get_by_role("group", name="Answer from these collections")

@@ -128,9 +128,10 @@ def test_a_mouse_press_and_a_release_elsewhere_sends_the_question_and_plays_the_
         context.close()
 
 
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 def test_hands_free_answers_then_listens_again_for_the_next_turn(voice_browser, live_daphne, celery_worker,
-                                                                 bundled_models):
-    context, page, received = _voice_page(voice_browser, live_daphne["url"], PHONE, "vad@example.com")
+                                                                 bundled_models, viewport):
+    context, page, received = _voice_page(voice_browser, live_daphne["url"], viewport, "vad@example.com")
     try:
         # Push-to-talk is the default, and holding the space bar (outside a text field) is the mic too.
         mic = page.locator("#mic")
@@ -148,7 +149,7 @@ def test_hands_free_answers_then_listens_again_for_the_next_turn(voice_browser, 
         expect(mic).to_have_text("Tap to stop")
         assert mic.bounding_box() == before
         _poll(page, "document.getElementById('voice-level').value", lambda v: v > 0, 15, "the level meter never moved")
-        page.screenshot(path=str(SHOTS / "voice-hands-free-listening-390.png"))
+        page.screenshot(path=str(SHOTS / f"voice-hands-free-listening-{viewport['width']}.png"))
 
         # The loop says the question every 6.3 s: each pause ends a turn, and after the spoken reply
         # the page listens again by itself, so a second turn follows with no click.
@@ -159,7 +160,7 @@ def test_hands_free_answers_then_listens_again_for_the_next_turn(voice_browser, 
         expect(replies).to_have_count(2, timeout=150_000)
         _poll(page, "Number(document.body.dataset.voicePlayedSeconds) || 0", lambda v: v > first_played, 60,
               "the second reply was not played")
-        page.screenshot(path=str(SHOTS / "voice-hands-free-second-turn-390.png"))
+        page.screenshot(path=str(SHOTS / f"voice-hands-free-second-turn-{viewport['width']}.png"))
         kinds = [f["type"] for f in received]
         assert kinds.count("speech_end") >= 2 and kinds.count("done") >= 2
         assert [f for f in received if f["type"] == "error"] == []
