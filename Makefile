@@ -12,7 +12,7 @@ export PARLEY_PORT
 # pip here reads extra local indexes that may be absent; their warnings are noise.
 PIP_QUIET := 2>&1 | grep -v "is neither a file nor a directory" || true
 
-.PHONY: run test setup engine-background services stop status migrate lint browser ops-tools clean
+.PHONY: run test setup engine-background services stop status migrate lint test-tools test-tools-background clean
 
 run: setup engine-background services
 	@$(PY) -m config.services port-free $(PARLEY_PORT)
@@ -24,21 +24,23 @@ run: setup engine-background services
 	@DJANGO_SETTINGS_MODULE=config.settings.dev PYTHONUNBUFFERED=1 $(VENV)/bin/honcho start -f Procfile
 
 # In CI (CI=true) the embedded services are stopped afterwards so no daemon outlives the run;
-# locally they stay up, which makes the next run start in about a second.
-test: setup engine-background browser ops-tools services
-	@DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py models_install --no-register
+# locally they stay up, which makes the next run start in about a second. The tests don't wait for a
+# first llama-server build: those that need no model run while it compiles, and the rest wait for it
+# (conftest.py), so on a fresh machine the build overlaps the first half of the suite.
+test: test-tools-background setup engine-background services test-tools
+	@DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py models_install --no-register --no-engine
 	@status=0; DJANGO_SETTINGS_MODULE=config.settings.test $(PY) -m pytest || status=$$?; \
 		if [ -n "$$CI" ]; then $(PY) -m config.services down; fi; exit $$status
 
 setup: $(VENV)/.installed node_modules/.installed
 
 # llama-server takes minutes to compile and needs only cmake, a compiler and pip: it is built in the
-# background, started as soon as the venv exists, so it overlaps pip, apt, npm, the services and the
-# model preparation (`-P`: run as a script without the stdlib-shadowing inference/ on sys.path; it
-# needs nothing from the venv yet). models_install waits for it and shows its progress. A cached
-# build exits at once.
+# background, started as soon as the venv exists, so it overlaps pip, apt, npm, the services, the model
+# preparation and (under `make test`) the tests that need no model. It runs niced, so those come first.
+# `-P` runs it as a script without the stdlib-shadowing inference/ on sys.path; it needs nothing from the
+# venv yet. models_install (`make run`) waits for it and shows its progress. A cached build exits at once.
 ENGINE_DIR := $(or $(PARLEY_VAR_DIR),var)/engines
-ENGINE_BUILD = mkdir -p $(ENGINE_DIR) && setsid nohup $(PY) -P inference/engines.py build \
+ENGINE_BUILD = mkdir -p $(ENGINE_DIR) && setsid nohup nice -n 10 $(PY) -P inference/engines.py build \
 	> $(ENGINE_DIR)/background-build.log 2>&1 < /dev/null &
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt
@@ -77,24 +79,40 @@ migrate: services
 lint: setup
 	@$(VENV)/bin/ruff check .
 
-# Browser tests drive Debian's Chromium with Playwright (no browser download).
-browser:
-	@command -v chromium >/dev/null || { \
-		if [ "$$(id -u)" != 0 ]; then echo "parley: Chromium is missing; run 'sudo apt-get install chromium' once"; exit 1; fi; \
-		echo "parley: installing Chromium from Debian (browser tests)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
-	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || { \
-		if [ "$$(id -u)" != 0 ]; then echo "parley: espeak-ng and sox are missing; run 'sudo apt-get install espeak-ng sox' once"; exit 1; fi; \
-		echo "parley: installing espeak-ng and sox from Debian (test speech)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox >/dev/null; }
+# The tests' system tools, from Debian, in one apt run (one index update) when any is missing:
+# Chromium for Playwright (no browser download), espeak-ng and sox for test speech, and nginx,
+# Prometheus (promtool) and docker-compose for the operations tests (run on loopback; nothing is
+# started as a service). On a fresh machine apt runs in the background from the start of `make test`,
+# beside pip and npm, and `test-tools` waits for it before the tests.
+TEST_TOOLS := chromium:chromium espeak-ng:espeak-ng sox:sox nginx:nginx promtool:prometheus docker-compose:docker-compose
+TOOLS_DIR := $(or $(PARLEY_VAR_DIR),var)
+MISSING_TOOLS = missing=""; for pair in $(TEST_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair\#*:}; \
+		command -v $$cmd >/dev/null || test -x /usr/sbin/$$cmd || missing="$$missing $$pkg"; done
+APT_TOOLS = apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null
 
-# The operations tests run Debian's nginx and Prometheus (promtool) on loopback and validate the
-# compose files with Debian's docker-compose; nothing is started as a service.
-ops-tools:
-	@command -v nginx >/dev/null || test -x /usr/sbin/nginx && command -v promtool >/dev/null && command -v docker-compose >/dev/null || { \
-		if [ "$$(id -u)" != 0 ]; then echo "parley: nginx, prometheus and docker-compose are missing; run 'sudo apt-get install nginx prometheus docker-compose' once"; exit 1; fi; \
-		echo "parley: installing nginx, prometheus and docker-compose from Debian (operations tests)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx prometheus docker-compose >/dev/null; }
+# var/test-tools.pending holds the background apt's PID while it runs; a stale one (killed) is ignored.
+TOOLS_PENDING = pending=$(TOOLS_DIR)/test-tools.pending; \
+	if [ -e $$pending ] && ! kill -0 "$$(cat $$pending 2>/dev/null)" 2>/dev/null; then rm -f $$pending; fi
+
+test-tools-background:
+	@$(MISSING_TOOLS); $(TOOLS_PENDING); \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && [ ! -e $$pending ]; then \
+		mkdir -p $(TOOLS_DIR); rm -f $(TOOLS_DIR)/test-tools.status; \
+		echo "parley: installing$$missing from Debian in the background (browser, speech and operations tests)"; \
+		( ( $(APT_TOOLS) ) > $(TOOLS_DIR)/test-tools.log 2>&1; echo $$? > $(TOOLS_DIR)/test-tools.status; \
+		  rm -f $$pending ) </dev/null >/dev/null 2>&1 & echo $$! > $$pending; fi
+
+test-tools:
+	@$(TOOLS_PENDING); while [ -e $$pending ] && kill -0 "$$(cat $$pending 2>/dev/null)" 2>/dev/null; do sleep 1; done; \
+	rm -f $$pending; \
+	if [ -s $(TOOLS_DIR)/test-tools.status ] && [ "$$(cat $(TOOLS_DIR)/test-tools.status)" != 0 ]; then \
+		echo "parley: installing the test tools failed:"; cat $(TOOLS_DIR)/test-tools.log; \
+		rm -f $(TOOLS_DIR)/test-tools.status; exit 1; fi; \
+	$(MISSING_TOOLS); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "parley: missing test tools; run 'sudo apt-get install$$missing' once"; exit 1; fi; \
+		echo "parley: installing$$missing from Debian (browser, speech and operations tests)"; \
+		$(APT_TOOLS); fi
 
 clean: stop
 	rm -rf $(VENV) node_modules

@@ -3,13 +3,21 @@ and headless Chromium. Everything here is real; nothing inside the process is mo
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
+import io
 import os
 import shutil
-from collections.abc import Iterator
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import pytest_asyncio
 
 from common.stack import daphne_start, process_stop, wait_for, worker_start
 from config import services
@@ -61,6 +69,57 @@ def _flush_test_redis() -> None:
     from common.redis_connection import redis_client
 
     redis_client().flushdb()
+
+
+_config: dict[str, pytest.Config] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _config["config"] = config
+
+
+def _say(text: str) -> None:
+    """A line on the terminal now, past pytest's output capture (which also takes sys.__stderr__'s fd)."""
+    capture = _config["config"].pluginmanager.getplugin("capturemanager") if _config else None
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        print(text, file=sys.__stderr__, flush=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer() -> Iterator[None]:
+    """A new in-process channel layer per test. Each async test runs on a loop of its own, and the cached
+    Redis layer keeps per-loop receive state (its receive lock, buffers and count); nothing of one test's
+    loop should reach the next (channels#876 describes the clash)."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+@pytest_asyncio.fixture
+async def socket_tasks_reaped() -> AsyncIterator[None]:
+    """For tests that drive consumers in-process (Channels' communicators): after the test, cancel what its
+    consumers left running and give them 5 s to stop. A task still running then is printed with its stack
+    and unregistered, so the closing event loop doesn't wait for it for ever. Now and then a consumer's
+    channel-layer receive (channels_redis) ignored its cancellation, and pytest-asyncio's teardown hung."""
+    yield
+    current = asyncio.current_task()
+    left = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+    for task in left:
+        task.cancel()
+    if not left:
+        return
+    _, stuck = await asyncio.wait(left, timeout=5)
+    for task in stuck:
+        _say(f"\nparley: a task ignored its cancellation for 5 s; left behind: {task!r}\n{_stack(task)}")
+        asyncio.tasks._unregister_task(task)
+
+
+def _stack(task: asyncio.Task) -> str:
+    out = io.StringIO()
+    task.print_stack(file=out)
+    return out.getvalue()
 
 
 @pytest.fixture(scope="session")
@@ -151,9 +210,98 @@ def _flush_retrying_on_deadlock() -> None:
 _flush_retrying_on_deadlock()
 
 
+# A test still running after this long is probably hung: its pending asyncio tasks are printed with
+# their stacks (faulthandler_timeout in pyproject.toml prints the threads a little later).
+HUNG_TEST_SECONDS = float(os.environ.get("PARLEY_TEST_HUNG_SECONDS", "420"))
+
+
+def _pending_tasks_print(nodeid: str) -> None:
+    tasks = [obj for obj in gc.get_objects() if isinstance(obj, asyncio.Task) and not obj.done()]
+    _say(f"\n=== {nodeid} still running after {HUNG_TEST_SECONDS:.0f} s; pending asyncio tasks:\n"
+         + "".join(f"--- {task!r}\n{_stack(task)}" for task in tasks))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    timer = threading.Timer(HUNG_TEST_SECONDS, _pending_tasks_print, args=(item.nodeid,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+# Tests that load the bundled chat models, through a worker, Daphne or a browser (or are marked `engine`:
+# they run or inspect llama-server in this process). On a fresh machine llama-server is still compiling
+# (in the background, `make test` starts it with the install) when pytest starts: these wait for it, and
+# run after every test that doesn't, so the build overlaps them. `bundled_models` alone does not wait:
+# registering picks the engine per test (its rows are rolled back or emptied after it), and a test with no
+# worker runs no chat model.
+ENGINE_FIXTURES = frozenset({"celery_worker", "live_daphne", "llama_server_binary", "chromium"})
+
+
+def _needs_engine(item) -> bool:
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return bool(ENGINE_FIXTURES & fixtures) or item.get_closest_marker("engine") is not None
+
+
+def _database_kind(item) -> int:
+    """pytest-django's order: 0 uses the database in a transaction, 1 is transactional (its teardown empties
+    every table, migration-seeded rows included, so no test of kind 0 may follow it), 2 has no database."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    marker = item.get_closest_marker("django_db")
+    if (marker is not None and (marker.kwargs.get("transaction") or marker.kwargs.get("reset_sequences"))) \
+            or {"transactional_db", "live_server"} & fixtures:
+        return 1
+    return 0 if marker is not None or "db" in fixtures else 2
+
+
+def _phase(item) -> int:
+    if item.get_closest_marker("browser") is not None:
+        return 9  # last: Playwright's sync API holds an event loop that async tests can't share
+    kind, engine = _database_kind(item), _needs_engine(item)
+    if kind == 2 and not engine:
+        return 0  # no database and no model: first, while llama-server may still be compiling
+    return {0: 1, 1: 3, 2: 5}[kind] + engine
+
+
 def pytest_collection_modifyitems(config, items) -> None:
-    """Browser tests last: Playwright's sync API holds an event loop that async tests can't share."""
-    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+    """Run order: tests with neither a database nor a model, then by pytest-django's kinds (in a
+    transaction, transactional, no database), each with the tests that need no model before those
+    that wait for llama-server; browser tests last. The sort is stable."""
+    items.sort(key=_phase)
+
+
+_engine = {"checked": False}
+
+
+def _engine_wait() -> None:
+    """Once per run: take the llama-server build from the cache, waiting for the background build if it is
+    still going (or building it here when nothing is). Without it the chat models run on CTranslate2, which
+    the llama-server tests then report."""
+    if _engine["checked"]:
+        return
+    _engine["checked"] = True
+    from inference.engines import EngineInstallError, llama_server_install, llama_server_path
+
+    if llama_server_path() is not None:
+        return
+    started = time.monotonic()
+    _say("\nparley: waiting for the llama-server build before the tests that load models "
+         "(it started in the background with the install)")
+    try:
+        path = llama_server_install()
+    except EngineInstallError as exc:
+        _say(f"parley: llama-server is not built ({exc}); chat models run on CTranslate2")
+        return
+    _say(f"parley: llama-server ready after waiting {time.monotonic() - started:.0f} s: {path}")
+
+
+@pytest.hookimpl(tryfirst=True)  # before the item's fixtures start a worker or register the models
+def pytest_runtest_setup(item) -> None:
+    if _needs_engine(item):
+        _engine_wait()
 
 
 @pytest.fixture(scope="module")

@@ -4,20 +4,29 @@ from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
 from django import forms
-from django.http import HttpRequest
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 
 from accounts.login_limits import login_failure_record, login_failures_clear, login_wait_seconds
 from accounts.models import User
-from accounts.services import team_create_personal
+from accounts.services import invitation_accept, team_create_personal
+from common.errors import ApplicationError
+from onboarding.services import Event, event_record
+
+# The invitation link a signed-out visitor opened; accepted once they sign up or log in.
+INVITATION_SESSION_KEY = "parley_invitation_token"
 
 
 class AccountAdapter(DefaultAccountAdapter):
     """allauth creates the user row from its form; Parley adds the personal team in the same step."""
 
     def save_user(self, request: HttpRequest, user: User, form, commit: bool = True) -> User:
+        user.name = " ".join(str(form.cleaned_data.get("name") or "").split())[:150]
         user = super().save_user(request, user, form, commit=commit)
         if commit:
             team_create_personal(user=user)
+            event_record(user_id=user.pk, name=Event.SIGNED_UP)
         return user
 
     # ---- failed log-ins: per account and client address (accounts/login_limits.py says why)
@@ -51,3 +60,28 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def authentication_failed(self, request: HttpRequest, **credentials: Any) -> None:
         login_failure_record(email=self._login_email(credentials), ip=self.get_client_ip(request))
+
+    def confirm_email(self, request: HttpRequest, email_address) -> bool:
+        confirmed = super().confirm_email(request, email_address)
+        if confirmed:
+            event_record(user_id=email_address.user_id, name=Event.EMAIL_VERIFIED)
+        return confirmed
+
+    def post_login(self, request: HttpRequest, user: User, **kwargs) -> HttpResponse:
+        """Logged in (after a log-in, a sign-up or a one-click verification): join the team whose
+        invitation brought them here, if any, and land on that team's page."""
+        from allauth.account.models import EmailAddress
+
+        if kwargs.get("signup") and EmailAddress.objects.filter(user=user, verified=True).exists():
+            # Signed up through an invitation: the link proved the address, so it is verified already.
+            event_record(user_id=user.pk, name=Event.EMAIL_VERIFIED)
+        token = request.session.pop(INVITATION_SESSION_KEY, None)
+        if token:
+            try:
+                membership = invitation_accept(token=token, user=user)
+            except ApplicationError as exc:
+                messages.error(request, exc.message)
+            else:
+                messages.success(request, f"You joined {membership.team.name}.")
+                kwargs["redirect_url"] = reverse("team_detail", args=[membership.team_id])
+        return super().post_login(request, user, **kwargs)

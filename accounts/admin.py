@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from accounts.models import ApiKey, Membership, Team, User
+from accounts.models import ApiKey, Invitation, Membership, Team, User
 
 
 class MembershipInline(admin.TabularInline):
@@ -20,7 +20,7 @@ class UserAdmin(DjangoUserAdmin):
     search_fields = ["email", "name"]
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        ("Profile", {"fields": ("name",)}),
+        ("Profile", {"fields": ("name", "avatar_kind", "avatar", "time_zone", "email_digest")}),
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
@@ -53,3 +53,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
         for api_key in queryset:
             apikey_revoke(api_key=api_key)
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["email", "team", "role", "invited_by", "created_at", "expires_at", "sent_at", "accepted_at",
+                    "revoked_at"]
+    search_fields = ["email", "team__name", "invited_by__email"]
+    readonly_fields = ["team", "email", "role", "invited_by", "nonce", "expires_at", "sent_at", "send_count",
+                       "accepted_at", "accepted_by", "revoked_at", "created_at", "updated_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # invitations are sent from the team page, which checks who may invite

@@ -7,17 +7,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.forms import ApiKeyCreateForm
-from accounts.selectors import apikeys_of_user, memberships_of_user
+from accounts.selectors import apikeys_of_user
 from accounts.services import apikey_create, apikey_revoke
 from common.errors import ApplicationError
 from common.forms import form_error_message
 from common.plans import plan_of
-
-
-@login_required
-def app_home(request: HttpRequest) -> HttpResponse:
-    return render(request, "app/home.html", {"memberships": list(memberships_of_user(user=request.user))})
-
 
 # The session key holding a new key's secret between the POST and the page that shows it once. Sessions are
 # server-side rows (Django's database backend), so the secret never travels in a cookie; the GET pops it.

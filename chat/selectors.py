@@ -109,3 +109,18 @@ def message_alternatives(*, message: Message) -> Alternatives:
     group = list(Message.objects.filter(conversation_id=message.conversation_id, parent_id=message.parent_id,
                                         role=message.role).order_by("created_at", "id").values_list("pk", flat=True))
     return _alternatives_in(group, message.pk)
+
+
+def replies_completed_count(*, user_id: int) -> int:
+    """Complete assistant replies in the user's conversations (the First Chat badge)."""
+    return Message.objects.filter(conversation__user_id=user_id, role=Message.Role.ASSISTANT,
+                                  status=Message.Status.DONE).count()
+
+
+def conversations_active_since(*, user: User, since) -> int:
+    """The user's conversations with any activity since `since` (welcome: "your chats this week")."""
+    return Conversation.objects.filter(user=user, updated_at__gte=since).count()
+
+
+def conversation_latest(*, user: User) -> Conversation | None:
+    return conversations_of_user(user=user).first()

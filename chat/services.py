@@ -10,6 +10,7 @@ from django.utils.text import slugify
 from accounts.models import User
 from chat.models import Assistant, Conversation, Message
 from common.errors import ApplicationError
+from onboarding.services import Event, event_record
 
 MAX_MESSAGE_CHARS = 8000
 
@@ -33,8 +34,10 @@ def conversation_create(*, user: User, assistant: Assistant) -> Conversation:
     if assistant.owner_id not in (None, user.pk) or not assistant.is_active:
         raise ApplicationError("That assistant does not exist.", code="not_found", status=404)
     defaults = assistant.knowledge_collections
-    return Conversation.objects.create(user=user, assistant=assistant, use_knowledge=bool(defaults),
-                                       knowledge_collections=list(defaults) if defaults else None)
+    conversation = Conversation.objects.create(user=user, assistant=assistant, use_knowledge=bool(defaults),
+                                               knowledge_collections=list(defaults) if defaults else None)
+    event_record(user_id=user.pk, name=Event.CONVERSATION_STARTED)
+    return conversation
 
 
 def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
@@ -138,6 +141,7 @@ def message_user_create(*, conversation: Conversation, text: str, via: str = "te
         updates = {"title": title_from_first_words(text), "title_source": "first_words"}
         conversation.title, conversation.title_source = updates["title"], updates["title_source"]
     _leaf_set(conversation, message, **updates)
+    event_record(user_id=conversation.user_id, name=Event.MESSAGE_SENT, data={"via": via})
     return message
 
 
@@ -233,10 +237,16 @@ def message_assistant_finish(
     """Settle a streaming reply once; a second settle (a retry, a race with cleanup) changes nothing.
     `citations`, when given, replaces the sources stored at the start with those the reply used."""
     extra = {"citations": citations} if citations is not None else {}
-    return bool(Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+    settled = bool(Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
         text=text, status=status, model_name=model_name, model_note=model_note[:300], usage=usage or {},
         timings=timings or {}, error=error[:2000], **extra,
     ))
+    if settled and status == Message.Status.DONE:
+        reply = Message.objects.filter(pk=message_id).values("conversation__user_id", "via", "citations").first()
+        if reply:
+            event_record(user_id=reply["conversation__user_id"], name=Event.REPLY_COMPLETED,
+                         data={"via": reply["via"], "grounded": bool(reply["citations"])})
+    return settled
 
 
 # A reply whose turn lost its lease this long ago is orphaned (chat.turns.LEASE_TTL_SECONDS).

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from common.notifications import user_group
+from common.notifications import BROADCAST_GROUP, user_group
 from common.sockets import CLOSE_UNAUTHENTICATED, SessionBoundSocket
 
 
@@ -19,12 +19,14 @@ class NotificationsConsumer(SessionBoundSocket):
             return
         self.group = user_group(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.channel_layer.group_add(BROADCAST_GROUP, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
         await self.session_unbind()
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.channel_layer.group_discard(BROADCAST_GROUP, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:

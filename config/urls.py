@@ -20,6 +20,7 @@ urlpatterns = [
     path("metrics", health.metrics, name="prometheus-django-metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
+    path("app/", include("onboarding.urls")),
     path("app/", include("accounts.urls")),
     path("app/", include(inference_urls.app_urlpatterns)),
     path("app/", include(chat_urls.app_urlpatterns)),

@@ -389,11 +389,14 @@ async def _stream_attempts(job: Job, specs: list[str], channel: str, inbox: asyn
     current_job_id, finished, sent_tokens = None, False, False
     try:
         last_error = None
-        candidates = await off_loop(_candidates)(job, specs)
-        for spec in candidates:
-            # One hop off the loop per attempt: each hop waits for a thread, and this is the path to the
-            # first token.
-            payload, label, queue, answered = await off_loop(_attempt_start)(job, spec, channel)
+        # One hop off the loop per attempt (the first also picks the candidates): each hop waits for a
+        # thread, and this is the path to the first token.
+        candidates, first = await off_loop(_candidates_and_start)(job, specs, channel)
+        for index, spec in enumerate(candidates):
+            if index == 0:
+                payload, label, queue, answered = first
+            else:
+                payload, label, queue, answered = await off_loop(_attempt_start)(job, spec, channel)
             if answered is not None:
                 yield {"event": "fallback", **answered}
             if queue is None:
@@ -430,6 +433,11 @@ async def _stream_attempts(job: Job, specs: list[str], channel: str, inbox: asyn
         if not finished and current_job_id:
             # The client went away mid-stream: stop the worker at its next token.
             await off_loop(cancel_set)(current_job_id)
+
+
+def _candidates_and_start(job: Job, specs: list[str], channel: str) -> tuple[list[str], tuple | None]:
+    candidates = _candidates(job, specs)
+    return candidates, _attempt_start(job, candidates[0], channel) if candidates else None
 
 
 def _attempt_start(job: Job, spec: str, channel: str) -> tuple[dict, str, str | None, dict | None]:

@@ -375,3 +375,26 @@ def savings_by_day(*, days: int = 30) -> list[dict]:
         day["saved"] = day["reference_cost"] - day["compute_cost"]
         out.append(day)
     return out
+
+
+def models_online() -> list[str]:
+    """Names of the models some live gpu worker holds loaded now (from the workers' heartbeats)."""
+    from common.heartbeat import workers_alive
+
+    return sorted({name for worker in workers_alive() for name, state in (worker.get("models") or {}).items()
+                   if state.get("state") == "loaded"})
+
+
+def usage_totals_of_users(*, user_ids: list[int], days: int = 30) -> list[dict]:
+    """Per user: requests, tokens, audio seconds, characters and cost over the last `days` (team usage)."""
+    since = timezone.now() - timedelta(days=days)
+    rows = (
+        UsageRecord.objects.filter(user_id__in=user_ids, created_at__gte=since)
+        .values("user_id")
+        .annotate(
+            requests=Count("id"), prompt_tokens=Sum("prompt_tokens"), completion_tokens=Sum("completion_tokens"),
+            audio_seconds=Sum("audio_seconds"), characters=Sum("characters"), cost=Sum("cost"),
+        )
+        .order_by("user_id")
+    )
+    return list(rows)

@@ -78,7 +78,9 @@ def _async_client() -> aredis.Redis:
         # Retries reconnect after a Redis restart instead of failing the stream's subscribe.
         client = _async_clients[loop] = aredis.Redis.from_url(
             settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=None, decode_responses=True,
-            retry=Retry(ExponentialBackoff(cap=2, base=0.1), 4))
+            retry=Retry(ExponentialBackoff(cap=2, base=0.1), 4),
+            # Each stream subscribes on a new connection: skip the two CLIENT SETINFO round trips per connect.
+            lib_name=None, lib_version=None)
     return client
 
 

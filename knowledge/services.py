@@ -31,6 +31,7 @@ from knowledge.extraction import KIND_MIMES, KNOWN_EXTENSIONS, Extraction, Extra
 from knowledge.fetch import FetchError, address_allowed, networks_parse, url_fetch
 from knowledge.models import Chunk, Collection, CollectionGrant, Document
 from knowledge.selectors import ACCESS_MANAGE, ACCESS_WRITE, collection_access
+from onboarding.services import Event, event_record
 
 logger = logging.getLogger(__name__)
 _COPY_BYTES = 1024 * 1024
@@ -206,6 +207,7 @@ def document_create_from_file(*, user: User, collection: Collection, file: Uploa
         return Document.objects.get(collection=collection, sha256=sha256), False
     if enqueue:
         _ingest_enqueue(document)
+    event_record(user_id=user.pk, name=Event.DOCUMENT_ADDED)
     return document, True
 
 
@@ -249,6 +251,7 @@ def document_create_from_url(*, user: User, collection: Collection, url: str, ti
         filename=filename_clean(Path(parsed.path).name, default=parsed.hostname), added_by=user,
     )
     _ingest_enqueue(document)
+    event_record(user_id=user.pk, name=Event.DOCUMENT_ADDED)
     return document, True
 
 
@@ -367,6 +370,7 @@ def document_ingest(*, document_id: int, in_process: bool = True, timings: dict[
         return _fail(document, f"Ingest failed unexpectedly ({exc.__class__.__name__}: {exc}). "
                                "Try again; if it keeps failing, tell the operator.")
     _progress(document, status=Document.Status.READY, progress=100, chunk_count=count)
+    event_record(user_id=document.added_by_id, name=Event.DOCUMENT_READY)
     counter_add("parley_ingest_passages", count)
     counter_add("parley_ingest_documents", outcome="ready")
     document.refresh_from_db()
@@ -482,3 +486,11 @@ def _fetch(document: Document, out) -> None:
         raise _Failure(f"This page has the same content as “{other.title}”, already in this collection.")
     Document.objects.filter(pk=document.pk).update(sha256=fetched.sha256, size=fetched.size, mime=fetched.mime[:120])
     document.mime = fetched.mime
+
+
+def citation_open(*, user: User, document: Document, chunk_id: int) -> bool:
+    """The user opened a cited passage (a chat reply's citation link); True if the chunk is the document's."""
+    if not Chunk.objects.filter(pk=chunk_id, document=document).exists():
+        return False
+    event_record(user_id=user.pk, name=Event.CITATION_OPENED, data={"document": document.pk, "chunk": chunk_id})
+    return True

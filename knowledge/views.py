@@ -158,10 +158,13 @@ def document_detail(request: HttpRequest, document_id: int) -> HttpResponse:
         document = document_get_for(user=request.user, document_id=document_id)
     except ApplicationError as exc:
         return _error_page(request, exc)
+    highlight = integer_param(request.GET.get("chunk"))
+    if highlight is not None:  # a cited passage opened (the Knowledge Explorer badge)
+        services.citation_open(user=request.user, document=document, chunk_id=highlight)
     return render(request, "knowledge/document_detail.html", {
         "document": document,
         "chunks": chunks_of_document(document=document),
-        "highlight": integer_param(request.GET.get("chunk")),
+        "highlight": highlight,
         "can_write": document.collection.access in (ACCESS_WRITE, ACCESS_MANAGE),
     })
 

@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from accounts.tests.factories import PASSWORD, user_make
+from accounts.tests.factories import PASSWORD, confirmation_link, user_make
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CONFIRM_LINK = re.compile(r"http://127\.0\.0\.1:\d+/accounts/confirm-email/[^\s]+/")
-
-
-def _confirmation_link(log, email: str) -> str:
-    """The verification link the console email backend printed for `email`."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        text = log.read_text()
-        start = text.rfind(f"To: {email}")
-        if start != -1 and (match := CONFIRM_LINK.search(text, start)):
-            return match.group(0)
-        time.sleep(0.1)
-    raise AssertionError(f"no confirmation email for {email} in the server output")
 
 
 def test_sign_up_verify_log_in_and_see_the_app_shell(page, live_daphne):
@@ -41,20 +26,26 @@ def test_sign_up_verify_log_in_and_see_the_app_shell(page, live_daphne):
     page.locator("main form button[type=submit]").click()
     expect(page.locator("main")).to_contain_text(re.compile("verify your email", re.IGNORECASE))
 
-    page.goto(_confirmation_link(live_daphne["log"], email))
-    page.locator("main form button[type=submit]").click()
-
-    expect(page).to_have_url(re.compile(r"/accounts/login/"))
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.locator("main form button[type=submit]").click()
-
+    # One click on the link confirms the address and signs in, in the browser that signed up.
+    page.goto(confirmation_link(live_daphne["log"], email))
     expect(page).to_have_url(re.compile(r"/app/$"))
-    expect(page.get_by_role("heading", level=1)).to_contain_text("rosa")
-    expect(page.locator("main")).to_contain_text("rosa's team")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Rosa")  # not the raw "rosa"
+    expect(page.locator("main")).to_contain_text("Rosa's team")
     nav = page.get_by_role("navigation", name="Main")
     expect(nav.get_by_role("link", name="Home")).to_have_attribute("aria-current", "page")
     expect(nav.get_by_role("link", name="Admin")).to_have_count(0)
+
+    # Another browser logs in with the password, now that the address is verified.
+    other = page.context.browser.new_context(viewport=page.viewport_size).new_page()
+    try:
+        other.goto(url + "/accounts/login/")
+        other.get_by_label("Email").fill(email)
+        other.get_by_label("Password").fill(PASSWORD)
+        other.locator("main form button[type=submit]").click()
+        expect(other).to_have_url(re.compile(r"/app/$"))
+        expect(other.get_by_role("heading", level=1)).to_have_text("Welcome, Rosa")
+    finally:
+        other.context.close()
 
 
 @pytest.mark.parametrize(("width", "height"), [(1366, 850)])

@@ -27,7 +27,7 @@ from chat.tests.factories import conversation_make
 from common.stack import daphne_start, process_stop, wait_for, worker_start
 from config import services
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.worker, pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
 CHAT_MODEL = "qwen2.5-coder-0.5b"  # first model of chat-default, the General assistant's route
 LONG = "Write a long story about a lighthouse keeper and a storm, in many paragraphs."

@@ -43,8 +43,12 @@ def _query(base: str, expr: str) -> dict:
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
             return json.loads(response.read())
-    except urllib.error.HTTPError as error:  # a 400 carries Prometheus's parse error
-        return json.loads(error.read())
+    except urllib.error.HTTPError as error:
+        body = error.read()
+        try:  # a 400 carries Prometheus's parse error as JSON
+            return json.loads(body)
+        except ValueError:  # a 503 while its storage starts up is plain text
+            return {"status": "error", "error": f"HTTP {error.code}: {body[:200]!r}"}
 
 
 def _left_side(expr: str) -> str:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import itertools
+import re
 import time
+from pathlib import Path
 
 from django.test import RequestFactory
 
@@ -50,3 +52,18 @@ def staff_login(client, user: User) -> None:
     request.session = client.session
     record_authentication(request, user, "mfa", type="totp")
     request.session.save()
+
+
+CONFIRM_LINK = re.compile(r"http://127\.0\.0\.1:\d+/accounts/confirm-email/[^\s]+/")
+
+
+def confirmation_link(log: Path, email: str) -> str:
+    """The verification link the console email backend of a live Daphne printed for `email`."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        text = log.read_text()
+        start = text.rfind(f"To: {email}")
+        if start != -1 and (match := CONFIRM_LINK.search(text, start)):
+            return match.group(0)
+        time.sleep(0.1)
+    raise AssertionError(f"no confirmation email for {email} in the server output")

@@ -17,7 +17,7 @@ from django.core.cache import cache
 from accounts.tests.factories import PASSWORD, user_make
 from config.settings import base
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("socket_tasks_reaped")]
 
 ATTACKER, VICTIM_HOME = "203.0.113.9", "198.51.100.7"
 

@@ -16,7 +16,7 @@ from chat.seed import assistants_seed
 from chat.tests.factories import conversation_make
 from config.asgi import application
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("socket_tasks_reaped")]
 
 # Generous for a loaded 2-core machine; the close is sent as soon as the change commits.
 CLOSE_WITHIN = 5

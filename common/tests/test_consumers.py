@@ -15,7 +15,7 @@ from accounts.tests.factories import user_make
 from common.notifications import user_notify
 from config.asgi import application
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("socket_tasks_reaped")]
 
 
 async def _session_cookie() -> bytes:

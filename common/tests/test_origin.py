@@ -13,7 +13,7 @@ from django.test import Client
 from accounts.tests.factories import user_make
 from config.asgi import application
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("socket_tasks_reaped")]
 
 
 async def _cookie() -> bytes:
@@ -34,8 +34,7 @@ async def _connects(origin: bytes | None, *, host: bytes = b"localhost", extra: 
     if scheme:
         communicator.scope["scheme"] = scheme
     connected, _ = await communicator.connect()
-    if connected:
-        await communicator.disconnect()
+    await communicator.disconnect()  # a refused socket's consumer also waits for the disconnect to end
     return connected
 
 

@@ -105,6 +105,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "common.context_processors.site",
+                "onboarding.context_processors.onboarding",
             ],
         },
     },
@@ -190,7 +191,12 @@ ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_UNIQUE_EMAIL = True
-ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = False
+# The verification link confirms with one click and, in the browser that signed up, logs the
+# user in; they land on the welcome screen with the tour offered.
+ACCOUNT_CONFIRM_EMAIL_ON_GET = True
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_EMAIL_CONFIRMATION_AUTHENTICATED_REDIRECT_URL = "app_home"
+ACCOUNT_SIGNUP_FORM_CLASS = "accounts.profile_forms.SignupNameForm"
 ACCOUNT_EMAIL_SUBJECT_PREFIX = f"[{SITE_NAME}] "
 # Failed log-ins: 10 a minute per client address, and 5 in 5 minutes per account *from one
 # address* (the adapter keys it by both), then a doubling wait (accounts/login_limits.py). The
@@ -225,6 +231,7 @@ STATICFILES_DIRS = [
     # Noto Emoji (OFL, outline glyphs) for assistants' emoji on machines without an emoji font (headless
     # Chromium, many Linux desktops drew boxes); split by unicode-range, so a page loads only what it shows.
     ("vendor/noto-emoji", BASE_DIR / "node_modules" / "@fontsource" / "noto-emoji"),
+    ("vendor/driver.js", BASE_DIR / "node_modules" / "driver.js" / "dist"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -410,3 +417,11 @@ PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT = env.int("PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT",
 # The relevance floor: passages farther than this cosine distance from the query are not returned
 # unless they contain every word of it. 0.70 is tuned for all-MiniLM-L6-v2 (see the README); 2 turns it off.
 PARLEY_KNOWLEDGE_MAX_DISTANCE = env.float("PARLEY_KNOWLEDGE_MAX_DISTANCE", default=0.70)
+
+# --- Onboarding ------------------------------------------------------------------------
+# Path of the S-7 evaluation page (the evaluation issue). Empty: tour step 3 ("Explore the S-7
+# evaluation") is left out of the tour; set it once that page exists.
+PARLEY_TOUR_EVALUATION_URL = env("PARLEY_TOUR_EVALUATION_URL", default="")
+# The staff funnel counts a milestone only if it happened within this many days of sign-up
+# (the page can override it per view).
+PARLEY_ONBOARDING_FUNNEL_WINDOW_DAYS = env.int("PARLEY_ONBOARDING_FUNNEL_WINDOW_DAYS", default=30)

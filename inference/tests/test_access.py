@@ -26,7 +26,8 @@ from inference.services import (
 )
 from inference.tests.factories import api_key_make
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+# The model picker names the engine that serves a model, so these wait for the llama-server build.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.engine]
 
 
 def _route(alias: str, **access) -> Route:

@@ -16,7 +16,7 @@ from inference.models import UsageRecord
 
 # Slow (a few minutes: it starts a worker, Daphne, a direct process and maybe llama-server); deselect
 # with -m "not worker".
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.worker, pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
 
 def _empty_redis_db() -> int:

@@ -25,6 +25,8 @@ from inference.backends.llama_server import LlamaServerChatBackend
 from inference.catalog import BUNDLED
 from inference.install import GGUF, model_prepare
 
+pytestmark = pytest.mark.engine  # every test here runs or inspects the llama-server build
+
 SMOL = "smollm2-135m"
 QWEN = "qwen2.5-coder-0.5b"
 # Mixed sampling settings, the way several users' requests arrive at once.

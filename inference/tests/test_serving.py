@@ -28,7 +28,7 @@ from inference.models import UsageRecord
 from inference.tests.factories import api_key_make, broken_chat_route
 from knowledge.tests.factories import collection_make, document_ready
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.engine]
 
 FACT = "The lighthouse on Skerry Point was built in 1872 and its lamp burns paraffin oil."
 
@@ -137,6 +137,9 @@ def test_usage_rows_from_every_path_carry_the_api_key(celery_worker, bundled_mod
     assert [r.status_code for r in (chat, embeddings, speech, transcript, answer)] == [200] * 5
     assert "event: done" in sse
     rows = UsageRecord.objects.exclude(id__in=before).filter(outcome="ok")
+    # The SSE turn settles its usage as the stream closes, a moment after the client read `done`.
+    wait_for(lambda: rows.filter(api_key=key, task="chat").count() >= 3, timeout=30,
+             what="the usage rows of the three chat paths")
     by_task = {}
     for row in rows:
         by_task.setdefault(row.task, []).append(row)

@@ -8,7 +8,7 @@ owner or admin of the owning team.
 
 from __future__ import annotations
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 
 from accounts.models import Membership, User
 from accounts.selectors import memberships_of_user, teams_of_user
@@ -121,3 +121,23 @@ def collections_with_counts(*, user: User) -> QuerySet[Collection]:
     return collections_readable(user=user).select_related("owner_user", "owner_team").annotate(
         document_count=Count("documents", distinct=True)
     )
+
+
+def documents_totals_for_user(*, user: User) -> dict[str, int]:
+    """Ready documents and their passages across every collection the user may read (welcome stats)."""
+    totals = Document.objects.filter(
+        collection__in=collections_readable(user=user).values("id"), status=Document.Status.READY
+    ).aggregate(documents=Count("id"), passages=Sum("chunk_count"))
+    return {"documents": totals["documents"] or 0, "passages": totals["passages"] or 0}
+
+
+def documents_ready_count_added_by(*, user_id: int) -> int:
+    """How many documents this user added that finished ingesting (the Knowledge Explorer badge)."""
+    return Document.objects.filter(added_by_id=user_id, status=Document.Status.READY).count()
+
+
+def collections_of_team_with_counts(*, team) -> QuerySet[Collection]:
+    """The collections a team owns, with their document and passage counts (the team's usage page)."""
+    return (Collection.objects.filter(owner_team=team)
+            .annotate(document_count=Count("documents"), passage_count=Sum("documents__chunk_count"))
+            .order_by("name", "id"))

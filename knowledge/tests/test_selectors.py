@@ -17,7 +17,7 @@ from knowledge.selectors import (
 )
 from knowledge.tests.world import INJECTION, VOCABULARY, world_build
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.engine]  # registers the bundled models
 
 
 @pytest.fixture(scope="module")

@@ -85,5 +85,9 @@
         }
       });
     });
+
+    // Menus work from here on: scripts that open one (the tour, for a step inside it) wait for this.
+    document.documentElement.dataset.shell = "ready";
+    document.dispatchEvent(new CustomEvent("parley:shell-ready"));
   });
 })();

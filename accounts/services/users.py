@@ -11,6 +11,7 @@ from accounts.apikeys import APIKEY_LIMIT_MAX, SCOPES, apikey_generate, apikey_h
 from accounts.models import ApiKey, Membership, Team, User
 from common.errors import ApplicationError, plan_limit_error
 from common.plans import plan_of
+from onboarding.services import Event, event_record
 
 
 def _unique_slug(base: str) -> str:
@@ -40,6 +41,7 @@ def user_create(
     user.full_clean(exclude=["password"])
     user.save()
     team_create_personal(user=user)
+    event_record(user_id=user.pk, name=Event.SIGNED_UP)
     return user
 
 
@@ -90,6 +92,7 @@ def user_email_verify(*, user: User) -> None:
     EmailAddress.objects.update_or_create(
         user=user, email=user.email, defaults={"verified": True, "primary": True}
     )
+    event_record(user_id=user.pk, name=Event.EMAIL_VERIFIED)
 
 
 @transaction.atomic
@@ -115,6 +118,7 @@ def apikey_create(
         user=user, name=name[:100], prefix=prefix, key_hash=apikey_hash(key), scopes=scopes,
         rpm_limit=rpm_limit, tokens_per_day_limit=tokens_per_day_limit,
     )
+    event_record(user_id=user.pk, name=Event.API_KEY_CREATED)
     return api_key, key
 
 
@@ -150,6 +154,7 @@ def apikey_touch(*, api_key: ApiKey) -> None:
     now = timezone.now()
     if api_key.last_used_at is not None and api_key.last_used_at > now - timezone.timedelta(minutes=1):
         return
-    ApiKey.objects.filter(pk=api_key.pk).exclude(last_used_at__gt=now - timezone.timedelta(minutes=1)).update(
-        last_used_at=now
-    )
+    touched = ApiKey.objects.filter(pk=api_key.pk).exclude(
+        last_used_at__gt=now - timezone.timedelta(minutes=1)).update(last_used_at=now)
+    if touched:
+        event_record(user_id=api_key.user_id, name=Event.API_KEY_USED)
