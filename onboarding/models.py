@@ -4,6 +4,7 @@ per-user milestones the staff funnel is computed from."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 
 from common.models import TimeStampedModel
@@ -30,6 +31,15 @@ class Event(models.TextChoices):
     INVITEE_JOINED = "invitee_joined", "Someone they invited joined"
     EVALUATION_VIEWED = "evaluation_viewed", "Opened the S-7 evaluation"
     S7_CHALLENGE_FINISHED = "s7_challenge_finished", "Finished an S-7 challenge"
+    # Product analytics only (no tour step or badge reads them yet).
+    VOICE_TURN = "voice_turn", "Finished a voice turn"
+    ASSISTANT_USED = "assistant_used", "Used an assistant"
+    GROUNDED_ANSWER = "grounded_answer", "Got an answer grounded in documents"
+    S7_RUN = "s7_run", "Started an S-7 run"
+    PURCHASE_STARTED = "purchase_started", "Started a purchase"
+    PAID = "paid", "Paid"
+    CANCELED = "canceled", "Canceled a purchase"
+    INSTALLMENT_FAILED = "installment_failed", "An installment failed"
 
 
 class TourStep(TimeStampedModel):
@@ -168,3 +178,145 @@ class Award(models.Model):
 
     def __str__(self) -> str:
         return f"{self.badge} for user {self.user_id}"
+
+
+# --- Product analytics ---------------------------------------------------------------------
+# First-party and consent-gated (docs/events.md lists every event; /privacy/ says the rest).
+# `onboarding.services.analytics_event_record` is the only writer of AnalyticsEvent.
+
+
+class ConsentChoice(models.TextChoices):
+    NECESSARY = "necessary", "Necessary only"
+    ANALYTICS = "analytics", "Analytics too"
+
+
+class Consent(models.Model):
+    """A signed-in user's current analytics choice (their profile setting); `ConsentRecord` logs each change."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE,
+                                related_name="analytics_consent")
+    choice = models.CharField(max_length=12, choices=ConsentChoice.choices)
+    policy_version = models.CharField(max_length=20)
+    decided_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.choice} ({self.policy_version})"
+
+
+class ConsentRecord(models.Model):
+    """Every consent choice, with its time and policy version: the proof the law asks for.
+
+    Kept apart from the events and not pruned with them. `subject` names who chose: `user:<pk>`
+    for a signed-in user, else the random id in the visitor's consent cookie.
+    """
+
+    class Source(models.TextChoices):
+        BANNER = "banner", "Consent banner"
+        SETTINGS = "settings", "Privacy settings (footer link or account page)"
+        SIGN_IN = "sign_in", "Adopted from the browser's choice at sign-in"
+        SIGNAL = "signal", "Do Not Track or Global Privacy Control"
+
+    subject = models.CharField(max_length=64, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    choice = models.CharField(max_length=12, choices=ConsentChoice.choices)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    policy_version = models.CharField(max_length=20)
+    signal = models.CharField(max_length=8, blank=True, help_text="dnt or gpc when the browser sent one.")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.subject}: {self.choice} via {self.source}"
+
+
+class AnalyticsEvent(models.Model):
+    """One page view, UI event or domain event. No IP address, no cookie id: `visitor` is a hash of
+    IP + user agent with a salt that rotates daily and is never stored, so a visitor can be counted
+    within a day and never followed across days."""
+
+    class Source(models.TextChoices):
+        BROWSER = "browser", "Browser"
+        SERVER = "server", "Server"
+
+    class Device(models.TextChoices):
+        DESKTOP = "desktop", "Desktop"
+        MOBILE = "mobile", "Mobile"
+        TABLET = "tablet", "Tablet"
+        BOT = "bot", "Bot"
+
+    id = models.BigAutoField(primary_key=True)
+    at = models.DateTimeField()
+    name = models.CharField(max_length=64)
+    source = models.CharField(max_length=8, choices=Source.choices)
+    path = models.CharField(max_length=300, blank=True)
+    referrer_host = models.CharField(max_length=255, blank=True)
+    utm_source = models.CharField(max_length=100, blank=True)
+    utm_medium = models.CharField(max_length=100, blank=True)
+    utm_campaign = models.CharField(max_length=100, blank=True)
+    utm_term = models.CharField(max_length=100, blank=True)
+    utm_content = models.CharField(max_length=100, blank=True)
+    device = models.CharField(max_length=8, choices=Device.choices, blank=True)
+    country = models.CharField(max_length=2, blank=True)
+    visitor = models.CharField(max_length=16, blank=True)
+    # Indexed by the partial indexes below, not Django's default FK index: most rows have no user.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+", db_index=False)
+    team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+", db_index=False)
+    plan = models.CharField(max_length=40, blank=True, help_text="The user's plan when it happened.")
+    props = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            # Rows arrive in time order, so a BRIN index on `at` stays tiny and serves every range scan.
+            BrinIndex(fields=["at"], name="onboarding_event_at_brin", pages_per_range=32),
+            models.Index(fields=["name", "at"], name="onboarding_event_name_at"),
+            models.Index(fields=["user", "at"], name="onboarding_event_user_at",
+                         condition=models.Q(user__isnull=False)),
+            models.Index(fields=["team"], name="onboarding_event_team",
+                         condition=models.Q(team__isnull=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class TrafficHour(models.Model):
+    """Requests and server errors per hour, flushed from Redis counters by the hourly alert task."""
+
+    hour = models.DateTimeField(primary_key=True)
+    requests = models.PositiveIntegerField(default=0)
+    server_errors = models.PositiveIntegerField(default=0)
+    failed_replies = models.PositiveIntegerField(default=0)
+    replies = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-hour"]
+
+
+class AnalyticsAlert(models.Model):
+    """A traffic spike or error-rate increase in one hour; unique per kind and hour, so it mails once."""
+
+    class Kind(models.TextChoices):
+        TRAFFIC_SPIKE = "traffic_spike", "Traffic spike"
+        ERROR_RATE = "error_rate", "Error rate increase"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    hour = models.DateTimeField(help_text="Start of the hour that tripped it.")
+    observed = models.FloatField()
+    baseline = models.FloatField(help_text="The same hour over the previous 4 weeks (mean).")
+    threshold = models.FloatField()
+    detail = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+    mailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-hour", "kind"]
+        constraints = [models.UniqueConstraint(fields=["kind", "hour"], name="onboarding_alert_kind_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} at {self.hour:%Y-%m-%d %H:00}"

@@ -425,3 +425,26 @@ PARLEY_TOUR_EVALUATION_URL = env("PARLEY_TOUR_EVALUATION_URL", default="")
 # The staff funnel counts a milestone only if it happened within this many days of sign-up
 # (the page can override it per view).
 PARLEY_ONBOARDING_FUNNEL_WINDOW_DAYS = env.int("PARLEY_ONBOARDING_FUNNEL_WINDOW_DAYS", default=30)
+
+# --- Product analytics (onboarding/; /privacy/ is generated from these) ------------------
+# Bump when the privacy policy changes: consent given under an older version is asked again.
+PARLEY_ANALYTICS_POLICY_VERSION = env("PARLEY_ANALYTICS_POLICY_VERSION", default="2026-12")
+# Events older than this many days are deleted by beat, in batches. Consent records are kept.
+PARLEY_ANALYTICS_RETENTION_DAYS = env.int("PARLEY_ANALYTICS_RETENTION_DAYS", default=395)
+# A MaxMind-format country database (GeoLite2-Country.mmdb); empty: no country is recorded.
+PARLEY_ANALYTICS_GEOIP_PATH = env("PARLEY_ANALYTICS_GEOIP_PATH", default="")
+# POST /api/analytics/events: events per request, bytes per request, requests per minute per visitor.
+PARLEY_ANALYTICS_MAX_BATCH = env.int("PARLEY_ANALYTICS_MAX_BATCH", default=50)
+PARLEY_ANALYTICS_MAX_BODY_BYTES = env.int("PARLEY_ANALYTICS_MAX_BODY_BYTES", default=32768)
+PARLEY_ANALYTICS_RATE_PER_MINUTE = env.int("PARLEY_ANALYTICS_RATE_PER_MINUTE", default=120)
+# Alerts (hourly): a spike when the last hour's events exceed FACTOR × the same hour's mean over the
+# previous 4 weeks and at least MIN_EVENTS; an error-rate alert when the 5xx (or failed reply) share
+# exceeds ERROR_FACTOR × its baseline and at least ERROR_MIN_RATE, over at least ERROR_MIN_REQUESTS.
+PARLEY_ANALYTICS_SPIKE_FACTOR = env.float("PARLEY_ANALYTICS_SPIKE_FACTOR", default=3.0)
+PARLEY_ANALYTICS_SPIKE_MIN_EVENTS = env.int("PARLEY_ANALYTICS_SPIKE_MIN_EVENTS", default=100)
+PARLEY_ANALYTICS_ERROR_FACTOR = env.float("PARLEY_ANALYTICS_ERROR_FACTOR", default=2.0)
+PARLEY_ANALYTICS_ERROR_MIN_RATE = env.float("PARLEY_ANALYTICS_ERROR_MIN_RATE", default=0.05)
+PARLEY_ANALYTICS_ERROR_MIN_REQUESTS = env.int("PARLEY_ANALYTICS_ERROR_MIN_REQUESTS", default=50)
+# Optional: also send each consented event, server-side, to a self-hosted Umami (its /api/send).
+UMAMI_URL = env("UMAMI_URL", default="")
+UMAMI_WEBSITE_ID = env("UMAMI_WEBSITE_ID", default="")

@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 from onboarding.models import Event
+from onboarding.services.analytics import (
+    CONSENT_COOKIE,
+    analytics_allowed,
+    analytics_event_build,
+    analytics_event_record,
+    consent_choice,
+    consent_cookie_value,
+    consent_from_cookie,
+    privacy_signal,
+)
 from onboarding.services.awards import awards_mark_seen
 from onboarding.services.badges import badge_award
 from onboarding.services.events import event_record, s7_challenge_finished
@@ -18,6 +28,8 @@ from onboarding.services.tour import (
 )
 
 __all__ = [
+    "CONSENT_COOKIE", "analytics_allowed", "analytics_event_build", "analytics_event_record", "consent_choice",
+    "consent_cookie_value", "consent_from_cookie", "privacy_signal",
     "Event", "awards_mark_seen", "badge_award", "event_record", "journey_lock", "models_online_broadcast",
     "s7_challenge_finished", "tour_next", "tour_pause", "tour_replay", "tour_resume", "tour_skip", "tour_start",
 ]

@@ -2,7 +2,9 @@
 
 Chat, knowledge and accounts call it from their own services at the moment the event happens
 (a reply completed, a document became ready, a key was created...). It updates the user's
-milestones, completes tour steps whose action is this event, and awards badges.
+milestones, completes tour steps whose action is this event, and awards badges; and it is the
+server's one door into product analytics (stored only with the user's consent, see
+onboarding/services/analytics.py; docs/events.md lists the events).
 
 Onboarding must never break the caller: a chat reply is worth more than a badge. So the work
 runs in a savepoint and an error is logged, not raised. Inside the caller's transaction, a
@@ -18,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from onboarding.models import Award, Event, Journey
+from onboarding.services.analytics import analytics_event_record
 from onboarding.services.badges import badges_for_event
 from onboarding.services.live import stats_push, tour_state_push
 from onboarding.services.tour import journey_lock, tour_steps_complete_for_event
@@ -32,16 +35,44 @@ STATS_CHANGED = {
 }
 
 
-def event_record(*, user_id: int | None, name: str, data: dict | None = None) -> list[Award]:
-    """Record `name` (an `onboarding.models.Event`) for the user; returns the badges it earned."""
+# Events only product analytics reads: no journey to lock, no tour step or badge to check.
+ANALYTICS_ONLY = frozenset({
+    Event.VOICE_TURN, Event.ASSISTANT_USED, Event.GROUNDED_ANSWER, Event.S7_RUN, Event.PURCHASE_STARTED,
+    Event.PAID, Event.CANCELED, Event.INSTALLMENT_FAILED,
+})
+
+
+def event_record(*, user_id: int | None, name: str, data: dict | None = None, request=None,
+                 team_id: int | None = None) -> list[Award]:
+    """Record `name` (an `onboarding.models.Event`) for the user; returns the badges it earned.
+
+    `request`, when the action came from one, lets analytics honour its DNT/GPC headers and count
+    its visitor; `data` becomes the analytics event's properties (keep it free of personal data).
+    """
     if not user_id:
         return []
+    event = Event(name)
+    awards: list[Award] = []
+    # Two savepoints: a failure in one (logged) neither undoes the other nor reaches the caller.
+    if event not in ANALYTICS_ONLY:
+        try:
+            with transaction.atomic():
+                awards = _apply(user_id=user_id, event=event, data=data or {})
+        except Exception:
+            logger.exception("onboarding could not record %s for user %s", name, user_id)
     try:
         with transaction.atomic():
-            return _apply(user_id=user_id, event=Event(name), data=data or {})
+            analytics_event_record(name=event.value, user_id=user_id, team_id=team_id, request=request,
+                                   props=_analytics_props(data))
     except Exception:
-        logger.exception("onboarding could not record %s for user %s", name, user_id)
-        return []
+        logger.exception("analytics could not record %s for user %s", name, user_id)
+    return awards
+
+
+def _analytics_props(data: dict | None) -> dict:
+    """Scalars only: the events table is for counting, not for copies of the caller's objects."""
+    return {key: value for key, value in (data or {}).items()
+            if isinstance(value, (str, int, float, bool)) and not (isinstance(value, str) and len(value) > 200)}
 
 
 def _apply(*, user_id: int, event: Event, data: dict) -> list[Award]:
