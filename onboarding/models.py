@@ -297,6 +297,9 @@ class TrafficHour(models.Model):
     class Meta:
         ordering = ["-hour"]
 
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00}: {self.requests} requests, {self.server_errors} 5xx"
+
 
 class AnalyticsAlert(models.Model):
     """A traffic spike or error-rate increase in one hour; unique per kind and hour, so it mails once."""
