@@ -21,6 +21,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("app/", include("onboarding.urls")),
+    # Product analytics: consent, /privacy/, the event endpoint; the staff dashboard and its API.
+    path("", include("onboarding.consent_urls")),
+    path("", include("onboarding.analytics_urls")),
     path("app/", include("accounts.urls")),
     path("app/", include(inference_urls.app_urlpatterns)),
     path("app/", include(chat_urls.app_urlpatterns)),

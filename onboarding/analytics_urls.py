@@ -1,0 +1,5 @@
+"""The staff analytics dashboard and its API."""
+
+from __future__ import annotations
+
+urlpatterns: list = []

@@ -1,0 +1,5 @@
+"""Consent, the privacy page and the browser's event endpoint."""
+
+from __future__ import annotations
+
+urlpatterns: list = []
