@@ -219,4 +219,7 @@ def analytics_event_record(*, name: str, user_id: int | None = None, team_id: in
                                   user_id=user_id, team_id=team_id, props=props, path=path)
     with transaction.atomic():
         event.save()
+    from onboarding.services.umami import umami_forward_enqueue  # umami imports this module
+
+    umami_forward_enqueue(event_ids=[event.pk])
     return event
