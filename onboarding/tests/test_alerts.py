@@ -271,8 +271,30 @@ def test_the_beat_task_checks_the_last_complete_hour(hour, staff, eager, django_
 
     with django_capture_on_commit_callbacks(execute=True):
         assert analytics_alerts_check.apply().get() == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        assert analytics_alerts_check.apply().get() == 0  # a second beat, or a retried one
 
     assert AnalyticsAlert.objects.get().hour == hour and len(mail.outbox) == 1
+
+
+def test_beat_checks_hourly_and_prunes_nightly():
+    import importlib
+
+    from django.apps import apps
+    from django_celery_beat.models import PeriodicTask
+
+    from config.celery import app
+
+    # The migration's own function (transactional tests elsewhere may have emptied what it wrote).
+    importlib.import_module("onboarding.migrations.0004_analytics_schedules").forwards(apps, None)
+    schedules = {task.task: task.crontab for task in PeriodicTask.objects.filter(
+        task__in=["onboarding.tasks.analytics_alerts_check", "onboarding.tasks.analytics_events_prune"],
+        enabled=True)}
+    hourly, nightly = (schedules["onboarding.tasks.analytics_alerts_check"],
+                       schedules["onboarding.tasks.analytics_events_prune"])
+    assert (hourly.minute, hourly.hour, str(hourly.timezone)) == ("5", "*", "UTC")
+    assert (nightly.minute, nightly.hour) == ("30", "3")
+    assert set(schedules) <= set(app.tasks)
 
 
 def test_the_gauges_are_in_metrics(hour, client, eager, django_capture_on_commit_callbacks):
