@@ -40,6 +40,12 @@ def user_get(*, user_id: int) -> User | None:
     return User.objects.filter(pk=user_id).first()
 
 
+def staff_emails() -> list[str]:
+    """Where operational notices (analytics alerts) go: every active staff member with an address."""
+    return list(User.objects.filter(is_staff=True, is_active=True).exclude(email="")
+                .order_by("email").values_list("email", flat=True))
+
+
 # The fields that make a profile complete, with what the profile page calls each.
 PROFILE_FIELDS = {"name": "a display name", "avatar": "an avatar (a picture or your initials)",
                   "time_zone": "your time zone", "email_digest": "the email digest preference"}

@@ -75,7 +75,7 @@ def checkout(request: HttpRequest) -> HttpResponse:
                 services.card_attach_test_card(user=request.user, **card_form.cleaned_data)
             services.purchase_create(
                 user=request.user, offer=offer, terms_accepted=form.cleaned_data["agree"],
-                terms_version=form.cleaned_data["terms_version"],
+                terms_version=form.cleaned_data["terms_version"], request=request,
             )
         except ApplicationError as exc:
             form.add_error(None, exc.message)
@@ -166,7 +166,7 @@ def purchase_cancel(request: HttpRequest, purchase_id: int) -> HttpResponse:
     status = 200
     if request.method == "POST":
         try:
-            services.purchase_cancel(purchase=purchase)
+            services.purchase_cancel(purchase=purchase, request=request)
         except ApplicationError as exc:
             error, status = exc.message, exc.status
         else:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from accounts.models import User
 from chat.models import Assistant, Conversation, Message
@@ -124,3 +125,13 @@ def conversations_active_since(*, user: User, since) -> int:
 
 def conversation_latest(*, user: User) -> Conversation | None:
     return conversations_of_user(user=user).first()
+
+
+def replies_counts_between(*, start: datetime, end: datetime) -> dict[str, int]:
+    """Replies started in [start, end) across all users, and how many failed: for the hourly error-rate
+    alert (staff-only figures, so not scoped to a caller). A stopped reply is interrupted, not failed;
+    one still streaming is left out until it settles."""
+    counts = (Message.objects.filter(role=Message.Role.ASSISTANT, created_at__gte=start, created_at__lt=end)
+              .exclude(status=Message.Status.STREAMING)
+              .aggregate(replies=Count("id"), failed=Count("id", filter=Q(status=Message.Status.FAILED))))
+    return {"replies": counts["replies"] or 0, "failed": counts["failed"] or 0}

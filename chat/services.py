@@ -242,11 +242,33 @@ def message_assistant_finish(
         timings=timings or {}, error=error[:2000], **extra,
     ))
     if settled and status == Message.Status.DONE:
-        reply = Message.objects.filter(pk=message_id).values("conversation__user_id", "via", "citations").first()
-        if reply:
-            event_record(user_id=reply["conversation__user_id"], name=Event.REPLY_COMPLETED,
-                         data={"via": reply["via"], "grounded": bool(reply["citations"])})
+        _reply_events(message_id=message_id)
     return settled
+
+
+def _reply_events(*, message_id: int) -> None:
+    """The domain events of a complete reply, recorded once: only the call whose guarded UPDATE settled
+    the reply gets here. A turn runs over a socket (no HttpRequest), so consent is the user's stored one.
+
+    `assistant_used` is counted per complete reply, not per conversation started: it measures how much
+    each assistant is used, and `conversation_started` already counts the starts."""
+    reply = Message.objects.filter(pk=message_id).values(
+        "conversation_id", "conversation__user_id", "via", "citations", "conversation__assistant_id",
+        "conversation__assistant__slug", "conversation__assistant__owner_id").first()
+    if not reply:
+        return
+    user_id, via, citations = reply["conversation__user_id"], reply["via"], reply["citations"] or []
+    event_record(user_id=user_id, name=Event.REPLY_COMPLETED, data={"via": via, "grounded": bool(citations)})
+    # A user's own assistant is named by its id: its slug is made from the name the user typed.
+    shared = reply["conversation__assistant__owner_id"] is None
+    event_record(user_id=user_id, name=Event.ASSISTANT_USED,
+                 data={"assistant": reply["conversation__assistant__slug"] if shared else "custom",
+                       "assistant_id": reply["conversation__assistant_id"], "via": via})
+    if via == "voice":
+        event_record(user_id=user_id, name=Event.VOICE_TURN, data={"conversation": reply["conversation_id"]})
+    if citations:
+        event_record(user_id=user_id, name=Event.GROUNDED_ANSWER,
+                     data={"via": "chat", "citations": len(citations)})
 
 
 # A reply whose turn lost its lease this long ago is orphaned (chat.turns.LEASE_TTL_SECONDS).

@@ -5,6 +5,8 @@ Redis, Celery workers and PostgreSQL. So these are read at scrape time:
 - queue depth per Celery queue and live workers per queue, from Redis (heartbeats);
 - counters that worker processes bump in a Redis hash (`counter_add`), since a Celery worker
   serves no /metrics of its own;
+- product analytics for the last complete hour (events, their 4-week baseline, the 5xx share,
+  active alerts), read from PostgreSQL through onboarding's selectors;
 - each app may register a collector of its own (billing reads its ledger).
 
 Every replica exports the same values for these, so dashboards aggregate them with `max`,
@@ -33,6 +35,14 @@ REDIS_COUNTERS: dict[str, tuple[str, list[dict[str, str]]]] = {
     "parley_ingest_passages": ("Passages stored by document ingest", [{}]),
     "parley_ingest_documents": ("Documents whose ingest ended, by outcome",
                                 [{"outcome": "ready"}, {"outcome": "failed"}]),
+}
+# Product analytics for the last complete hour: gauge name -> (help, key of analytics_gauges()).
+ANALYTICS_GAUGES: dict[str, tuple[str, str]] = {
+    "parley_analytics_events_last_hour": ("Analytics events stored in the last complete hour", "events"),
+    "parley_analytics_events_baseline_last_hour": (
+        "Mean analytics events in the same hour over the previous 4 weeks", "baseline"),
+    "parley_analytics_error_rate_last_hour": (
+        "Share of requests answered with a 5xx in the last complete hour (0 to 1)", "error_rate"),
 }
 # The fixed queues (config/settings/base.py); gpu workers add `<gpu queue>.<model>` ones.
 BASE_QUEUES = ("default", "billing", "gpu")
@@ -81,8 +91,13 @@ class StackCollector(Collector):
         yield GaugeMetricFamily("parley_queue_depth", "", labels=["queue"])
         for name in REDIS_COUNTERS:
             yield CounterMetricFamily(name, "")
+        for name in ANALYTICS_GAUGES:
+            yield GaugeMetricFamily(name, "")
+        yield GaugeMetricFamily("parley_analytics_alerts_active", "", labels=["kind"])
 
     def collect(self) -> Iterable:
+        # PostgreSQL first: a Redis outage must not also hide the analytics figures.
+        yield from self._analytics()
         try:
             workers = workers_alive()
         except Exception:
@@ -94,6 +109,24 @@ class StackCollector(Collector):
             yield from self._counters()
         except Exception:
             logger.warning("metrics: could not read queues or counters from Redis", exc_info=True)
+
+    def _analytics(self) -> Iterable:
+        """Product analytics for the operations issue's alert rules (onboarding/services/alerts.py computes
+        the same figures for its own mail): five small range counts and two tiny tables."""
+        from onboarding.selectors.alerts import analytics_gauges
+
+        try:
+            gauges = analytics_gauges()
+        except Exception:
+            logger.warning("metrics: could not read the analytics figures", exc_info=True)
+            return
+        for name, (help_text, key) in ANALYTICS_GAUGES.items():
+            yield GaugeMetricFamily(name, help_text, value=gauges[key])
+        active = GaugeMetricFamily("parley_analytics_alerts_active", "Analytics alerts raised for the last two "
+                                   "complete hours, per kind (traffic_spike, error_rate)", labels=["kind"])
+        for kind, count in sorted(gauges["alerts"].items()):
+            active.add_metric([kind], count)
+        yield active
 
     def _workers(self, workers: list[dict]) -> Iterable:
         alive = GaugeMetricFamily("parley_workers_alive", "Celery workers with a live heartbeat, per queue",

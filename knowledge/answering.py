@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from accounts.models import User
 from knowledge.selectors import CITATION_INSTRUCTIONS, chunks_search, context_build, sources_cited
+from onboarding.services import Event, event_record
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources below. " + CITATION_INSTRUCTIONS + " If the "
@@ -13,7 +14,8 @@ SYSTEM_PROMPT = (
 
 
 def answer_grounded(*, user: User, query: str, collections: list[int] | None = None, k: int = 5,
-                    model: str = "chat-default", max_tokens: int = 384, api_key=None) -> dict[str, object]:
+                    model: str = "chat-default", max_tokens: int = 384, api_key=None,
+                    request=None) -> dict[str, object]:
     """{"passages", "answer", "citations" (with `cited`), "model"}; no sources means no model call.
 
     The answer is a chat request like any other: the user's, the key's and the model's limits
@@ -32,6 +34,10 @@ def answer_grounded(*, user: User, query: str, collections: list[int] | None = N
                           model=model, max_tokens=max_tokens, temperature=0.1, shrink_to_fit=True)
     text = reply["text"].strip()
     cited = {citation.number for citation in sources_cited(answer=text, sources=citations)}
+    # Recorded once the model answered from the sources; `request` lets analytics honour DNT/GPC.
+    event_record(user_id=user.pk, name=Event.GROUNDED_ANSWER, request=request,
+                 data={"via": "api" if api_key is not None else "knowledge", "citations": len(citations),
+                       "cited": len(cited)})
     return {
         "passages": passages,
         "answer": text,

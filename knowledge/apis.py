@@ -301,7 +301,7 @@ class QueryApi(KnowledgeApi):
         if params["answer"] or request.query_params.get("answer") in ("1", "true", "True"):
             result = answer_grounded(user=request.user, query=params["query"], collections=params["collections"],
                                      k=params["k"], model=params["model"], max_tokens=params["max_tokens"],
-                                     api_key=api_key)
+                                     api_key=api_key, request=request)
         else:
             passages = chunks_search(user=request.user, query=params["query"], collections=params["collections"],
                                      k=params["k"], api_key=api_key)

@@ -27,6 +27,7 @@ from billing.models import ChargeAttempt, Installment, PaymentProfile, Purchase
 from billing.services import emails
 from billing.services.purchases import purchase_transition
 from common.errors import ApplicationError
+from onboarding.services import Event, event_record
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +204,7 @@ def _apply_success(attempt: ChargeAttempt) -> None:
         purchase_transition(purchase_id=purchase.pk, from_statuses=(S.CHARGING,), to=S.PAID, paid_at=now,
                             last_problem="")
         emails.on_commit_send("receipt", attempt=attempt)
+        _paid_event(attempt, completed=True)
         return
     marked = Installment.objects.filter(pk=attempt.installment_id).exclude(status=I.PAID).update(
         status=I.PAID, paid_at=now, updated_at=now
@@ -217,7 +219,9 @@ def _apply_success(attempt: ChargeAttempt) -> None:
     unpaid = purchase.installments.exclude(status__in=(I.PAID, I.CANCELED))
     if not unpaid.exists():
         purchase_transition(purchase_id=purchase.pk, from_statuses=COLLECTING, to=S.PAID, paid_at=now, last_problem="")
+        _paid_event(attempt, completed=True)
         return
+    _paid_event(attempt, completed=False)
     overdue = unpaid.filter(Q(failures__gt=0) | Q(status=I.FAILED), due_at__lte=now).exists()
     if not overdue:
         current = Purchase.objects.get(pk=purchase.pk).status
@@ -265,6 +269,18 @@ def _apply_failure(attempt: ChargeAttempt, *, needs_action: bool) -> None:
         else:
             Purchase.objects.filter(pk=purchase.pk).update(last_problem=problem, updated_at=now)
     emails.on_commit_send("authentication_needed" if needs_action else "failure", attempt=attempt)
+    event_record(user_id=purchase.user_id, name=Event.INSTALLMENT_FAILED,
+                 data={"purchase": purchase.pk, "installment": installment.number, "failures": failures,
+                       "exhausted": exhausted, "code": attempt.decline_code, "amount_cents": attempt.amount_cents})
+
+
+def _paid_event(attempt: ChargeAttempt, *, completed: bool) -> None:
+    """One `paid` per collected charge. Only the settle that moved the attempt out of `sending` (under its
+    row lock) and won the guarded UPDATE gets here, so a replayed webhook or a second run records nothing."""
+    event_record(user_id=attempt.purchase.user_id, name=Event.PAID,
+                 data={"purchase": attempt.purchase_id, "kind": attempt.kind, "amount_cents": attempt.amount_cents,
+                       "installment": attempt.installment.number if attempt.installment_id else 0,
+                       "completed": completed})
 
 
 def _problem_text(attempt: ChargeAttempt, *, needs_action: bool) -> str:

@@ -13,6 +13,7 @@ from billing import clock, stripe_api
 from billing.models import ChargeAttempt, Installment, Purchase, Refund
 from billing.services.purchases import purchase_transition
 from common.errors import ApplicationError
+from onboarding.services import Event, event_record
 
 S = Purchase.Status
 I = Installment.Status  # noqa: E741
@@ -78,6 +79,9 @@ def purchase_cancel_by_staff(*, purchase: Purchase) -> Purchase:
         )
     purchase_transition(purchase_id=purchase.pk, from_statuses=allowed, to=S.CANCELED, canceled_at=clock.now())
     purchase.installments.filter(status__in=(I.SCHEDULED, I.FAILED)).update(status=I.CANCELED)
+    # The customer's event (their consent decides), though staff acted: no staff request is passed.
+    event_record(user_id=purchase.user_id, name=Event.CANCELED,
+                 data={"purchase": purchase.pk, "by": "staff"})
     purchase.refresh_from_db()
     return purchase
 

@@ -13,6 +13,7 @@ from billing import clock
 from billing.models import Offer, PaymentProfile, Purchase
 from billing.selectors import purchase_had_grace
 from common.errors import ApplicationError
+from onboarding.services import Event, event_record
 
 S = Purchase.Status
 
@@ -70,7 +71,8 @@ def offer_default() -> Offer:
 
 
 @transaction.atomic
-def purchase_create(*, user: User, offer: Offer, terms_accepted: bool, terms_version: str) -> Purchase:
+def purchase_create(*, user: User, offer: Offer, terms_accepted: bool, terms_version: str,
+                    request=None) -> Purchase:
     """Start a purchase: full access now, the charge when the grace period ends."""
     if not offer.is_active:
         raise ApplicationError(f"{offer.name} is no longer on sale.", code="offer_inactive")
@@ -103,6 +105,10 @@ def purchase_create(*, user: User, offer: Offer, terms_accepted: bool, terms_ver
             )
     except IntegrityError:  # a concurrent checkout of the same user won (billing_one_open_purchase_per_user)
         raise _already_purchased(Purchase.objects.filter(user=user, status__in=Purchase.OPEN_STATUSES).first())
+    # Recorded after the row exists; a losing concurrent checkout raised above and records nothing.
+    event_record(user_id=user.pk, name=Event.PURCHASE_STARTED, request=request,
+                 data={"purchase": purchase.pk, "offer": offer.slug, "amount_cents": purchase.amount_cents,
+                       "grace": not had_grace})
     if had_grace:
         from billing.tasks import charge_due
 
@@ -121,7 +127,7 @@ def _already_purchased(existing: Purchase | None) -> ApplicationError:
 
 
 @transaction.atomic
-def purchase_cancel(*, purchase: Purchase) -> Purchase:
+def purchase_cancel(*, purchase: Purchase, request=None) -> Purchase:
     """The customer's free cancel: only while the grace period is running."""
     now = clock.now()
     # The time check is part of the UPDATE, so a cancel racing the charge task at the end of grace
@@ -139,4 +145,6 @@ def purchase_cancel(*, purchase: Purchase) -> Purchase:
             "at no charge. Contact support if you want a refund.",
             code="grace_over", status=409,
         )
+    event_record(user_id=purchase.user_id, name=Event.CANCELED, request=request,
+                 data={"purchase": purchase.pk, "by": "customer"})
     return purchase

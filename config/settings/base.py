@@ -56,6 +56,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "inference.middleware.CancelJobsOnDisconnectMiddleware",
+    # Outside every other sync middleware, so it sees the 500 an exception anywhere below becomes.
+    "onboarding.middleware.RequestCountMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

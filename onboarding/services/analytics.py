@@ -188,7 +188,7 @@ def country_of(ip: str) -> str:
         return ""
     try:
         record = reader.get(ip) or {}
-    except ValueError:
+    except (ValueError, RuntimeError):  # not an address, IPv6 on an IPv4 file, or a corrupt record
         return ""
     code = (record.get("country") or record.get("registered_country") or {}).get("iso_code", "")
     return code[:2] if isinstance(code, str) else ""
@@ -203,7 +203,7 @@ def _geoip_reader(path: str):
             import maxminddb
 
             _readers[path] = maxminddb.open_database(path)
-        except (ImportError, OSError, ValueError):
+        except (ImportError, OSError, ValueError, RuntimeError):  # InvalidDatabaseError is a RuntimeError
             logger.warning("analytics: cannot open the GeoIP file %s; no country is recorded", path)
             _readers[path] = None
     return _readers[path]
@@ -219,4 +219,7 @@ def analytics_event_record(*, name: str, user_id: int | None = None, team_id: in
                                   user_id=user_id, team_id=team_id, props=props, path=path)
     with transaction.atomic():
         event.save()
+    from onboarding.services.umami import umami_forward_enqueue  # umami imports this module
+
+    umami_forward_enqueue(event_ids=[event.pk])
     return event
