@@ -51,7 +51,11 @@ def event_record(*, user_id: int | None, name: str, data: dict | None = None, re
     """
     if not user_id:
         return []
-    event = Event(name)
+    try:
+        event = Event(name)
+    except ValueError:
+        logger.exception("onboarding could not record %s for user %s: not an onboarding.models.Event", name, user_id)
+        return []
     awards: list[Award] = []
     # Two savepoints: a failure in one (logged) neither undoes the other nor reaches the caller.
     if event not in ANALYTICS_ONLY:
