@@ -127,12 +127,12 @@ class BrowserEvent:
 
 
 def _text(value: object, *, field: str, limit: int, required: bool = False) -> str:
-    if value is None and not required:
+    if value is None or value == "":
+        if required:
+            raise ApplicationError(f"{field} is required.", code="invalid_event")
         return ""
     if not isinstance(value, str):
         raise ApplicationError(f"{field} must be a string.", code="invalid_event")
-    if required and not value:
-        raise ApplicationError(f"{field} is required.", code="invalid_event")
     if len(value) > limit:
         raise ApplicationError(f"{field} must be at most {limit} characters.", code="invalid_event")
     return value

@@ -176,7 +176,8 @@ def test_with_dnt_an_analytics_choice_is_stored_as_necessary_and_the_answer_says
 @pytest.mark.parametrize(("fields", "code", "says"), [
     ({"choice": "all", "source": "banner"}, "invalid_choice", "choice must be one of: necessary, analytics."),
     ({"source": "banner"}, "invalid_choice", "choice must be one of: necessary, analytics."),
-    ({"choice": "analytics", "source": "sign_in"}, "invalid_source", "source must be one of: banner, settings, signal."),
+    ({"choice": "analytics", "source": "sign_in"}, "invalid_source",
+     "source must be one of: banner, settings, signal."),
     ({"choice": "necessary", "source": "signal", "signal": "yes"}, "invalid_signal", "signal must be empty or one of"),
 ])
 def test_each_bad_post_is_a_400_that_names_the_allowed_values(client, fields, code, says):
