@@ -135,6 +135,8 @@ def privacy_page(request: HttpRequest) -> HttpResponse:
         "signal": privacy_signal(request),
         "signal_name": SIGNAL_NAMES.get(privacy_signal(request), ""),
         "consent_cookie": CONSENT_COOKIE,
+        "session_cookie": settings.SESSION_COOKIE_NAME,
+        "csrf_cookie": settings.CSRF_COOKIE_NAME,
         "cookie_days": CONSENT_COOKIE_MAX_AGE // 86400,
         "max_batch": settings.PARLEY_ANALYTICS_MAX_BATCH,
     })

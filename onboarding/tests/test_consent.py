@@ -250,7 +250,7 @@ def test_with_gpc_the_banner_says_why_it_does_not_ask(client):
 def test_every_page_has_the_privacy_links_in_its_footer(client):
     body = client.get("/accounts/login/").content.decode()
 
-    assert '<a href="/privacy/">Privacy</a>' in body
+    assert '<a href="/privacy/" data-analytics-event="footer.privacy">Privacy</a>' in body
     assert '<a href="/privacy/#privacy-settings" data-consent-open>Privacy settings</a>' in body
 
 

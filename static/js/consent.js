@@ -35,7 +35,7 @@ if (stateNode && banner && form) {
     banner.querySelectorAll("[data-consent-choice]").forEach((button) => { button.hidden = notice; });
     part("[data-consent-ok]").hidden = !notice;
     part("[data-consent-close]").hidden = mode !== "settings";
-    part("[data-consent-current]").hidden = !state.choice;
+    part("[data-consent-current]").hidden = !state.choice || notice;
     part("[data-consent-current-label]").textContent =
       state.choice === "analytics" ? "analytics allowed" : "necessary only";
     banner.hidden = false;
