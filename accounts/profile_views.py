@@ -17,6 +17,7 @@ from common.errors import ApplicationError
 @login_required
 def profile_page(request: HttpRequest) -> HttpResponse:
     from onboarding.selectors import badges_with_awards, tour_state
+    from onboarding.services import consent_choice, privacy_signal
 
     user, error = request.user, None
     if request.method == "POST":
@@ -44,6 +45,7 @@ def profile_page(request: HttpRequest) -> HttpResponse:
         "form": form, "error": error, "missing": [PROFILE_FIELDS[name] for name in missing],
         "complete_percent": round(100 * (len(PROFILE_FIELDS) - len(missing)) / len(PROFILE_FIELDS)),
         "badges": badges_with_awards(user=user), "tour": tour_state(user=user),
+        "consent_choice": consent_choice(user_id=user.pk), "privacy_signal": privacy_signal(request),
     }, status=400 if error else 200)
 
 

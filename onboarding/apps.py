@@ -5,3 +5,6 @@ from django.apps import AppConfig
 
 class OnboardingConfig(AppConfig):
     name = "onboarding"
+
+    def ready(self) -> None:
+        from onboarding import receivers  # noqa: F401 - connects the sign-in consent receiver
