@@ -33,6 +33,7 @@ from onboarding.services.analytics import (
     privacy_signal,
     visitor_hash,
 )
+from onboarding.services.umami import umami_forward_enqueue
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -209,7 +210,9 @@ def analytics_events_ingest(*, request: HttpRequest, events: list[BrowserEvent])
                                   plan=plan, props=event.props)
             for event in events]
     with transaction.atomic():
-        return AnalyticsEvent.objects.bulk_create(rows)
+        stored = AnalyticsEvent.objects.bulk_create(rows)
+        umami_forward_enqueue(event_ids=[row.pk for row in stored])
+    return stored
 
 
 def analytics_ingest_throttle(*, request: HttpRequest) -> int:

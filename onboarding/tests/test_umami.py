@@ -178,3 +178,20 @@ def test_nothing_is_forwarded_without_consent_or_without_umami(umami, eager, set
 
     assert AnalyticsEvent.objects.count() == 1  # the last one is stored, but Umami is off
     assert umami.received == []
+
+
+def test_a_consented_browser_batch_is_forwarded_too(umami, eager, client, django_capture_on_commit_callbacks):
+    from onboarding.services import CONSENT_COOKIE, consent_cookie_value
+
+    client.cookies[CONSENT_COOKIE] = consent_cookie_value(choice=ConsentChoice.ANALYTICS)
+    body = {"events": [{"name": "pageview", "path": "/pricing/", "url": "https://parley.example.com/pricing/",
+                        "referrer": "", "props": {}},
+                       {"name": "composer_send", "path": "/app/chats/", "url": "", "referrer": "", "props": {}}]}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/api/analytics/events", json.dumps(body), content_type="text/plain",
+                               HTTP_USER_AGENT=PHONE)
+
+    assert response.status_code == 202, response.content
+    names = sorted(r["body"]["payload"].get("name", "(page view)") for r in umami.received)
+    assert names == ["(page view)", "composer_send"]
