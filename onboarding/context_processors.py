@@ -41,13 +41,12 @@ class OnboardingHeader:
         """What the page's scripts start from (rendered with json_script, so no inline script)."""
         from django.middleware.csrf import get_token
 
+        from onboarding.selectors import award_toast
+
         return {
             "csrf": get_token(self.request),
             "tour": self.tour,
-            "unseen_awards": [
-                {"id": a.pk, "slug": a.badge.slug, "name": a.badge.name, "description": a.badge.description,
-                 "icon": a.badge.icon} for a in self.awards if a.seen_at is None
-            ],
+            "unseen_awards": [award_toast(a) for a in self.awards if a.seen_at is None],
         }
 
 

@@ -10,6 +10,7 @@ urlpatterns = [
     path("welcome/last-chat/", views.last_chat, name="welcome_last_chat"),
     path("badges/", views.badges_page, name="badges"),
     path("badges/seen/", views.awards_seen, name="awards_seen"),
+    path("badges/unseen/", views.awards_unseen_view, name="awards_unseen"),
     path("tour/", views.tour_state_view, name="tour_state"),
     path("tour/continue/", views.tour_continue, name="tour_continue"),
     path("tour/start/", views.tour_start_view, name="tour_start"),

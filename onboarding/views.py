@@ -71,6 +71,15 @@ def badges_page(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@require_GET
+def awards_unseen_view(request: HttpRequest) -> HttpResponse:
+    """Awards not toasted yet. A page asks when its live socket opens: an award pushed between the
+    page's render and the socket's subscription would otherwise wait for the next page."""
+    awards = selectors.awards_unseen(user=request.user)[:20]
+    return JsonResponse({"unseen_awards": [selectors.award_toast(award) for award in awards]})
+
+
+@login_required
 @require_POST
 def awards_seen(request: HttpRequest) -> HttpResponse:
     try:

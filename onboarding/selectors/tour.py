@@ -60,6 +60,12 @@ def awards_of_user(*, user: User) -> QuerySet[Award]:
     return Award.objects.filter(user=user).select_related("badge").order_by("-awarded_at", "-id")
 
 
+def award_toast(award: Award) -> dict[str, object]:
+    """What a badge toast shows (the page's initial state, the live push and the catch-up after a connect)."""
+    return {"id": award.pk, "slug": award.badge.slug, "name": award.badge.name,
+            "description": award.badge.description, "icon": award.badge.icon}
+
+
 def awards_unseen(*, user: User) -> QuerySet[Award]:
     """Awards whose toast the user has not seen yet (earned while no page of theirs was open)."""
     return awards_of_user(user=user).filter(seen_at__isnull=True)

@@ -39,10 +39,9 @@ def tour_state_push(*, user_id: int) -> None:
 
 
 def award_push(*, award: Award) -> None:
-    badge = award.badge
-    _send(award.user_id, "badge.awarded", lambda: {
-        "id": award.pk, "slug": badge.slug, "name": badge.name, "description": badge.description,
-        "icon": badge.icon})
+    from onboarding.selectors import award_toast
+
+    _send(award.user_id, "badge.awarded", lambda: award_toast(award))
 
 
 def stats_push(*, user_id: int, parts: tuple[str, ...]) -> None:

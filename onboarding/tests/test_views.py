@@ -135,6 +135,20 @@ def test_unseen_awards_ride_along_until_marked_seen(client, rosa):
     assert '"unseen_awards": []' in client.get("/app/badges/").content.decode()
 
 
+def test_unseen_awards_are_listed_for_a_page_that_just_connected(client, rosa):
+    """A page asks on each socket open, so an award pushed before it subscribed is still toasted."""
+    award = badge_award(user_id=rosa.pk, rule="first_chat", event=Event.REPLY_COMPLETED)
+    badge_award(user_id=user_make().pk, rule="first_chat", event=Event.REPLY_COMPLETED)
+
+    listed = client.get("/app/badges/unseen/").json()["unseen_awards"]
+    assert [(a["id"], a["slug"], a["name"]) for a in listed] == [(award.pk, "first-chat", award.badge.name)]
+
+    client.post("/app/badges/seen/", json.dumps({"ids": [award.pk]}), content_type="application/json")
+    assert client.get("/app/badges/unseen/").json() == {"unseen_awards": []}
+    client.logout()
+    assert client.get("/app/badges/unseen/").status_code == 302  # to the login page
+
+
 def test_awards_seen_refuses_junk(client, rosa):
     response = client.post("/app/badges/seen/", "{not json", content_type="application/json")
 

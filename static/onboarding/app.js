@@ -36,6 +36,14 @@ if (state) {
   initTour(state.tour);
   badgeToasts(state.unseen_awards || []);
   onLive("badge.awarded", (award) => badgeToasts([award], { live: true }));
+  // An award pushed before this page's socket subscribed (or while it was reconnecting) was missed:
+  // ask for the unseen ones on every open. Those already toasted here are skipped by id.
+  document.addEventListener("parley:live-open", () => {
+    fetch("/app/badges/unseen/", { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then((response) => (response.ok ? response.json() : { unseen_awards: [] }))
+      .then((data) => badgeToasts(data.unseen_awards || [], { live: true }))
+      .catch(() => {});
+  });
   prefillComposer();
   quickInvite();
 }

@@ -13,6 +13,7 @@ export function connectLive() {
   socket.addEventListener("open", () => {
     delay = 1000;
     document.documentElement.dataset.live = "open";
+    document.dispatchEvent(new CustomEvent("parley:live-open"));
     clearInterval(pinger);
     pinger = setInterval(() => {
       if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "ping" }));
