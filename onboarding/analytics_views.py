@@ -256,9 +256,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         if request.GET.get("format") == "csv":
             return HttpResponse(exc.message, status=exc.status, content_type="text/plain; charset=utf-8")
         return render(request, "onboarding/analytics/dashboard.html", _context(
-            request, error=exc.message, query=request.GET, event_names=analytics_event_names(),
-            builder=_builder(request.GET)), status=exc.status)
+            request, error=exc.message, form=_range_fields(request.GET), event_names=analytics_event_names(),
+            builder=_builder(request.GET), window_units=list(WINDOW_UNITS)), status=exc.status)
     return render(request, "onboarding/analytics/dashboard.html", _context(request, **_sections(request, params)))
+
+
+def _range_fields(query: QueryDict) -> dict:
+    """The range form's fields as the user typed them (so a 400 page keeps them to correct)."""
+    return {"since": query.get("since", ""), "until": query.get("until", ""), "interval": query.get("interval", "day")}
 
 
 def _builder(query: QueryDict) -> dict:
@@ -279,22 +284,32 @@ def _sections(request: HttpRequest, params: Params) -> dict:
         "previous_visitors": [b.visitors for b in series.previous],
         "previous_pageviews": [b.pageviews for b in series.previous],
     }
-    tops = [{"name": name, "title": TOP_TITLES[name], "table": table_rows(name, params)} for name in DIMENSIONS]
+    query = request.GET.copy()
+    query.pop("format", None)
+    query.pop("table", None)
+    csv_urls = {}
+    for name in TABLES:
+        link = query.copy()
+        link["format"], link["table"] = "csv", name
+        csv_urls[name] = f"?{link.urlencode()}"
+    tops = []
+    for name in DIMENSIONS:
+        header, rows = table_rows(name, params)
+        tops.append({"name": name, "title": TOP_TITLES[name], "header": header, "rows": rows, "csv": csv_urls[name]})
     funnel = _funnel(params) if params.steps else None
     if funnel is not None:
         chart["funnel"] = {"labels": [f"{s.index}. {s.name}" for s in funnel.total.steps],
                            "users": [s.users for s in funnel.total.steps]}
-    query = request.GET.copy()
-    query.pop("format", None)
-    query.pop("table", None)
     return {
-        "params": params, "series": series, "chart": chart, "tops": tops,
+        "params": params, "form": {"since": f"{params.since_day}", "until": f"{params.until_day}",
+                                   "interval": params.interval}, "series": series, "chart": chart, "tops": tops,
         "events": analytics_events_by_name(since=params.since, until=params.until),
         "active": analytics_active_users(until=params.until),
         "retention": analytics_retention(since=params.since, until=params.until, weeks=RETENTION_WEEKS),
-        "funnel": funnel, "alerts": analytics_alerts_recent(now=timezone.now()),
-        "event_names": analytics_event_names(), "builder": _builder(request.GET), "query": query,
-        "csv_base": query.urlencode(), "previous_since": params.since_day - (params.until_day - params.since_day)
+        "funnel": funnel, "funnel_groups": [funnel.total, *funnel.groups] if funnel else [],
+        "alerts": analytics_alerts_recent(now=timezone.now()),
+        "event_names": analytics_event_names(), "builder": _builder(request.GET), "csv": csv_urls,
+        "previous_since": params.since_day - (params.until_day - params.since_day)
         - timedelta(days=1), "previous_until": params.since_day - timedelta(days=1),
         "window_units": list(WINDOW_UNITS), "retention_weeks": range(RETENTION_WEEKS),
         "change": {"visitors": _change(series.visitors, series.previous_visitors),
