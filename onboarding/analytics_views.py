@@ -96,6 +96,11 @@ class Params:
     def window(self) -> timedelta:
         return self.window_value * WINDOW_UNITS[self.window_unit]
 
+    @property
+    def window_text(self) -> str:
+        unit = self.window_unit.removesuffix("s") if self.window_value == 1 else self.window_unit
+        return f"{self.window_value} {unit}"
+
 
 def _day(query: QueryDict, name: str, default: date) -> date:
     raw = query.get(name, "").strip()
@@ -240,7 +245,9 @@ def _csv(name: str, params: Params, header: list[str], rows: list[list]) -> Http
 
 
 def _context(request: HttpRequest, **extra) -> dict:
-    return {**admin.site.each_context(request), "title": "Product analytics", **extra}
+    # Admin's model sidebar would list no models to staff without model permissions; this page needs none.
+    return {**admin.site.each_context(request), "title": "Product analytics", "is_nav_sidebar_enabled": False,
+            **extra}
 
 
 @staff_required
