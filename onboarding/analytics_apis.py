@@ -21,6 +21,8 @@ from common.errors import ApplicationError
 from config.admin_site import staff_second_factor_passed
 from onboarding.selectors import (
     BREAKDOWNS,
+    DATE_MAX,
+    DATE_MIN,
     DIMENSIONS,
     FUNNEL_STEPS_MAX,
     FUNNEL_STEPS_MIN,
@@ -86,6 +88,9 @@ class RangeInput(serializers.Serializer):
                                   error_messages={"invalid": "Write the date as YYYY-MM-DD."})
 
     def validate(self, data: dict) -> dict:
+        for name in ("since", "until"):
+            if name in data and not DATE_MIN <= data[name] <= DATE_MAX:
+                raise serializers.ValidationError({name: f"Pick a date from {DATE_MIN} to {DATE_MAX}."})
         until_day = data.get("until") or timezone.now().astimezone(UTC).date()
         since_day = data.get("since") or until_day - timedelta(days=DEFAULT_DAYS - 1)
         if until_day < since_day:

@@ -16,7 +16,6 @@ from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
@@ -26,6 +25,8 @@ from common.errors import ApplicationError
 from config.admin_site import staff_second_factor_passed
 from onboarding.selectors import (
     BREAKDOWNS,
+    DATE_MAX,
+    DATE_MIN,
     DIMENSIONS,
     FUNNEL_STEPS_MAX,
     FUNNEL_STEPS_MIN,
@@ -62,7 +63,7 @@ def staff_required(view: Callable) -> Callable:
         if not user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         if not (user.is_active and user.is_staff):
-            raise PermissionDenied("The analytics dashboard is for staff.")
+            return render(request, "onboarding/analytics/forbidden.html", status=403)
         if not staff_second_factor_passed(request):
             return HttpResponseRedirect(f"{reverse('admin:login')}?{urlencode({'next': request.get_full_path()})}")
         return view(request, *args, **kwargs)
@@ -107,10 +108,13 @@ def _day(query: QueryDict, name: str, default: date) -> date:
     if not raw:
         return default
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise ApplicationError(f"{name}: {raw[:40]!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-03-01.",
                                code="invalid_date") from None
+    if not DATE_MIN <= day <= DATE_MAX:
+        raise ApplicationError(f"{name}: pick a date from {DATE_MIN} to {DATE_MAX}.", code="invalid_date")
+    return day
 
 
 def params_parse(query: QueryDict, *, today: date) -> Params:
@@ -154,8 +158,8 @@ def params_parse(query: QueryDict, *, today: date) -> Params:
         value = int(raw)
     except ValueError:
         raise ApplicationError(f"window: {raw[:20]!r} is not a whole number.", code="invalid_window") from None
-    window = value * WINDOW_UNITS[unit]
-    if not WINDOW_MIN <= window <= WINDOW_MAX:
+    # Bounded before multiplying: a timedelta of 10**20 days overflows.
+    if not 1 <= value <= WINDOW_MAX / WINDOW_UNITS[unit] or not WINDOW_MIN <= value * WINDOW_UNITS[unit]:
         raise ApplicationError(f"The conversion window must be from 1 minute to {WINDOW_MAX.days} days; "
                                f"{value} {unit} is not.", code="invalid_window")
     breakdown = query.get("breakdown", "")

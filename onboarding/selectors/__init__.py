@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from onboarding.selectors.analytics import (
     BREAKDOWNS,
+    DATE_MAX,
+    DATE_MIN,
     DIMENSIONS,
     FUNNEL_STEPS_MAX,
     FUNNEL_STEPS_MIN,
@@ -45,7 +47,8 @@ from onboarding.selectors.tour import (
 from onboarding.selectors.welcome import SUGGESTED_PROMPTS, week_start, welcome_stats
 
 __all__ = [
-    "BREAKDOWNS", "DIMENSIONS", "FUNNEL_STEPS_MAX", "FUNNEL_STEPS_MIN", "INTERVALS", "PAGEVIEW", "RANGE_DAYS_MAX",
+    "BREAKDOWNS", "DATE_MAX", "DATE_MIN",
+    "DIMENSIONS", "FUNNEL_STEPS_MAX", "FUNNEL_STEPS_MIN", "INTERVALS", "PAGEVIEW", "RANGE_DAYS_MAX",
     "RETENTION_WEEKS", "WINDOW_MAX", "WINDOW_MIN", "ActiveUsers",
     "AnalyticsFunnel", "Bucket", "EventCount", "FunnelGroup", "FunnelStep", "Retention", "RetentionCohort",
     "Timeseries", "TopRow", "analytics_active_users", "analytics_alerts_recent",

@@ -12,7 +12,7 @@ days counts three times); within one day or one hour it is a count of people.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.db import connection, transaction
 
@@ -27,6 +27,8 @@ FUNNEL_STEPS_MIN, FUNNEL_STEPS_MAX = 2, 6
 # What the edges (the dashboard's forms, the API's serializers) accept: a range of at most 400 days keeps a
 # year-on-year view possible and the scans bounded; a funnel window from a minute to 90 days.
 RANGE_DAYS_MAX = 400
+# Dates outside these are typing mistakes, and near year 1 the previous period would not exist.
+DATE_MIN, DATE_MAX = date(2000, 1, 1), date(2999, 12, 31)
 WINDOW_MIN, WINDOW_MAX = timedelta(minutes=1), timedelta(days=90)
 RETENTION_WEEKS = 8
 TABLE = "onboarding_analyticsevent"

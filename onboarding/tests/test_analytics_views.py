@@ -103,6 +103,8 @@ def test_a_signed_in_non_staff_user_gets_403(client):
     response = client.get(URL)
 
     assert response.status_code == 403
+    assert "Product analytics are for staff" in response.content.decode()
+    assert client.get(URL, {"format": "csv", "table": "pages"}).status_code == 403
 
 
 def test_staff_without_a_second_factor_are_sent_to_admins_log_in_as_for_admin(client):
@@ -206,6 +208,7 @@ def test_the_csv_rows_are_the_selectors_figures(client, staff, recorded):
 @pytest.mark.parametrize(("query", "message"), [
     ({"since": "2026-02-30"}, "since: '2026-02-30' is not a date; write it as YYYY-MM-DD"),
     ({"until": "yesterday"}, "until: 'yesterday' is not a date"),
+    ({"since": "0001-01-01"}, "since: pick a date from 2000-01-01 to 2999-12-31."),
     ({"since": "2026-03-10", "until": "2026-03-01"}, "until (2026-03-01) is before since (2026-03-10)"),
     ({"since": "2025-01-01", "until": "2026-03-01"}, "The range is 425 days; pick at most 400 days."),
     ({"since": "2026-01-01", "until": "2026-03-01", "interval": "hour"}, "Hourly buckets cover at most 31 days"),
@@ -217,6 +220,8 @@ def test_the_csv_rows_are_the_selectors_figures(client, staff, recorded):
     ({"step": ["signed_up", "paid"], "window": "91"}, "The conversion window must be from 1 minute to 90 days"),
     ({"step": ["signed_up", "paid"], "window": "2", "window_unit": "weeks"}, "window_unit must be one of"),
     ({"step": ["signed_up", "paid"], "window": "two"}, "window: 'two' is not a whole number."),
+    ({"step": ["signed_up", "paid"], "window": "9" * 30}, "The conversion window must be from 1 minute to 90 days"),
+    ({"step": ["signed_up", "paid"], "window": "-5"}, "The conversion window must be from 1 minute to 90 days"),
     ({"step": ["signed_up", "signed_up"], "order": "any"}, "In any order, each step must be a different event"),
     ({"step": ["signed_up", "paid"], "breakdown": "country"}, "breakdown must be empty, plan or cohort."),
 ])
@@ -304,6 +309,7 @@ def test_the_api_returns_the_selectors_figures(recorded):
 
 @pytest.mark.parametrize(("path", "query", "message"), [
     ("timeseries", {"since": "03/01/2026"}, "since: Write the date as YYYY-MM-DD."),
+    ("events", {"since": "0001-01-01", "until": "0001-01-02"}, "since: Pick a date from 2000-01-01 to 2999-12-31."),
     ("timeseries", {"since": "2026-03-10", "until": "2026-03-01"}, "until (2026-03-01) is before since (2026-03-10)"),
     ("events", {"since": "2025-01-01", "until": "2026-03-01"}, "The range is 425 days; ask for at most 400."),
     ("timeseries", {"interval": "minute"}, "interval: \"minute\" is not a valid choice."),
