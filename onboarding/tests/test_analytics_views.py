@@ -340,3 +340,23 @@ def test_the_api_is_in_the_openapi_schema(client):
     params = {p["name"] for p in schema["paths"]["/api/analytics/funnel"]["get"]["parameters"]}
     assert {"step", "window_seconds", "ordered", "breakdown", "since", "until"} <= params
 
+
+
+def test_no_hostile_value_in_any_field_of_the_page_gets_a_5xx(client, staff, recorded):
+    from common.fuzz import HOSTILE_VALUES_QUICK, pages_fuzz
+
+    client.raise_request_exception = False  # a crash is a 500 to count, not an exception here
+
+    def get(path: str, params: dict) -> tuple[int, str]:
+        response = client.get(path, params)
+        return response.status_code, response.content.decode(errors="replace")
+
+    def post(path: str, data: dict, files: dict) -> tuple[int, str]:
+        return client.post(path, data).status_code, ""
+
+    pages = [URL, f"{URL}?step=signed_up&step=email_verified&breakdown=cohort&order=any",
+             f"{URL}?format=csv&table=funnel&step=signed_up&step=paid"]
+    report = pages_fuzz(get=get, post=post, pages=pages, values=[*HOSTILE_VALUES_QUICK, "-1", "0", "0001-01-01"])
+
+    assert report.requests > 200
+    assert report.findings == [], "\n".join(map(str, report.findings))
