@@ -8,6 +8,7 @@ import contextlib
 import gc
 import io
 import os
+import re
 import shutil
 import sys
 import threading
@@ -327,10 +328,22 @@ def chromium() -> Iterator[object]:
         del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.call_failed = report.failed  # read by `page` to keep a screenshot of what the test saw
+    return report
+
+
 @pytest.fixture
-def page(chromium) -> Iterator[object]:
+def page(chromium, request) -> Iterator[object]:
     context = chromium.new_context()
     page = context.new_page()
     page.set_default_timeout(20_000)
     yield page
+    if getattr(request.node, "call_failed", False):
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.nodeid)[-150:]
+        with contextlib.suppress(Exception):
+            page.screenshot(path=str(BASE_DIR / "test-results" / "failed" / f"{name}.png"), full_page=True)
     context.close()

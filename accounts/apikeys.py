@@ -9,7 +9,11 @@ KEY_PREFIX = "pk-"
 # Every API view names one of these as its `scope` (accounts/permissions.py). A scope added here
 # is not in existing keys: add a data migration that grants it to keys that held every other
 # scope (the "all scopes" default), as accounts/migrations/0003 did for account:read.
-SCOPES = ("inference", "knowledge", "billing:read", "usage:read", "account:read")
+# analytics:read needs no such migration: it is for staff only (the analytics API also checks that the
+# caller is staff), so no existing key should gain it; staff create a key with it when they need one.
+SCOPES = ("inference", "knowledge", "billing:read", "usage:read", "account:read", "analytics:read")
+# Offered on the API keys page only to staff, and refused there from anyone else.
+STAFF_SCOPES = ("analytics:read",)
 # ApiKey's per-key limits are PositiveIntegerFields: PostgreSQL's integer.
 APIKEY_LIMIT_MAX = 2**31 - 1
 # What each scope opens, in the words of the API keys page (README's scope table says the same).
@@ -19,7 +23,13 @@ SCOPE_DESCRIPTIONS = {
     "billing:read": "Read the billing status: /api/billing/status",
     "usage:read": "Read usage records: /api/usage",
     "account:read": "Read the account and its teams: /api/me",
+    "analytics:read": "Staff only: read product analytics: /api/analytics",
 }
+
+
+def scopes_offered(*, is_staff: bool) -> tuple[str, ...]:
+    """The scopes a user may give their keys."""
+    return SCOPES if is_staff else tuple(scope for scope in SCOPES if scope not in STAFF_SCOPES)
 
 
 def apikey_generate() -> tuple[str, str]:

@@ -22,7 +22,7 @@ NEW_KEY_SESSION = "apikey_new"
 def apikeys_page(request: HttpRequest) -> HttpResponse:
     """List keys. A POST creates one and redirects (so a refresh can't create another); the next GET shows
     the secret once."""
-    form = ApiKeyCreateForm(request.POST if request.method == "POST" else None)
+    form = ApiKeyCreateForm(request.POST if request.method == "POST" else None, is_staff=request.user.is_staff)
     error, status = None, 200
     if request.method == "POST":
         try:

@@ -1,4 +1,4 @@
-"""Consent, the privacy page and the browser's event endpoint."""
+"""Consent and the privacy page (the browser's event POST shares its path with the staff API: analytics_urls)."""
 
 from __future__ import annotations
 
@@ -9,5 +9,4 @@ from onboarding import consent_views
 urlpatterns = [
     path("privacy/", consent_views.privacy_page, name="privacy"),
     path("privacy/consent/", consent_views.privacy_consent, name="privacy_consent"),
-    path("api/analytics/events", consent_views.analytics_events, name="analytics_events"),
 ]

@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django.utils.text import slugify
 
-from accounts.apikeys import APIKEY_LIMIT_MAX, SCOPES, apikey_generate, apikey_hash
+from accounts.apikeys import APIKEY_LIMIT_MAX, SCOPES, apikey_generate, apikey_hash, scopes_offered
 from accounts.models import ApiKey, Membership, Team, User
 from common.errors import ApplicationError, plan_limit_error
 from common.plans import plan_of
@@ -103,7 +103,7 @@ def apikey_create(
     """Create a key; returns the row and the plaintext key, which is never stored. A user's plan caps their
     active keys; operators' tools (`manage.py apikey_create`, the benches) pass `enforce_plan=False`."""
     name = name.strip() or "API key"
-    scopes = list(SCOPES) if scopes is None else scopes
+    scopes = list(scopes_offered(is_staff=user.is_staff)) if scopes is None else scopes
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown:
         raise ApplicationError(f"Unknown scope(s) {', '.join(unknown)}; use {', '.join(SCOPES)}.")

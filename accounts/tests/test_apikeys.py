@@ -4,7 +4,7 @@ import html
 
 import pytest
 
-from accounts.apikeys import SCOPES
+from accounts.apikeys import SCOPES, STAFF_SCOPES
 from accounts.models import ApiKey
 from accounts.tests.factories import user_make
 from common.plans import plan_of
@@ -40,14 +40,16 @@ def test_a_key_is_created_by_post_then_redirect_and_shown_once(client):
     assert client.get("/api/usage/", HTTP_AUTHORIZATION=f"Bearer {secret}").status_code == 200
 
 
-def test_the_form_offers_every_scope_ticked_and_empty_limits(client):
+def test_the_form_offers_every_scope_but_staff_ones_ticked_and_empty_limits(client):
     client.force_login(user_make())
 
     body = client.get("/app/keys/").content.decode()
 
-    for scope in SCOPES:
+    offered = [scope for scope in SCOPES if scope not in STAFF_SCOPES]
+    for scope in offered:
         assert f'name="scopes" value="{scope}"' in body
-    assert body.count(" checked>") == len(SCOPES)
+    assert 'value="analytics:read"' not in body
+    assert body.count(" checked>") == len(offered)
     assert 'name="rpm_limit"' in body and 'name="tokens_per_day_limit"' in body
     assert 'data-confirm="Revoke' not in body  # no keys yet
 
@@ -73,6 +75,29 @@ def test_bad_input_is_a_400_that_says_what_to_fix_and_creates_nothing(client, da
     assert response.status_code == 400
     assert message in html.unescape(response.content.decode())
     assert not ApiKey.objects.exists()
+
+
+def test_staff_are_offered_analytics_read_and_others_get_a_400_for_it(client):
+    staff = user_make(is_staff=True)
+    client.force_login(staff)
+    assert 'name="scopes" value="analytics:read"' in client.get("/app/keys/").content.decode()
+    assert client.post("/app/keys/", {"name": "dash", "scopes": ["analytics:read"]}).status_code == 302
+    assert ApiKey.objects.get(user=staff).scopes == ["analytics:read"]
+
+    member = user_make()
+    client.force_login(member)
+    response = client.post("/app/keys/", {"name": "peek", "scopes": ["inference", "analytics:read"]})
+
+    assert response.status_code == 400
+    assert "analytics:read is for staff only; untick it." in html.unescape(response.content.decode())
+    assert not ApiKey.objects.filter(user=member).exists()
+
+
+def test_a_key_made_without_scopes_gets_what_its_owner_may_have():
+    from accounts.services import apikey_create
+
+    assert "analytics:read" not in apikey_create(user=user_make(), name="default")[0].scopes
+    assert apikey_create(user=user_make(is_staff=True), name="default")[0].scopes == list(SCOPES)
 
 
 def test_a_limit_above_the_plan_is_refused_with_the_plans_figure(client):

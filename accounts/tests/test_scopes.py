@@ -115,6 +115,8 @@ class Row:
     format: str = "json"
     # The URL or body names one of the owner's rows, so a member or outsider must get 403/404.
     owned: bool = False
+    # Staff only (the analytics API): the owner is made staff for the allowed call; others get 403.
+    staff: bool = False
 
 
 def _fixed(path: str) -> Callable[[World], str]:
@@ -136,6 +138,18 @@ def _passage(w: World) -> str:
         end_offset=20, token_count=3, embedding=[1.0] + [0.0] * 383)
     Document.objects.filter(pk=w.document.pk).update(status=Document.Status.READY)
     return f"/api/knowledge/passages/{chunk.pk}"
+
+
+def _analytics_funnel(w: World) -> str:
+    """Two recorded events, so the funnel's step names are known ones."""
+    from django.utils import timezone
+
+    from onboarding.models import AnalyticsEvent
+
+    now = timezone.now()
+    AnalyticsEvent.objects.bulk_create([AnalyticsEvent(name=name, at=now, source="server", user=w.owner)
+                                        for name in ("signed_up", "email_verified")])
+    return "/api/analytics/funnel?step=signed_up&step=email_verified"
 
 
 # Rows with ok=400 are endpoints whose success needs a model worker (a reply, an embedding, a
@@ -186,6 +200,11 @@ ROWS: dict[tuple[str, str], Row] = {
                                  body=lambda w: {"collection": w.private.pk, "text": "Hello again."}),
     ("POST", "/rag/query"): Row("knowledge", _fixed("/rag/query"), 400, body=lambda w: {"query": ""}),
     ("GET", "/api/knowledge/passages/<int:chunk_id>"): Row("knowledge", _passage, 200, owned=True),
+    ("GET", "/api/analytics/timeseries"): Row("analytics:read", _fixed("/api/analytics/timeseries"), 200, staff=True),
+    ("GET", "/api/analytics/top"): Row("analytics:read", _fixed("/api/analytics/top?dimension=pages"), 200,
+                                       staff=True),
+    ("GET", "/api/analytics/events"): Row("analytics:read", _fixed("/api/analytics/events"), 200, staff=True),
+    ("GET", "/api/analytics/funnel"): Row("analytics:read", _analytics_funnel, 200, staff=True),
 }
 
 
@@ -232,6 +251,8 @@ def test_every_row_is_a_real_endpoint():
 def test_endpoint_needs_its_scope(method: str, route: str, world: World):
     row = row_for(method, route)
     others = [scope for scope in SCOPES if scope != row.scope]
+    if row.staff:
+        User.objects.filter(pk=world.owner.pk).update(is_staff=True)
 
     anonymous = call(APIClient(), method, row, world)
     denied = call(client_with(world.owner, others), method, row, world)
@@ -256,6 +277,8 @@ def test_members_and_outsiders_reach_only_their_own_rows(world: World):
             who = f"{person.email}: {method} {route} gave {response.status_code}"
             if row.owned and response.status_code not in (403, 404):
                 problems.append(f"{who}; expected 403 or 404")
+            if row.staff and response.status_code != 403:
+                problems.append(f"{who}; staff only, expected 403")
             if SECRET in response.content.decode(errors="replace"):
                 problems.append(f"{who} and showed the owner's rows")
     assert not problems, "\n".join(problems)
