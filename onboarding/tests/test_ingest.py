@@ -161,8 +161,12 @@ def test_a_request_without_a_user_agent_is_refused(consented):
     assert not AnalyticsEvent.objects.exists()
 
 
-def test_a_get_is_refused(consented):
-    assert consented.get(URL, HTTP_USER_AGENT=AGENT).status_code == 405
+def test_a_get_is_the_staff_api_and_stores_nothing(consented):
+    """GET on the same path is staff's events-by-name API: a visitor gets 401 and nothing is stored."""
+    response = consented.get(URL, HTTP_USER_AGENT=AGENT)
+
+    assert response.status_code == 401
+    assert not AnalyticsEvent.objects.exists()
 
 
 def test_the_rate_limit_is_per_visitor_and_says_when_to_retry(consented, settings):
