@@ -28,6 +28,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from config import services
+from onboarding.management.staff_session import staff_client
 
 BASE_DIR = Path(__file__).resolve().parents[3]
 BENCH_DB = "parley_bench_onboarding"
@@ -78,7 +79,6 @@ class Command(BaseCommand):
     def _measure(self, users: int, repeat: int) -> None:
         from datetime import timedelta
 
-        from django.test import Client
         from django.utils import timezone
 
         from onboarding.seed import onboarding_seed
@@ -94,9 +94,7 @@ class Command(BaseCommand):
         if created:
             self.stdout.write(f"bench: created {users:,} users with journeys in {setup_seconds:.1f} s")
 
-        host = next((h.lstrip(".") for h in settings.ALLOWED_HOSTS if h != "*"), "localhost")
-        client = Client(HTTP_HOST=host)
-        self._staff_login(client)
+        client = staff_client(email=f"staff{BENCH_DOMAIN}")
         today = timezone.localdate()
         all_weeks = f"/admin/onboarding/journey/funnel/?since={today - timedelta(weeks=WEEKS)}&until={today}"
         week_ago = today - timedelta(days=7)
@@ -153,26 +151,6 @@ class Command(BaseCommand):
         for label, value in rows:
             self.stdout.write(f"{label:<{width}}  {value}")
         self.stdout.write(json.dumps(result, sort_keys=True))
-
-    def _staff_login(self, client) -> None:
-        """A staff member whose session passed the second factor, as admin requires (allauth records
-        this after the authenticator code step, which a benchmark has no one to type into)."""
-        from allauth.account.internal.flows.login import record_authentication
-        from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
-        from allauth.mfa.utils import is_mfa_enabled
-        from django.test import RequestFactory
-
-        from accounts.models import User
-
-        staff, _ = User.objects.get_or_create(email=f"staff{BENCH_DOMAIN}",
-                                              defaults={"is_staff": True, "is_superuser": True})
-        if not is_mfa_enabled(staff):
-            TOTP.activate(staff, generate_totp_secret())
-        client.force_login(staff)
-        request = RequestFactory().get("/")
-        request.session = client.session
-        record_authentication(request, staff, "mfa", type="totp")
-        request.session.save()
 
     def _populate(self, users: int) -> bool:
         """N bench users with journeys and step progress, made in SQL (a few seconds per 100k). False if
