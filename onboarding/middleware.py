@@ -9,12 +9,10 @@ process tries again, so a dead Redis doesn't add its connect timeout to every re
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from datetime import UTC
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.utils import timezone
 
 from common.redis_connection import redis_client
@@ -34,35 +32,16 @@ def hour_key(prefix: str, at) -> str:
 
 
 class RequestCountMiddleware:
-    # Async-capable: a sync-only middleware this high up would put every request, /v1 streams included,
-    # through two extra thread hops under Daphne.
-    async_capable = True
-    sync_capable = True
     _skip_until = 0.0  # per process: Redis failed recently
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
-        self._is_async = iscoroutinefunction(get_response)
-        if self._is_async:
-            markcoroutinefunction(self)
 
     def __call__(self, request):
-        if self._is_async:
-            return self._acall(request)
         response = self.get_response(request)
         if not request.path.startswith(NOT_COUNTED):
             self._count(server_error=response.status_code >= 500)
         return response
-
-    async def _acall(self, request):
-        response = await self.get_response(request)
-        if not request.path.startswith(NOT_COUNTED):
-            # In a pool thread and not awaited: the response never waits for Redis.
-            asyncio.get_running_loop().run_in_executor(None, self._count_off_loop, response.status_code >= 500)
-        return response
-
-    def _count_off_loop(self, server_error: bool) -> None:
-        self._count(server_error=server_error)
 
     def _count(self, *, server_error: bool) -> None:
         if time.monotonic() < RequestCountMiddleware._skip_until:
