@@ -73,10 +73,16 @@ def event_record(*, user_id: int | None, name: str, data: dict | None = None, re
     return awards
 
 
+# Keys that name another person: onboarding needs them (Community Builder counts invitees), but that
+# person never consented to being in the inviter's analytics.
+OTHER_PEOPLE = frozenset({"invitee"})
+
+
 def _analytics_props(data: dict | None) -> dict:
     """Scalars only: the events table is for counting, not for copies of the caller's objects."""
     return {key: value for key, value in (data or {}).items()
-            if isinstance(value, (str, int, float, bool)) and not (isinstance(value, str) and len(value) > 200)}
+            if key not in OTHER_PEOPLE and isinstance(value, (str, int, float, bool))
+            and not (isinstance(value, str) and len(value) > 200)}
 
 
 def _apply(*, user_id: int, event: Event, data: dict) -> list[Award]:

@@ -246,3 +246,17 @@ def test_billing_events_need_consent(billing_ready):
     assert Purchase.objects.get(pk=purchase.pk).status == Purchase.Status.PAID
     assert AnalyticsEvent.objects.filter(user=user).count() == 0
 
+
+
+def test_an_invitee_joining_counts_for_the_inviter_without_naming_the_invitee():
+    from accounts.services import invitation_accept, invitation_create, invitation_token
+    from knowledge.tests.factories import team_make
+
+    inviter = consent(user_make())
+    team = team_make(owner=inviter)
+    invitee = user_make(email="joiner@example.com")
+    invitation = invitation_create(team=team, by=inviter, email="joiner@example.com")
+    invitation_accept(token=invitation_token(invitation), user=invitee)
+
+    [joined] = events(inviter, Event.INVITEE_JOINED)
+    assert joined.props == {"team": team.pk}  # the invitee never consented to the inviter's analytics
