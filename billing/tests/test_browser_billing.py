@@ -29,6 +29,9 @@ def _log_in(page, url: str, email: str) -> None:
 
 def _buy(page, url: str, card: str) -> None:
     nav = page.get_by_role("navigation", name="Main")
+    # Until static/js/shell.js has run, the menu's links show and its button does nothing; a click then
+    # would be undone when the script closes the menu.
+    expect(page.locator("html")).to_have_attribute("data-shell", "ready")
     nav.get_by_role("button", name=re.compile("account menu")).click()  # Billing is in the account menu
     nav.get_by_role("link", name="Billing").click()
     page.get_by_role("link", name="Get Parley Pro").click()

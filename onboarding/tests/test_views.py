@@ -36,6 +36,15 @@ def test_welcome_greets_by_a_friendly_name_asks_for_one_and_offers_the_tour(clie
     assert 'id="ob-state"' in body and 'id="ob-ring"' in body
 
 
+def test_no_tour_card_when_staff_disabled_every_step(client, rosa):
+    from onboarding.models import TourStep
+
+    TourStep.objects.update(enabled=False)
+
+    body = client.get("/app/").content.decode()
+    assert "Take the tour" not in body and "0 short steps" not in body
+
+
 def test_the_name_given_at_first_visit_is_used(client, rosa):
     client.post("/app/profile/name/", {"name": "  Rosa  "})
 
