@@ -35,8 +35,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from common.bench import as_json, median, percentile, table
-from config import services
-from onboarding.management.staff_session import staff_client
+from onboarding.management.bench_support import embedded_bench_database, staff_client
 
 BASE_DIR = Path(__file__).resolve().parents[3]
 BENCH_DB = "parley_bench_analytics"
@@ -68,7 +67,7 @@ class Command(BaseCommand):
             raise CommandError("--repeat must be at least 2, --clients at least 1, --ingest-seconds positive.")
         if options["phase"] == "measure":
             return self._measure(sizes, options)
-        url = options["database_url"] or self._embedded_bench_database()
+        url = options["database_url"] or embedded_bench_database(BENCH_DB)
         redis_url = settings.REDIS_URL.rsplit("/", 1)[0] + "/3"
         env = dict(os.environ, DATABASE_URL=url, REDIS_URL=redis_url, PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING",
                    DJANGO_SETTINGS_MODULE=os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings.dev"))
@@ -90,18 +89,6 @@ class Command(BaseCommand):
         if not sizes or sizes != sorted(sizes) or sizes[0] < 1000:
             raise CommandError("--events sizes must be ascending and at least 1000.")
         return sizes
-
-    def _embedded_bench_database(self) -> str:
-        info = services.postgres_info()
-        if info is None:
-            raise CommandError("The embedded PostgreSQL is not running (`make run` or `make test` starts it); "
-                               "pass --database-url.")
-        import psycopg
-
-        with psycopg.connect(info.url("postgres"), autocommit=True) as connection:
-            if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone():
-                connection.execute(f'CREATE DATABASE "{BENCH_DB}"')
-        return info.url(BENCH_DB)
 
     # ------------------------------------------------------------------ in the bench database
 

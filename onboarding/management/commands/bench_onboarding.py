@@ -27,8 +27,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from config import services
-from onboarding.management.staff_session import staff_client
+from onboarding.management.bench_support import embedded_bench_database, staff_client
 
 BASE_DIR = Path(__file__).resolve().parents[3]
 BENCH_DB = "parley_bench_onboarding"
@@ -51,7 +50,7 @@ class Command(BaseCommand):
             raise CommandError("--users must be at least 100 and --repeat at least 1.")
         if options["phase"] == "measure":
             return self._measure(options["users"], options["repeat"])
-        url = options["database_url"] or self._embedded_bench_database()
+        url = options["database_url"] or embedded_bench_database(BENCH_DB)
         env = dict(os.environ, DATABASE_URL=url, PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING",
                    DJANGO_SETTINGS_MODULE=os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings.dev"))
         manage = [sys.executable, "manage.py"]
@@ -61,18 +60,6 @@ class Command(BaseCommand):
                                  "--repeat", str(options["repeat"])], cwd=BASE_DIR, env=env)
         if result.returncode:
             raise CommandError("the measurement failed; see above")
-
-    def _embedded_bench_database(self) -> str:
-        info = services.postgres_info()
-        if info is None:
-            raise CommandError("The embedded PostgreSQL is not running (`make run` or `make test` starts it); "
-                               "pass --database-url.")
-        import psycopg
-
-        with psycopg.connect(info.url("postgres"), autocommit=True) as connection:
-            if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone():
-                connection.execute(f'CREATE DATABASE "{BENCH_DB}"')
-        return info.url(BENCH_DB)
 
     # ------------------------------------------------------------------ in the bench database
 
