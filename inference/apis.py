@@ -222,7 +222,7 @@ class ChatCompletionApi(OpenAIView):
         if data["stream"]:
             include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
             stream = chat_stream(**request_args)
-            response = StreamingHttpResponse(_sse(stream, include_usage=include_usage),
+            response = StreamingHttpResponse(_SseBody(stream, include_usage=include_usage),
                                              content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"
@@ -260,6 +260,20 @@ def _chunk(stream, created: int, model: str, delta: dict, finish: str | None, us
     if usage:
         body["usage"] = None
     return f"data: {json.dumps(body, separators=(',', ':'))}\n\n"
+
+
+class _SseBody:
+    """The SSE body of a streamed completion. Django calls `close()` when the response ends, read or not:
+    a client gone before the body started must not leave its job (already sent) running for nobody."""
+
+    def __init__(self, stream, *, include_usage: bool) -> None:
+        self.stream, self.include_usage = stream, include_usage
+
+    def __aiter__(self):
+        return _sse(self.stream, include_usage=self.include_usage)
+
+    def close(self) -> None:
+        self.stream.close()
 
 
 async def _sse(stream, *, include_usage: bool):

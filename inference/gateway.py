@@ -40,7 +40,7 @@ from django.conf import settings
 from common.errors import ApplicationError
 from common.heartbeat import worker_alive, workers_alive
 from common.redis_connection import redis_client
-from inference.streaming import cancel_set, events_subscribed, request_events_channel
+from inference.streaming import cancel_set, events_read, request_events_channel
 
 logger = logging.getLogger(__name__)
 
@@ -210,10 +210,15 @@ return 0
 """
 
 
-def job_claim(job: dict, worker: str) -> bool:
-    """A worker's claim on a request: at most one attempt of a request runs at a time."""
-    return bool(redis_client().set(run_key(job["request_id"]), f"{job['attempt']}|{worker}", nx=True,
-                                   ex=RUN_KEY_TTL_SECONDS))
+def job_claim(job: dict, worker: str, *, cancel_keys: list[str] = ()) -> tuple[bool, bool]:
+    """A worker's claim on a request (at most one attempt of a request runs at a time), and whether any
+    of `cancel_keys` is set, in one round trip: (claimed, canceled)."""
+    pipe = redis_client().pipeline(transaction=False)
+    pipe.set(run_key(job["request_id"]), f"{job['attempt']}|{worker}", nx=True, ex=RUN_KEY_TTL_SECONDS)
+    if cancel_keys:
+        pipe.exists(*cancel_keys)
+    claimed, *canceled = pipe.execute()
+    return bool(claimed), bool(canceled and canceled[0])
 
 
 def job_release(job: dict, worker: str) -> None:
@@ -368,15 +373,31 @@ def _wait(pending, job: Job, payload: dict, spec: str) -> dict:
                     "message": f"{spec_label(spec)} did not finish within {settings.PARLEY_REQUEST_TIMEOUT:.0f} s."}
 
 
-async def stream(job: Job, specs: list[str]) -> AsyncIterator[dict]:
-    """Events for a streaming chat job: `queued`, `fallback`, `delta`s, then `done` or `error`.
+@dataclass
+class StreamStart:
+    """A streaming job's first attempt, already sent (stream_begin): its candidates and what the attempt said."""
 
-    Closing the iterator early (the client went away) cancels the job at the worker's next token.
+    candidates: list[str]
+    first: tuple | None  # (payload, label, queue or None, answered) for candidates[0]
+
+
+def stream_begin(job: Job, specs: list[str]) -> StreamStart:
+    """Send a streaming chat job's first attempt now, from the caller's thread. Its events wait in the
+    request's list until `stream` reads them, so the job's trip to a worker overlaps whatever the caller
+    does before it starts reading (answering the HTTP request, storing the reply's row)."""
+    candidates = _candidates(job, specs)
+    channel = request_events_channel(job.request_id)
+    first = _attempt_start(job, candidates[0], channel) if candidates else None
+    return StreamStart(candidates=candidates, first=first)
+
+
+async def stream(job: Job, start: StreamStart) -> AsyncIterator[dict]:
+    """Events for a streaming chat job begun with `stream_begin`: `queued`, `fallback`, `delta`s, then `done`
+    or `error`. Closing the iterator early (the client went away) cancels the job at the worker's next token.
     """
     channel = request_events_channel(job.request_id)
-    # Subscribed before the first job is sent; closed (and the job cancelled) as soon as the caller stops.
-    async with events_subscribed(channel) as inbox, \
-            contextlib.aclosing(_stream_attempts(job, specs, channel, inbox)) as events:
+    async with events_read(channel) as inbox, \
+            contextlib.aclosing(_stream_attempts(job, start, channel, inbox)) as events:
         async for event in events:
             yield event
 
@@ -385,25 +406,24 @@ def off_loop(func):
     return sync_to_async(func, thread_sensitive=False)
 
 
-async def _stream_attempts(job: Job, specs: list[str], channel: str, inbox: asyncio.Queue) -> AsyncIterator[dict]:
+async def _stream_attempts(job: Job, start: StreamStart, channel: str, inbox: asyncio.Queue
+                           ) -> AsyncIterator[dict]:
     current_job_id, finished, sent_tokens = None, False, False
     try:
         last_error = None
-        # One hop off the loop per attempt (the first also picks the candidates): each hop waits for a
-        # thread, and this is the path to the first token.
-        candidates, first = await off_loop(_candidates_and_start)(job, specs, channel)
-        for index, spec in enumerate(candidates):
+        for index, spec in enumerate(start.candidates):
             if index == 0:
-                payload, label, queue, answered = first
+                payload, label, queue, answered = start.first
             else:
                 payload, label, queue, answered = await off_loop(_attempt_start)(job, spec, channel)
+            if queue is not None:
+                current_job_id = payload["job_id"]
             if answered is not None:
                 yield {"event": "fallback", **answered}
             if queue is None:
                 _failed(job, spec, "not_loaded")
                 last_error = {"code": "not_loaded", "message": f"{label} is not loaded on any worker."}
                 continue
-            current_job_id = payload["job_id"]
             outcome = None
             async for event in _attempt_events(inbox, payload, spec, label, job):
                 if event["event"] == "delta":
@@ -433,11 +453,6 @@ async def _stream_attempts(job: Job, specs: list[str], channel: str, inbox: asyn
         if not finished and current_job_id:
             # The client went away mid-stream: stop the worker at its next token.
             await off_loop(cancel_set)(current_job_id)
-
-
-def _candidates_and_start(job: Job, specs: list[str], channel: str) -> tuple[list[str], tuple | None]:
-    candidates = _candidates(job, specs)
-    return candidates, _attempt_start(job, candidates[0], channel) if candidates else None
 
 
 def _attempt_start(job: Job, spec: str, channel: str) -> tuple[dict, str, str | None, dict | None]:

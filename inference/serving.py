@@ -195,13 +195,16 @@ def _chat_plan(*, caller: Caller, model: str, messages: list[dict[str, str]], ma
 
 @dataclass
 class ChatStream:
-    """A reserved chat request. Iterate it (async) for events: `queued` {position}, `fallback`
-    {spec, model_label, fallback_reason}, `delta` {text}, then `done` {finish_reason, usage, spec,
-    model_label, fallback, fallback_reason, ttft_ms} or `error` {code, message}. Stopping early
-    cancels the job; the reservation settles when the stream ends or `close()` is called."""
+    """A reserved chat request whose first attempt is already on its way to a worker. Iterate it (async)
+    for events: `queued` {position}, `fallback` {spec, model_label, fallback_reason}, `delta` {text}, then
+    `done` {finish_reason, usage, spec, model_label, fallback, fallback_reason, ttft_ms} or `error`
+    {code, message}. Stopping early cancels the job. `close()` settles the reservation and cancels a job
+    that did not finish (a stream never iterated included); the stream calls it when it ends."""
 
     plan: _ChatPlan
+    start: gateway.StreamStart | None = None
     _used: int = field(default=0, init=False)
+    _ended: bool = field(default=False, init=False)
 
     @property
     def request_id(self) -> str:
@@ -217,23 +220,37 @@ class ChatStream:
 
     async def __aiter__(self) -> AsyncIterator[dict]:
         try:
-            async for event in gateway.stream(self.plan.job, [spec.name for spec in self.plan.specs]):
+            async for event in gateway.stream(self.plan.job, self.start):
                 if event["event"] == "done":
                     self._used = event["usage"].get("total_tokens", 0)
+                if event["event"] in ("done", "error"):
+                    self._ended = True
                 yield event
         finally:
             await sync_to_async(self.close, thread_sensitive=False)()
 
     def close(self) -> None:
+        if not self._ended:
+            self._ended = True
+            # Nothing read it to the end (the client left, or the caller failed before streaming): the job
+            # must not go on for nobody. Every attempt stops: the request-wide flag.
+            job_cancel(request_id=self.request_id)
         self.plan.reservation.settle(self._used)
 
 
 def chat_stream(*, caller: Caller, model: str, messages: list[dict[str, str]], max_tokens: int | None = None,
                 temperature: float = 0.7, top_p: float = 1.0, stop: list[str] | None = None,
                 shrink_to_fit: bool = False) -> ChatStream:
-    """Check and reserve a chat request now (raises ApplicationError / QuotaExceeded); stream it later."""
-    return ChatStream(plan=_chat_plan(caller=caller, model=model, messages=messages, max_tokens=max_tokens,
-                                      temperature=temperature, top_p=top_p, stop=stop, shrink_to_fit=shrink_to_fit))
+    """Check and reserve a chat request and send it to a worker now (raises ApplicationError /
+    QuotaExceeded); read its events later by iterating the stream, or `close()` it to withdraw it."""
+    plan = _chat_plan(caller=caller, model=model, messages=messages, max_tokens=max_tokens,
+                      temperature=temperature, top_p=top_p, stop=stop, shrink_to_fit=shrink_to_fit)
+    try:
+        start = gateway.stream_begin(plan.job, [spec.name for spec in plan.specs])
+    except BaseException:
+        plan.reservation.settle(0)
+        raise
+    return ChatStream(plan=plan, start=start)
 
 
 def chat_complete(*, caller: Caller, model: str, messages: list[dict[str, str]], max_tokens: int | None = None,

@@ -24,7 +24,7 @@ from inference.backends import BackendError, GenerationRequest
 from inference.repetition import RepetitionGuard
 from inference.runtime import host
 from inference.services import usage_record_create
-from inference.streaming import COALESCE_SECONDS, cancel_requested, event_publish, request_cancel_key
+from inference.streaming import CANCEL_PREFIX, COALESCE_SECONDS, cancel_requested, event_publish, request_cancel_key
 
 HOSTNAME = socket.gethostname()
 # How often a stream looks at its cancel flag in Redis.
@@ -54,6 +54,10 @@ def _error(exc: Exception, job: dict) -> dict:
             "message": "The model failed while serving this request; the worker log has the details."}
 
 
+def _cancel_keys(job: dict) -> list[str]:
+    return [CANCEL_PREFIX + job["job_id"], CANCEL_PREFIX + request_cancel_key(job.get("request_id", ""))]
+
+
 def _canceled(job: dict) -> bool:
     """This attempt was cancelled (its client left, or the gateway moved on), or the whole request
     was (inference.services.job_cancel). Attempt 0's job id is the request id, so the request-wide
@@ -71,15 +75,13 @@ def _claimed(job: dict, worker_name: str) -> Iterator[dict | None]:
     if "request_id" not in job:  # a job from before claims existed
         yield {}
         return
-    if not gateway.job_claim(job, worker_name):
+    claimed, canceled = gateway.job_claim(job, worker_name, cancel_keys=_cancel_keys(job))
+    if not claimed:
         logger.warning("%s skipped: another attempt of %s is running", job["job_id"], job["request_id"])
         yield None
         return
     try:
-        if _canceled(job):
-            yield None
-        else:
-            yield {}
+        yield None if canceled else {}
     finally:
         gateway.job_release(job, worker_name)
 
@@ -125,7 +127,8 @@ def generate(self, job: dict) -> dict:
 
 def _generate(job: dict, emit, emit_last, started: float, worker_name: str) -> dict:
     job_id = job["job_id"]
-    canceled = {"flag": False, "checked": 0.0, "repeating": False}
+    # Checked just now, with the claim.
+    canceled = {"flag": False, "checked": time.perf_counter(), "repeating": False}
 
     def is_canceled() -> bool:
         # Asked by the backend per step and while the request waits for a slot: look at Redis at

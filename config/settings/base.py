@@ -130,11 +130,19 @@ else:
             "HOST": str(services.PG_DIR),
         }
     }
-# Keep a connection per thread for a minute: opening one (a new PostgreSQL backend process) cost more than
-# the queries of an API request. Sync views share one thread under ASGI, so this is one connection per
-# web process plus one per pool thread that touches the database; a health check drops a broken one.
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+# A pool of connections per process (psycopg_pool). Under ASGI each request runs its sync code (middleware,
+# DRF views) in a thread of its own, so a connection kept per thread (CONN_MAX_AGE) died with the request:
+# every API request opened a new PostgreSQL backend (a fork and an authentication, ~5 ms, more than all of
+# its queries). A pooled connection goes back to the pool when the request ends (Django closes it on
+# request_finished, Celery after each task), and the next request's thread takes it over at once.
+# PARLEY_DB_POOL_MAX bounds the connections one process opens; requests beyond it wait for one.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # required with a pool: "closing" returns the connection to it
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+    "min_size": env.int("PARLEY_DB_POOL_MIN", default=1),
+    "max_size": env.int("PARLEY_DB_POOL_MAX", default=16),
+    "timeout": env.float("PARLEY_DB_POOL_TIMEOUT", default=20.0),
+}
 # PARLEY_TEST_DB_NAME / PARLEY_TEST_REDIS_DB let two test runs share the embedded services.
 DATABASES["default"].setdefault("TEST", {})["NAME"] = env("PARLEY_TEST_DB_NAME", default="parley_test")
 
