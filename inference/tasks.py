@@ -158,6 +158,9 @@ def _generate(job: dict, emit, emit_last, started: float, worker_name: str) -> d
             on_queued=on_queued, repeat_penalty=params.get("repeat_penalty"),
         )
         buffer, last_sent = "", 0.0
+        # The engine's own time to the first token (slot wait included), as a bare backend would see it:
+        # the bench takes it from the TTFT a client sees to get Parley's own overhead, request by request.
+        engine_started, engine_ttft_ms = time.perf_counter(), None
         for chunk in backend.generate(request):
             now = time.perf_counter()
             is_canceled()
@@ -167,6 +170,7 @@ def _generate(job: dict, emit, emit_last, started: float, worker_name: str) -> d
                     canceled["flag"] = canceled["repeating"] = True
                 if ttft_ms is None:
                     ttft_ms = (now - started) * 1000
+                    engine_ttft_ms = (now - engine_started) * 1000
                     emit("delta", text=chunk.text)  # the first delta goes out at once
                     last_sent = now
                 else:
@@ -202,7 +206,8 @@ def _generate(job: dict, emit, emit_last, started: float, worker_name: str) -> d
         usage["prompt_tokens_processed"] = processed
     text = "".join(text_parts)
     job_outcome_store(job.get("request_id", job_id), {
-        "status": "done", "text": text, "finish_reason": finish or "stop", "spec": job["spec"], "usage": usage})
+        "status": "done", "text": text, "finish_reason": finish or "stop", "spec": job["spec"], "usage": usage,
+        "ttft_ms": ttft_ms, "engine_ttft_ms": engine_ttft_ms})
     emit_last("done", finish_reason=finish or "stop", usage=usage, spec=job["spec"], ttft_ms=ttft_ms,
               duration_ms=duration_ms)
     usage_record_create(

@@ -130,19 +130,24 @@ else:
             "HOST": str(services.PG_DIR),
         }
     }
-# A pool of connections per process (psycopg_pool). Under ASGI each request runs its sync code (middleware,
-# DRF views) in a thread of its own, so a connection kept per thread (CONN_MAX_AGE) died with the request:
-# every API request opened a new PostgreSQL backend (a fork and an authentication, ~5 ms, more than all of
-# its queries). A pooled connection goes back to the pool when the request ends (Django closes it on
-# request_finished, Celery after each task), and the next request's thread takes it over at once.
-# PARLEY_DB_POOL_MAX bounds the connections one process opens; requests beyond it wait for one.
-DATABASES["default"]["CONN_MAX_AGE"] = 0  # required with a pool: "closing" returns the connection to it
+# The web process (Daphne) keeps a pool of connections (psycopg_pool; config/asgi.py turns it on). Under
+# ASGI each request runs its sync code (middleware, DRF views) in a thread of its own, so a connection kept
+# per thread (CONN_MAX_AGE) died with the request: every API request opened a new PostgreSQL backend (a
+# fork and an authentication, ~5 ms, more than all of its queries). A pooled connection goes back to the
+# pool when the request ends (Django closes it on request_finished) and the next request's thread takes it
+# at once. Workers and commands keep a connection per thread for a minute instead: their threads live long,
+# and a pool must not cross a prefork worker's fork. PARLEY_DB_POOL_MAX bounds the web process's
+# connections (threads that hold one between requests count too); beyond it a request waits for one.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-    "min_size": env.int("PARLEY_DB_POOL_MIN", default=1),
-    "max_size": env.int("PARLEY_DB_POOL_MAX", default=16),
-    "timeout": env.float("PARLEY_DB_POOL_TIMEOUT", default=20.0),
-}
+if env.bool("PARLEY_DB_POOL", default=False):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # required with a pool: "closing" returns the connection to it
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("PARLEY_DB_POOL_MIN", default=2),
+        "max_size": env.int("PARLEY_DB_POOL_MAX", default=50),
+        "timeout": env.float("PARLEY_DB_POOL_TIMEOUT", default=20.0),
+    }
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 # PARLEY_TEST_DB_NAME / PARLEY_TEST_REDIS_DB let two test runs share the embedded services.
 DATABASES["default"].setdefault("TEST", {})["NAME"] = env("PARLEY_TEST_DB_NAME", default="parley_test")
 
