@@ -183,7 +183,7 @@ def _flush_retrying_on_deadlock() -> None:
     the usage row of a reply the test just cancelled can take its locks in the other order; PostgreSQL then
     kills one side as a deadlock, and when that is the flush the next test starts dirty. The flush is one
     transaction, so running it again is safe: retry it a few times. Once it is done, the processes' cached
-    copies of the model catalog are marked old (inference.selectors)."""
+    copies (common.versioned: the model catalog, API keys, plans) are marked old."""
     import time
 
     from django.core.management.base import CommandError
@@ -192,13 +192,16 @@ def _flush_retrying_on_deadlock() -> None:
     teardown = TransactionTestCase._fixture_teardown
 
     def retrying(self) -> None:
-        from inference.services import _catalog_version_bump
+        import accounts.selectors  # noqa: F401 - each registers its cache (common.versioned)
+        import billing.selectors  # noqa: F401
+        import inference.selectors  # noqa: F401
+        from common.versioned import versioned_all_bump
 
         for attempt in range(5):
             try:
                 teardown(self)
-                # The flush emptied the model catalog without signals: every process's copy is old.
-                _catalog_version_bump()
+                # The flush emptied the tables without signals: every process's cached copies are old.
+                versioned_all_bump()
                 return
             except CommandError as exc:
                 if "deadlock" not in str(exc.__cause__) or attempt == 4:

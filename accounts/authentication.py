@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
@@ -26,7 +28,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
                 "Invalid or revoked API key. Create a new key on the API keys page of the app."
             )
         apikey_touch(api_key=api_key)
-        return api_key.user, api_key
+        # The key is shared by this process's requests (accounts.selectors); a view that changes its
+        # request.user must not change anyone else's.
+        return copy.copy(api_key.user), api_key
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword

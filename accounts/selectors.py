@@ -6,6 +6,7 @@ from django.db.models import QuerySet
 
 from accounts.apikeys import KEY_PREFIX, apikey_hash
 from accounts.models import ApiKey, Invitation, Membership, Team, User
+from common.versioned import VersionedCache
 
 
 def memberships_of_user(*, user: User) -> QuerySet[Membership]:
@@ -25,15 +26,23 @@ def apikeys_of_user(*, user: User) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(user=user).order_by("-created_at", "-id")
 
 
+# Every API request authenticates its key: each process keeps the keys it has seen, with their users,
+# until any key or user changes (accounts.receivers and apikey_revoke mark them changed on commit), so a
+# revoked key or a deactivated user is refused by every process on its next request.
+APIKEYS = VersionedCache("parley:accounts:apikeys-version")
+
+
 def apikey_authenticate(*, key: str) -> ApiKey | None:
-    """The active key matching `key`, with its user, or None."""
+    """The active key matching `key`, with its user, or None. Read only: the object is this process's
+    shared copy (apikey_touch keeps its last use current there); callers copy the user they hand on."""
     if not key.startswith(KEY_PREFIX):
         return None
-    return (
+    key_hash = apikey_hash(key)
+    return APIKEYS.get(key_hash, lambda: (
         ApiKey.objects.select_related("user")
-        .filter(key_hash=apikey_hash(key), revoked_at__isnull=True, user__is_active=True)
+        .filter(key_hash=key_hash, revoked_at__isnull=True, user__is_active=True)
         .first()
-    )
+    ))
 
 
 def user_get(*, user_id: int) -> User | None:

@@ -1,7 +1,9 @@
-"""Billing's hooks into dj-stripe's webhook processing (dj-stripe has verified the signature by now)."""
+"""Billing's hooks into dj-stripe's webhook processing (dj-stripe has verified the signature by now), and
+writes to plans and offers that make the processes' copies of them old (billing.selectors.PLANS)."""
 
 from __future__ import annotations
 
+from django.db.models.signals import post_delete, post_save
 from djstripe import event_handlers
 from djstripe.models import Event
 from djstripe.signals import WEBHOOK_SIGNALS
@@ -19,7 +21,18 @@ def _subscription_event(sender, event, **kwargs) -> None:
     webhook_subscription_event(event_id=event.id, event_type=event.type, subscription=event.data["object"])
 
 
+def _plans_changed(sender, **kwargs) -> None:
+    from billing.selectors import PLANS
+
+    PLANS.changed()
+
+
 def connect() -> None:
+    from billing.models import Offer, Plan
+
+    for model in (Plan, Offer):
+        post_save.connect(_plans_changed, sender=model, dispatch_uid=f"billing:plans:saved:{model.__name__}")
+        post_delete.connect(_plans_changed, sender=model, dispatch_uid=f"billing:plans:deleted:{model.__name__}")
     # dj-stripe's generic handler re-fetches every PaymentIntent to mirror it, and a PaymentIntent
     # Stripe no longer has (or never had under this key) made that a 500, which Stripe retries for
     # days. Billing keeps its own ledger and never reads that mirror, so ours replaces it.

@@ -12,6 +12,7 @@ from accounts.models import User
 from billing import clock
 from billing.models import ChargeAttempt, Installment, Offer, PaymentProfile, Plan, Purchase, Refund
 from billing.offer_defaults import FREE_PLAN
+from common.versioned import VersionedCache
 
 # Statuses that unlock the offer's plan: grace is "full access starts at once"; charging is the grace
 # period's end in flight; past due keeps access while a missed installment is retried (DESIGN: only
@@ -69,18 +70,32 @@ def plan_free() -> Plan:
     return Plan.objects.filter(slug=Plan.FREE_SLUG).first() or Plan(slug=Plan.FREE_SLUG, **FREE_PLAN)
 
 
+# Every model request asks for its user's limits. The free plan and the current offer's plan are the same
+# for everyone and change only when staff edit them (billing.receivers marks them changed on commit), so
+# each process keeps them; the user's own purchase is read each time (its status moves with payments).
+PLANS = VersionedCache("parley:billing:plans-version")
+
+
+def _plans_shared() -> tuple[Plan, Plan | None]:
+    """(the free plan, the plan of the offer on sale), shared by this process's requests: read only."""
+    def load() -> tuple[Plan, Plan | None]:
+        offer = Offer.objects.filter(is_active=True).select_related("plan").order_by("id").first()
+        return plan_free(), offer.plan if offer is not None else None
+
+    return PLANS.get("plans", load)
+
+
 def entitlements_for_user(*, user: User) -> Entitlements:
     """The plan of the user's entitled purchase, else the free plan; the offer's plan as the upgrade."""
-    offer = offer_current()
-    upgrade = offer.plan if offer is not None else None
+    free, upgrade = _plans_shared()
     if not getattr(user, "is_authenticated", False):
-        return Entitlements.of(plan_free(), upgrade)
+        return Entitlements.of(free, upgrade)
     purchase = (
         Purchase.objects.filter(user=user, status__in=ENTITLED_STATUSES, offer__plan__isnull=False)
         .select_related("offer__plan").order_by("-id").first()
     )
     if purchase is None:
-        return Entitlements.of(plan_free(), upgrade)
+        return Entitlements.of(free, upgrade)
     return Entitlements.of(purchase.offer.plan, upgrade)
 
 

@@ -291,10 +291,14 @@ async def _sse(stream, *, include_usage: bool):
         elif kind == "fallback":
             yield f": fallback to {event['spec']} because {_one_line(event['fallback_reason'])}\n\n"
         elif kind == "delta":
+            chunk = _chunk(stream, created, event["spec"], {"content": event["text"]}, None, include_usage)
             if not started:
+                # The role chunk and the first text leave in one write: two small writes in a row wait for
+                # the client's ACK of the first (Nagle's algorithm), a few milliseconds on the first token.
                 started = True
-                yield _chunk(stream, created, event["spec"], {"role": "assistant", "content": ""}, None, include_usage)
-            yield _chunk(stream, created, event["spec"], {"content": event["text"]}, None, include_usage)
+                chunk = _chunk(stream, created, event["spec"], {"role": "assistant", "content": ""}, None,
+                               include_usage) + chunk
+            yield chunk
         elif kind == "done":
             if not started:
                 yield _chunk(stream, created, event["spec"], {"role": "assistant", "content": ""}, None, include_usage)

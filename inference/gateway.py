@@ -467,8 +467,18 @@ def _attempt_start(job: Job, spec: str, channel: str) -> tuple[dict, str, str | 
     answered = job.answered(spec) if job.failures() else None
     queue = queue_for(spec)
     if queue is not None:
-        app.send_task(_TASKS["chat"], args=[payload], queue=queue)
+        # No Celery result: a stream's outcome comes as events. Asking for one subscribed this thread to the
+        # result channel first, and even an ignored one builds a result backend per thread (each request has
+        # a thread of its own under ASGI): ~2 ms before the send.
+        app.send_task(_TASKS["chat"], args=[payload], queue=queue, ignore_result=True, result_cls=_Sent)
     return payload, label, queue, answered
+
+
+class _Sent:
+    """What send_task returns for a streaming attempt: its id, and no result backend behind it."""
+
+    def __init__(self, task_id: str) -> None:
+        self.id = task_id
 
 
 def _attempt_ok(job: Job, spec: str) -> dict:

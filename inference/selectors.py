@@ -5,12 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-import redis
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count, QuerySet, Sum
@@ -19,6 +17,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from common.errors import ApplicationError
+from common.versioned import VersionedCache
 from inference.models import ModelSpec, ReferencePrice, Route, UsageRecord
 
 CENTS_4 = Decimal("0.0001")
@@ -63,20 +62,13 @@ _catalog: _Catalog | None = None
 _catalog_lock = threading.Lock()
 
 
+# The version and its bump come from common.versioned; the copy itself is one snapshot of everything.
+CATALOG = VersionedCache(CATALOG_VERSION_KEY, max_age=CATALOG_MAX_AGE_SECONDS)
+
+
 def catalog_version() -> str | None:
     """The catalog's current version (made on first use), or None when Redis can't say."""
-    from common.redis_connection import redis_client
-
-    client = redis_client()
-    try:
-        version = client.get(CATALOG_VERSION_KEY)
-        if version is None:  # first use, or Redis was emptied: any copy made before is suspect
-            client.set(CATALOG_VERSION_KEY, uuid.uuid4().hex, nx=True)
-            version = client.get(CATALOG_VERSION_KEY)
-        return version
-    except redis.RedisError:
-        logger.warning("the model catalog's version is unreadable; reading models from the database")
-        return None
+    return CATALOG.version()
 
 
 def _catalog_load(version: str) -> _Catalog:

@@ -32,21 +32,9 @@ logger = logging.getLogger(__name__)
 def catalog_changed() -> None:
     """Every process's copy of the models and routes is old once this transaction commits
     (inference.selectors keeps one per process, keyed by a version in Redis)."""
-    transaction.on_commit(_catalog_version_bump)
+    from inference.selectors import CATALOG
 
-
-def _catalog_version_bump() -> None:
-    import uuid
-
-    import redis
-
-    from common.redis_connection import redis_client
-    from inference.selectors import CATALOG_VERSION_KEY
-
-    try:
-        redis_client().set(CATALOG_VERSION_KEY, uuid.uuid4().hex)
-    except redis.RedisError:  # the copies still expire within CATALOG_MAX_AGE_SECONDS
-        logger.warning("could not mark the model catalog as changed; processes catch up within their max age")
+    CATALOG.changed()
 
 
 def usage_cost(

@@ -9,6 +9,7 @@ from django.utils.text import slugify
 
 from accounts.apikeys import APIKEY_LIMIT_MAX, SCOPES, apikey_generate, apikey_hash, scopes_offered
 from accounts.models import ApiKey, Membership, Team, User
+from accounts.selectors import APIKEYS
 from common.errors import ApplicationError, plan_limit_error
 from common.plans import plan_of
 from onboarding.services import Event, event_record
@@ -142,8 +143,10 @@ def _apikey_plan_check(*, user: User, rpm_limit: int | None, tokens_per_day_limi
 
 
 def apikey_revoke(*, api_key: ApiKey) -> ApiKey:
-    """Revoke a key; revoking twice keeps the first revocation time."""
+    """Revoke a key; revoking twice keeps the first revocation time. Every process refuses it from the
+    commit on (their copies of the keys are marked changed)."""
     ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    APIKEYS.changed()
     api_key.refresh_from_db(fields=["revoked_at"])
     return api_key
 
@@ -156,5 +159,8 @@ def apikey_touch(*, api_key: ApiKey) -> None:
         return
     touched = ApiKey.objects.filter(pk=api_key.pk).exclude(
         last_used_at__gt=now - timezone.timedelta(minutes=1)).update(last_used_at=now)
+    # The process's shared copy of the key (accounts.selectors) now knows, so the next minute's requests
+    # neither write nor query.
+    api_key.last_used_at = now
     if touched:
         event_record(user_id=api_key.user_id, name=Event.API_KEY_USED)

@@ -6,6 +6,7 @@ from django.db import transaction
 
 from billing.models import Offer, Plan
 from billing.offer_defaults import FREE_PLAN, PRO_OFFER, PRO_PLAN, PRO_SLUG
+from billing.selectors import PLANS
 
 
 @transaction.atomic
@@ -19,5 +20,6 @@ def catalog_install() -> Offer:
     offer, created = Offer.objects.get_or_create(slug=PRO_SLUG, defaults={**PRO_OFFER, "plan": pro})
     if not created and offer.plan_id is None:
         Offer.objects.filter(pk=offer.pk, plan__isnull=True).update(plan=pro)
+        PLANS.changed()  # .update() sends no signal
         offer.refresh_from_db()
     return offer

@@ -40,6 +40,13 @@ LOAD_TIMEOUT = 120.0
 DEFAULT_CACHE_RAM_MIB = 512
 STDERR_TAIL = 40
 PR_SET_PDEATHSIG = 1
+PRIO_PROCESS = 0
+# llama-server runs this much nicer than the worker (PARLEY_ENGINE_NICE; 0 turns it off). On a CPU the engine
+# keeps every core busy while it decodes; Parley's own steps between it and the client (the worker's event,
+# Redis, Daphne) each wait for a core, a few milliseconds per hop when the scheduler lets the engine run its
+# slice out. Niced, the engine gives way the moment one of them wakes, and loses next to nothing: they
+# sleep almost all the time.
+DEFAULT_NICE = int(os.environ.get("PARLEY_ENGINE_NICE", "5") or 0)
 
 
 class _SlotGate:
@@ -131,10 +138,13 @@ _spawner = _Spawner()
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+def _die_with_parent(parent_pid: int, nice: int = 0) -> Callable[[], None]:
     def preexec() -> None:
-        # Only async-signal-safe work between fork and exec: one prctl through a pointer resolved before fork.
+        # Only async-signal-safe work between fork and exec: prctl and setpriority through pointers resolved
+        # before fork.
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if nice:
+            _libc.setpriority(PRIO_PROCESS, 0, nice)
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
             os._exit(1)
 
@@ -211,7 +221,7 @@ class LlamaServerChatBackend(Backend):
         self.process = _spawner.popen(
             self._command(binary, gguf, params), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, env=env, text=True, errors="replace",
-            preexec_fn=_die_with_parent(os.getpid()),
+            preexec_fn=_die_with_parent(os.getpid(), int(params.get("nice", DEFAULT_NICE))),
         )
         threading.Thread(target=self._drain, args=(self.process,), name=f"llama-server-log-{self.spec.name}",
                          daemon=True).start()

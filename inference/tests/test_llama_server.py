@@ -210,6 +210,14 @@ def test_waiting_requests_learn_their_place_in_line(llama_server_binary):
 # --------------------------------------------------------------------------- process lifecycle and failures
 
 
+def test_the_engine_runs_nicer_than_the_worker_so_the_request_path_gets_a_core(smol):
+    from inference.backends.llama_server import DEFAULT_NICE
+
+    assert DEFAULT_NICE > 0
+    engine = os.getpriority(os.PRIO_PROCESS, smol.process.pid)
+    assert engine - os.getpriority(os.PRIO_PROCESS, 0) == min(DEFAULT_NICE, 19 - os.getpriority(os.PRIO_PROCESS, 0))
+
+
 def test_unload_stops_the_subprocess(llama_server_binary):
     backend = _server(SMOL, slots=1)
     process = backend.process
