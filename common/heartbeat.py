@@ -20,6 +20,10 @@ KEY_PREFIX = "parley:worker:"
 INTERVAL_SECONDS = float(os.environ.get("PARLEY_HEARTBEAT_INTERVAL") or 5)
 TTL_SECONDS = int(os.environ.get("PARLEY_HEARTBEAT_TTL") or 15)
 
+# The names of the workers that wrote a heartbeat (a sorted set, by time of the last one).
+REGISTER_KEY = "parley:workers"
+REGISTER_FORGET_SECONDS = 3600
+
 # Other apps add facts to the heartbeat (the inference runtime adds loaded models).
 heartbeat_extras: list[Callable[[], dict[str, object]]] = []
 
@@ -42,8 +46,16 @@ def heartbeat_payload(*, hostname: str, queues: list[str]) -> dict[str, object]:
 
 
 def heartbeat_write(*, hostname: str, queues: list[str]) -> None:
-    payload = heartbeat_payload(hostname=hostname, queues=queues)
-    redis_client().set(KEY_PREFIX + hostname, json.dumps(payload), ex=TTL_SECONDS)
+    heartbeat_store(hostname=hostname, payload=heartbeat_payload(hostname=hostname, queues=queues))
+
+
+def heartbeat_store(*, hostname: str, payload: dict[str, object], ttl: int = TTL_SECONDS) -> None:
+    """A worker's heartbeat (its key, gone `ttl` seconds after the last one) and its name in the register of
+    workers, which is how readers find the keys without scanning the keyspace."""
+    pipe = redis_client().pipeline(transaction=False)
+    pipe.set(KEY_PREFIX + hostname, json.dumps(payload), ex=ttl)
+    pipe.zadd(REGISTER_KEY, {hostname: time.time()})
+    pipe.execute()
 
 
 def heartbeat_now() -> None:
@@ -77,11 +89,21 @@ def worker_alive(hostname: str) -> bool:
     return bool(redis_client().exists(KEY_PREFIX + hostname))
 
 
+# The registered names' heartbeats in one round trip; names unseen for REGISTER_FORGET_SECONDS are dropped.
+# A SCAN for the keys walked the whole keyspace (quotas, events, sessions) in pages of 100, on every request
+# that picks a queue.
+_ALIVE_SCRIPT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local names = redis.call('ZRANGE', KEYS[1], 0, -1)
+if #names == 0 then return {} end
+local keys = {}
+for i, name in ipairs(names) do keys[i] = ARGV[2] .. name end
+return redis.call('MGET', unpack(keys))
+"""
+
+
 def workers_alive() -> list[dict[str, object]]:
-    """Live workers, newest heartbeat first."""
-    client = redis_client()
-    keys = list(client.scan_iter(match=KEY_PREFIX + "*", count=100))
-    if not keys:
-        return []
-    workers = [json.loads(raw) for raw in client.mget(keys) if raw]
+    """Live workers (a heartbeat key not yet expired), newest heartbeat first."""
+    raws = redis_client().eval(_ALIVE_SCRIPT, 1, REGISTER_KEY, time.time() - REGISTER_FORGET_SECONDS, KEY_PREFIX)
+    workers = [json.loads(raw) for raw in raws if raw]
     return sorted(workers, key=lambda worker: worker["last_seen"], reverse=True)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 from prometheus_client import REGISTRY
 
-from common.heartbeat import KEY_PREFIX
+from common.heartbeat import KEY_PREFIX, heartbeat_store
 from common.metrics import COUNTERS_KEY, counter_add
 from common.redis_connection import redis_client
 
@@ -40,9 +39,9 @@ def test_counters_bumped_by_workers_are_exported_from_redis_with_zeros_before_an
 
 def test_queue_depth_and_live_workers_include_each_models_queue():
     client = redis_client()
-    client.set(KEY_PREFIX + "metrics-test@localhost", json.dumps({
+    heartbeat_store(hostname="metrics-test@localhost", payload={
         "hostname": "metrics-test@localhost", "queues": ["gpu"], "last_seen": time.time() - 2,
-        "models": {"tiny-model": {"state": "loaded"}}}), ex=15)
+        "models": {"tiny-model": {"state": "loaded"}}})
     client.lpush("gpu.tiny-model", "job-1", "job-2")
     client.lpush("default", "job-3")
 

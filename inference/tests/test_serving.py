@@ -21,6 +21,7 @@ from accounts.tests.factories import user_make
 from billing.tests.factories import free_plan_set
 from chat.models import Message
 from chat.tests.factories import conversation_make
+from common.heartbeat import heartbeat_store
 from common.redis_connection import redis_client
 from common.stack import daphne_start, process_stop, wait_for
 from config import services
@@ -406,9 +407,9 @@ def test_a_model_that_does_not_start_in_time_falls_back_and_its_job_never_runs(c
         "task": "chat", "backend": "ctranslate2", "source": "/nonexistent/ghost", "params": {"context_length": 2048},
         "description": "Ghost Chat"})
     route_set(alias="chat-ghost-first", task="chat", spec_names=["ghost-chat", "smollm2-135m"])
-    redis_client().set("parley:worker:ghost@nowhere", json.dumps({
+    heartbeat_store(hostname="ghost@nowhere", ttl=60, payload={
         "hostname": "ghost@nowhere", "queues": ["gpu"], "last_seen": time.time(),
-        "models": {"ghost-chat": {"state": "loaded"}}}), ex=60)
+        "models": {"ghost-chat": {"state": "loaded"}}})
     _, secret = api_key_make()
     try:
         with override_settings(PARLEY_START_TIMEOUT=3):
