@@ -152,9 +152,10 @@ class Run:
 
 
 def traffic_run(*, clients: int, seconds: float, send: Callable[[int, Planned], StreamResult],
-                make: Callable[[int, int], Planned], on_thread_end: Callable[[], None] | None = None) -> Run:
+                make: Callable[[int, int], Planned], on_thread_end: Callable[[], None] | None = None,
+                requests_per_client: int = MAX_REQUESTS_PER_CLIENT) -> Run:
     """`clients` threads sending back to back for `seconds` (no new request after that; the ones under
-    way finish), at most MAX_REQUESTS_PER_CLIENT each."""
+    way finish), at most `requests_per_client` each."""
     samples: list[Sample] = []
     lock = threading.Lock()
     started = time.perf_counter()
@@ -162,7 +163,7 @@ def traffic_run(*, clients: int, seconds: float, send: Callable[[int, Planned], 
 
     def client(number: int) -> None:
         try:
-            for index in range(MAX_REQUESTS_PER_CLIENT):
+            for index in range(requests_per_client):
                 if time.perf_counter() >= deadline:
                     break
                 planned = make(number, index)

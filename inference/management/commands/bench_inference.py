@@ -35,6 +35,7 @@ from inference.bench_traffic import (
     BENCH_ASSISTANT_PROMPT,
     SYSTEM_PROMPT,
     Planned,
+    Run,
     first_error,
     knowledge_seed,
     plan,
@@ -69,6 +70,8 @@ STORY_TOPICS = ("a lighthouse keeper", "a lost robot", "a desert caravan", "a cl
 MIXED_TEMPERATURES = (0.1, 0.5, 0.7, 0.9)
 CONCURRENCY_MAX_TOKENS = 64
 MIXED_MAX_TOKENS = 64
+# Requests each client sends in one part of the mixed replay on /v1 and the peer (a fixed piece of work).
+PEER_REPLAY_REQUESTS = 2
 # Targets (see the README): judged in _rows and printed next to each figure.
 OVERHEAD_P50_MS, OVERHEAD_P99_MS = 15.0, 40.0
 SHORT_P99_OVER_IDLE_P50 = 4.0
@@ -128,12 +131,13 @@ class Command(BaseCommand):
         parser.add_argument("--max-tokens", type=int, default=48)
         parser.add_argument("--clients", type=int, default=8, help="Concurrent clients in the mixed run.")
         parser.add_argument("--mixed-seconds", type=float, default=60.0)
-        parser.add_argument("--peer-seconds", type=float, default=30.0,
-                            help="Length of the shortened mixed run replayed on Parley /v1 and on the peer.")
+        parser.add_argument("--peer-seconds", type=float, default=300.0,
+                            help="Upper bound on each part of the mixed replay on Parley /v1 and on the peer "
+                                 f"({PEER_REPLAY_REQUESTS} requests per client, Parley, peer, peer, Parley).")
         parser.add_argument("--no-peer", action="store_true", help="Skip the llama-server peer row.")
         parser.add_argument("--skip-audio", action="store_true")
         parser.add_argument("--quick", action="store_true",
-                            help="A short smoke run: 3 paired runs, 6 s mixed, 6 s peer replay, short replies, "
+                            help="A short smoke run: 3 paired runs, 6 s mixed, one request per client in the peer replay, short replies, "
                                  "prompts a quarter of their size.")
         parser.add_argument("--redis-db", type=int, default=2, help="Redis db of the bench's own stack.")
         parser.add_argument("--json-out", default="", help="Also write the JSON to this file.")
@@ -350,8 +354,15 @@ class Command(BaseCommand):
     def _peer_mixed(self, peer: PeerServer, clients: int, seconds: float, figures: dict[str, float]
                     ) -> dict[str, float]:
         """The mixed run's plans, each sent as a plain streamed chat request (knowledge with its sources),
-        replayed on Parley's /v1 and on the peer: the same requests, the same temperatures."""
+        replayed on Parley's /v1 and on the peer: the same requests, the same temperatures.
+
+        A fixed piece of work, not a time window: each client sends its first PEER_REPLAY_REQUESTS planned
+        requests, and throughput is all their tokens over the time until the last one finished. Counting
+        only the tokens inside a window depended on which 1,000-token prompts happened to be under way,
+        and swung by half from run to run. The order is Parley, peer, peer, Parley, so whatever the machine
+        does over the minutes (and the run before) weighs on both alike. `seconds` bounds each part."""
         tokens = self.mixed_tokens
+        per_client = 1 if self.quick else PEER_REPLAY_REQUESTS
 
         def body(planned: Planned) -> dict[str, Any]:
             return {"messages": planned.messages(), "max_tokens": tokens, "temperature": planned.temperature}
@@ -364,33 +375,45 @@ class Command(BaseCommand):
         def on_peer(client: int, planned: Planned) -> StreamResult:
             return sse_chat(peer.url, body(planned))
 
-        out: dict[str, float] = {}
-        for who, send in (("parley_v1", on_parley), ("peer", on_peer)):
-            self.stderr.write(f"shortened mixed run on {who}: {clients} clients for {seconds:.0f} s")
+        runs: dict[str, list[Run]] = {"parley_v1": [], "peer": []}
+        peer_processed = 0.0
+        for who in ("parley_v1", "peer", "peer", "parley_v1"):
+            self.stderr.write(f"mixed replay on {who}: {clients} clients, {per_client} request(s) each")
             before = peer.metrics() if who == "peer" else {}
-            run = traffic_run(clients=clients, seconds=seconds, send=send,
-                              make=lambda c, i: plan(c, i, seed=7, scale=self.prompt_scale))
-            samples = run.samples
-            summary = traffic_summary(run, prefix="run")
-            short = [s.result.ttft_ms for s in samples if s.result.ok and s.planned.size == "short"]
-            out.update({
-                f"{who}_mixed_short_ttft_p50_ms": percentile(short, 50),
-                f"{who}_mixed_short_ttft_p99_ms": percentile(short, 99),
-                f"{who}_mixed_max_gap_ms": summary["run_max_gap_ms"],
-                f"{who}_mixed_tokens_per_s": summary["run_tokens_per_s"],
-                f"{who}_mixed_processed_ratio": summary["run_processed_ratio"],
-                f"{who}_mixed_errors": summary["run_errors"],
-                f"{who}_mixed_requests": summary["run_requests"],
-            })
+            run = traffic_run(clients=clients, seconds=seconds, send=on_parley if who == "parley_v1" else on_peer,
+                              make=lambda c, i: plan(c, i, seed=7, scale=self.prompt_scale),
+                              requests_per_client=per_client)
+            runs[who].append(run)
             if who == "peer":
                 after = peer.metrics()
                 key = "llamacpp:prompt_tokens_total"
-                submitted = sum(s.result.prompt_tokens for s in samples if s.result.ok)
-                if key in after and submitted:
-                    # The server's own counter, which also sees requests whose usage never arrived.
-                    out["peer_mixed_processed_ratio"] = (after[key] - before.get(key, 0.0)) / submitted
-            if summary["run_errors"]:
-                self.notes.append(f"{who} shortened mixed run: {summary['run_errors']:.0f} errors; the first: "
+                if key in after:  # the server's own counter, which also sees requests whose usage never arrived
+                    peer_processed += after[key] - before.get(key, 0.0)
+        out: dict[str, float] = {}
+        for who, done in runs.items():
+            samples = [sample for run in done for sample in run.samples]
+            ok = [s for s in samples if s.result.ok]
+            short = [s.result.ttft_ms for s in ok if s.planned.size == "short"]
+            gaps = [s.result.max_gap_ms for s in ok if s.result.chunks > 1]
+            counted = [s for s in ok if s.result.processed is not None and s.result.prompt_tokens]
+            submitted = sum(s.result.prompt_tokens for s in counted)
+            wall = sum(run.drained - run.started for run in done)
+            out.update({
+                f"{who}_mixed_short_ttft_p50_ms": percentile(short, 50),
+                f"{who}_mixed_short_ttft_p99_ms": percentile(short, 99),
+                f"{who}_mixed_max_gap_ms": max(gaps) if gaps else float("nan"),
+                f"{who}_mixed_tokens_per_s": sum(s.result.tokens for s in ok) / wall if wall > 0 else float("nan"),
+                f"{who}_mixed_processed_ratio": (sum(s.result.processed for s in counted) / submitted
+                                                 if submitted else float("nan")),
+                f"{who}_mixed_errors": len(samples) - len(ok),
+                f"{who}_mixed_requests": len(samples),
+            })
+            if who == "peer":
+                submitted = sum(s.result.prompt_tokens for s in ok)
+                if peer_processed and submitted:
+                    out["peer_mixed_processed_ratio"] = peer_processed / submitted
+            if len(samples) != len(ok):
+                self.notes.append(f"{who} mixed replay: {len(samples) - len(ok)} errors; the first: "
                                   f"{first_error(samples)}")
         out["parley_over_peer_mixed_tps"] = _ratio(out["parley_v1_mixed_tokens_per_s"], out["peer_mixed_tokens_per_s"])
         out["parley_minus_peer_mixed_short_ttft_p50_ms"] = (out["parley_v1_mixed_short_ttft_p50_ms"]
@@ -752,20 +775,20 @@ def _peer_rows(f: dict[str, float]) -> list[tuple[str, object, str, str]]:
          _pair(f, "llm_api_aggregate_tps_4_mixed_temp", "peer_aggregate_tps_4_mixed_temp"), "tok/s", ""),
         ("Parley ÷ peer, 4 mixed-temp streams", f["parley_over_peer_tps_4_mixed_temp"], "x",
          f">= {PEER_RATIO}: {_ok(f['parley_over_peer_tps_4_mixed_temp'] >= PEER_RATIO)}"),
-        ("shortened mixed run tok/s in the window, Parley /v1 / peer",
+        ("mixed replay (fixed work, ABBA) tok/s, Parley /v1 / peer",
          _pair(f, "parley_v1_mixed_tokens_per_s", "peer_mixed_tokens_per_s"), "tok/s", ""),
-        ("Parley ÷ peer, shortened mixed run", f["parley_over_peer_mixed_tps"], "x",
+        ("Parley ÷ peer, mixed replay", f["parley_over_peer_mixed_tps"], "x",
          f">= {PEER_RATIO}: {_ok(f['parley_over_peer_mixed_tps'] >= PEER_RATIO)}"),
-        ("shortened mixed short TTFT p50 / p99, Parley /v1",
+        ("mixed replay short TTFT p50 / p99, Parley /v1",
          _pair(f, "parley_v1_mixed_short_ttft_p50_ms", "parley_v1_mixed_short_ttft_p99_ms", 0), "ms", ""),
-        ("shortened mixed short TTFT p50 / p99, peer",
+        ("mixed replay short TTFT p50 / p99, peer",
          _pair(f, "peer_mixed_short_ttft_p50_ms", "peer_mixed_short_ttft_p99_ms", 0), "ms",
          f"Parley − peer p50 {f['parley_minus_peer_mixed_short_ttft_p50_ms']:.0f} ms"),
-        ("shortened mixed longest gap, Parley /v1 / peer",
+        ("mixed replay longest gap, Parley /v1 / peer",
          _pair(f, "parley_v1_mixed_max_gap_ms", "peer_mixed_max_gap_ms", 0), "ms", ""),
-        ("shortened mixed processed ÷ submitted, Parley /v1 / peer",
+        ("mixed replay processed ÷ submitted, Parley /v1 / peer",
          _pair(f, "parley_v1_mixed_processed_ratio", "peer_mixed_processed_ratio", 2), "x", ""),
-        ("shortened mixed errors, Parley /v1 / peer",
+        ("mixed replay errors, Parley /v1 / peer",
          f"{f['parley_v1_mixed_errors']:.0f} / {f['peer_mixed_errors']:.0f}", "", ""),
         ("peer verdict", "met within overhead" if _peer_met(f) else "not met", "",
          f"TTFT_parley − TTFT_peer <= {PEER_OVERHEAD_MS:.0f} ms p50 and every Parley ÷ peer ratio >= {PEER_RATIO}"),
