@@ -6,7 +6,6 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from accounts.models import ApiKey
 from accounts.selectors import apikey_authenticate
 from inference.tests.factories import api_key_make
 

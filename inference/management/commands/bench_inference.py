@@ -137,8 +137,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-peer", action="store_true", help="Skip the llama-server peer row.")
         parser.add_argument("--skip-audio", action="store_true")
         parser.add_argument("--quick", action="store_true",
-                            help="A short smoke run: 3 paired runs, 6 s mixed, one request per client in the peer replay, short replies, "
-                                 "prompts a quarter of their size.")
+                            help="A short smoke run: 3 paired runs, 6 s mixed, one request per client in the peer "
+                                 "replay, short replies, prompts a quarter of their size.")
         parser.add_argument("--redis-db", type=int, default=2, help="Redis db of the bench's own stack.")
         parser.add_argument("--json-out", default="", help="Also write the JSON to this file.")
 
