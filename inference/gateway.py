@@ -467,6 +467,7 @@ def _attempt_start(job: Job, spec: str, channel: str) -> tuple[dict, str, str | 
     answered = job.answered(spec) if job.failures() else None
     queue = queue_for(spec)
     if queue is not None:
+        _track(payload["job_id"])  # a request whose client leaves before its response starts cancels it
         # No Celery result: a stream's outcome comes as events. Asking for one subscribed this thread to the
         # result channel first, and even an ignored one builds a result backend per thread (each request has
         # a thread of its own under ASGI): ~2 ms before the send.

@@ -41,5 +41,8 @@ class CancelJobsOnDisconnectMiddleware:
                 if jobs:
                     await sync_to_async(jobs_cancel, thread_sensitive=False)(list(jobs))
                 with contextlib.suppress(BaseException):
-                    await view  # the view ends soon after its jobs stop; nothing is left running
+                    response = await view  # the view ends soon after its jobs stop; nothing is left running
+                    # Nobody will send or close this response: close it here, which settles what a streamed
+                    # reply reserved and withdraws its job (inference.serving.ChatStream.close).
+                    await sync_to_async(response.close, thread_sensitive=False)()
                 raise

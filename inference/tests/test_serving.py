@@ -269,6 +269,32 @@ def test_a_v1_client_that_disconnects_stops_the_worker(live_daphne, celery_worke
 
 
 @pytest.mark.worker
+def test_a_stream_closed_before_it_is_read_withdraws_its_job_and_settles(celery_worker, bundled_models):
+    """A streamed job is sent as soon as it is reserved (its events wait in a Redis list): a response that
+    is closed unread (the client left before the body started) must not leave it running or holding quota."""
+    from inference.services import Caller, chat_stream
+    from inference.streaming import cancel_requested, request_cancel_key
+
+    key, _ = api_key_make()
+    before = _quota_used(key.user_id, "tpd")
+    stream = chat_stream(caller=Caller(user=key.user, api_key=key, via="api"), model="chat-default",
+                         max_tokens=400, temperature=0, messages=[
+                             {"role": "user", "content": "Count from 1 to 1000, one number per line."}])
+    assert _quota_used(key.user_id, "tpd") > before  # reserved, and the job is on its way
+
+    stream.close()  # what Django does with a response nobody read
+
+    assert cancel_requested(request_cancel_key(stream.request_id))
+    assert _quota_used(key.user_id, "tpd") == before
+    wait_for(lambda: UsageRecord.objects.filter(request_id=stream.request_id).exists()
+             or redis_client().get(f"parley:job:outcome:{stream.request_id}") is not None
+             or not redis_client().exists(f"parley:job:run:{stream.request_id}"), timeout=60,
+             what="the worker to drop the withdrawn job")
+    record = UsageRecord.objects.filter(request_id=stream.request_id).first()
+    assert record is None or (record.outcome == "canceled" and record.completion_tokens < 400), record
+
+
+@pytest.mark.worker
 def test_a_killed_daphne_mid_reply_leaves_the_generated_text_in_the_message(child_env, celery_worker,
                                                                              bundled_models, tmp_path):
     """The web process dies while a reply streams; the orphan sweep finishes the message with
