@@ -202,7 +202,7 @@ class ChatStream:
     that did not finish (a stream never iterated included); the stream calls it when it ends."""
 
     plan: _ChatPlan
-    start: gateway.StreamStart | None = None
+    start: gateway.StreamStart
     _used: int = field(default=0, init=False)
     _ended: bool = field(default=False, init=False)
 
