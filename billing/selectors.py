@@ -79,7 +79,7 @@ PLANS = VersionedCache("parley:billing:plans-version")
 def _plans_shared() -> tuple[Plan, Plan | None]:
     """(the free plan, the plan of the offer on sale), shared by this process's requests: read only."""
     def load() -> tuple[Plan, Plan | None]:
-        offer = Offer.objects.filter(is_active=True).select_related("plan").order_by("id").first()
+        offer = offer_current()
         return plan_free(), offer.plan if offer is not None else None
 
     return PLANS.get("plans", load)

@@ -24,7 +24,7 @@ from inference.backends import BackendError, GenerationRequest
 from inference.repetition import RepetitionGuard
 from inference.runtime import host
 from inference.services import usage_record_create
-from inference.streaming import CANCEL_PREFIX, COALESCE_SECONDS, cancel_requested, event_publish, request_cancel_key
+from inference.streaming import CANCEL_PREFIX, COALESCE_SECONDS, event_publish, request_cancel_key
 
 HOSTNAME = socket.gethostname()
 # How often a stream looks at its cancel flag in Redis.
@@ -62,7 +62,7 @@ def _canceled(job: dict) -> bool:
     """This attempt was cancelled (its client left, or the gateway moved on), or the whole request
     was (inference.services.job_cancel). Attempt 0's job id is the request id, so the request-wide
     flag has a key of its own: cancelling attempt 0 must not cancel the fallback after it."""
-    return cancel_requested(job["job_id"]) or cancel_requested(request_cancel_key(job.get("request_id", "")))
+    return bool(redis_client().exists(*_cancel_keys(job)))
 
 
 @contextmanager
