@@ -9,21 +9,27 @@ import logging
 import re
 import time
 
-import numpy as np
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from chat.consumers import ChatSocket
+from chat.listening import LiveTranscript
 from chat.metrics import STT_FINAL_MS, STT_PARTIAL_MS, TTS_FIRST_AUDIO_MS, VOICE_FIRST_AUDIO_MS
 from chat.turns import Turn, TurnRefused
-from inference.services import Caller, GatewayError, QuotaExceeded, synthesize, transcribe
+from inference.services import Caller, GatewayError, QuotaExceeded, synthesize, transcribe, transcription_bill
+from inference.vad import SpeechDetector
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-PARTIAL_EVERY_SECONDS = 0.3
-MIN_PARTIAL_SECONDS = 0.3
+# Partial decodes: the first once this much speech is in, then one after another while speech goes on,
+# at most one running and at most one per PARTIAL_EVERY_SECONDS.
+MIN_PARTIAL_SECONDS = 0.25
+PARTIAL_EVERY_SECONDS = 0.2
 VAD_SILENCE_SECONDS = 0.7
+# The VAD marks the end of speech a little early (a last word's fading consonant scores low): a decode
+# counts as having heard everything only if the speech ended this much before the audio it covered.
+FINAL_MARGIN_SECONDS = 0.25
 AUDIO_FRAME_SECONDS = 0.1
 _MARKDOWN = re.compile(r"[*_#`>|~]+|\[(\d+)\]")
 
@@ -73,8 +79,13 @@ class SentenceSplitter:
 
 
 class VoiceConsumer(ChatSocket):
-    """Frames in: start, binary PCM16, end, cancel, ping. Out: partial, speech_end, transcript, start, delta,
-    audio_start, binary PCM16, audio_end, metrics, done, error, pong."""
+    """Frames in: start, binary PCM16, end, cancel, ping. Out: partial, speech_start, speech_end, transcript,
+    start, delta, audio_start, binary PCM16, audio_end, metrics, done, error, pong.
+
+    Silero VAD runs on every frame as it arrives (inference/vad.py): partial decodes start once speech
+    does and go on while it goes on, a hands-free turn ends after VAD_SILENCE_SECONDS of quiet, and in
+    hands-free mode speech heard while a reply plays interrupts it (barge-in). The transcript grows by
+    LocalAgreement (chat/listening.py); when the user stops, only what is not yet decoded is decoded."""
 
     socket_kind = "voice"
 
@@ -86,11 +97,13 @@ class VoiceConsumer(ChatSocket):
         self.ended_by_server = False
         self.buffer = bytearray()
         self.mode = "ptt"
+        self.vad: SpeechDetector | None = None
+        self.live = LiveTranscript()
         self.partial_task: asyncio.Task | None = None
         self.turn_task: asyncio.Task | None = None
         self.marks: dict[str, float] = {}
         self.last_partial_at = 0.0
-        self.last_frame_at = 0.0
+        self.onset_at: float | None = None
 
     async def disconnect(self, code: int) -> None:
         await self.session_unbind()
@@ -134,13 +147,20 @@ class VoiceConsumer(ChatSocket):
         if mode not in ("ptt", "vad"):
             await self.error("unsupported_mode", "`mode` is `ptt` (push-to-talk) or `vad` (hands-free).")
             return
-        # Speaking again interrupts the reply that is playing (barge-in).
-        if await self._cancel_all():
-            await self.send_frame({"type": "done", "finish_reason": "interrupted"})
+        # Pressing to talk interrupts the reply that is playing. Hands-free, the microphone opens while
+        # the reply plays, and only speech heard on it interrupts (see _audio).
+        if mode == "ptt" or not self._replying():
+            await self._cancel_all(announce=True)
+        else:
+            await self._cancel_partial()
         self.mode, self.capturing, self.buffer = mode, True, bytearray()
         self.ended_by_server = False
-        self.marks = {"speech_start": time.perf_counter()}
-        self.last_partial_at = time.perf_counter()
+        self.vad, self.live, self.onset_at = SpeechDetector(), LiveTranscript(), None
+        self.marks = {"capture_start": time.perf_counter()}
+        self.last_partial_at = 0.0
+
+    def _replying(self) -> bool:
+        return self.turn_task is not None and not self.turn_task.done()
 
     async def _audio(self, data: bytes) -> None:
         if len(data) % 2:
@@ -156,7 +176,6 @@ class VoiceConsumer(ChatSocket):
                 await self.error("audio_before_start", 'Send {"type": "start", "sample_rate": 16000} before audio.')
             return
         self.buffer += data
-        self.last_frame_at = time.perf_counter()
         limit = settings.PARLEY_VOICE_MAX_SECONDS * SAMPLE_RATE * 2
         if len(self.buffer) >= limit:
             del self.buffer[limit:]
@@ -165,70 +184,106 @@ class VoiceConsumer(ChatSocket):
             await self._end(reason="limit")
             return
         now = time.perf_counter()
-        seconds = len(self.buffer) / 2 / SAMPLE_RATE
-        partial_idle = self.partial_task is None or self.partial_task.done()
-        if partial_idle and seconds >= MIN_PARTIAL_SECONDS and now - self.last_partial_at >= PARTIAL_EVERY_SECONDS:
+        vad = self.vad
+        if vad.push(data) and self.onset_at is None:
+            # Back-dated to where the speech began in the audio (frames come in real time).
+            self.onset_at = now - (vad.samples - vad.speech_start) / SAMPLE_RATE
+            self.marks["speech_start"] = self.onset_at
+            if self.mode == "vad" and self._replying():
+                self.marks["barge_in_ms"] = (time.perf_counter() - self.onset_at) * 1000
+                await self._cancel_turn(announce=True)
+            await self.send_frame({"type": "speech_start"})
+        if not vad.heard_speech:
+            return
+        if self.mode == "vad" and vad.silence_seconds() >= VAD_SILENCE_SECONDS:
+            await self._end(reason="silence")
+            return
+        decoded = self.live.previous.end if self.live.previous else 0
+        idle = self.partial_task is None or self.partial_task.done()
+        speech_in = (vad.samples - vad.speech_start) / SAMPLE_RATE
+        if (idle and speech_in >= MIN_PARTIAL_SECONDS and now - self.last_partial_at >= PARTIAL_EVERY_SECONDS
+                and vad.speech_after(decoded // 2)):
             self.last_partial_at = now
-            self.partial_task = asyncio.create_task(self._partial(bytes(self.buffer), now))
+            self.partial_task = asyncio.create_task(self._partial(len(self.buffer)))
 
     # ------------------------------------------------------------------ speech to text
 
     def _caller(self) -> Caller:
         return Caller(user=self.user, via="voice")
 
-    async def _transcribe(self, audio: bytes, *, preview: bool) -> str:
-        def run() -> str:
+    async def _transcribe(self, audio: bytes, *, preview: bool, prompt: str = "",
+                          bill_seconds: float | None = None) -> dict:
+        def run() -> dict:
             return transcribe(caller=self._caller(), audio=audio, model=settings.PARLEY_VOICE_STT_MODEL,
-                              language="en", preview=preview)["text"].strip()
+                              language="en", preview=preview, prompt=prompt or None, bill_seconds=bill_seconds)
 
         return await sync_to_async(run, thread_sensitive=False)()
 
-    async def _partial(self, audio: bytes, received_at: float) -> None:
+    async def _partial(self, end: int) -> None:
+        """Decode the window up to byte `end` and show the transcript so far."""
+        live = self.live
         try:
-            text = await self._transcribe(audio, preview=True)
+            result = await self._transcribe(live.window(bytes(self.buffer[:end])), preview=True, prompt=live.prompt())
         except (GatewayError, QuotaExceeded):
             return  # a missed partial is harmless; the final transcript decides
-        if self.capturing and text:
-            elapsed = (time.perf_counter() - received_at) * 1000
-            STT_PARTIAL_MS.observe(elapsed)
-            self.marks.setdefault("first_partial_ms", elapsed)
-            await self.send_frame({"type": "partial", "text": text})
-        if self.capturing and self.mode == "vad" and await self._silence_after_speech(audio) and self.capturing:
-            await self._end(reason="silence")
-
-    async def _silence_after_speech(self, audio: bytes) -> bool:
-        """Hands-free end of turn: silero VAD finds speech that ended VAD_SILENCE_SECONDS ago."""
-        def detect() -> bool:
-            from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-            samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
-            speech = get_speech_timestamps(samples, VadOptions(min_silence_duration_ms=300))
-            return bool(speech) and (len(samples) - speech[-1]["end"]) / SAMPLE_RATE >= VAD_SILENCE_SECONDS
-
-        return await sync_to_async(detect, thread_sensitive=False)()
+        live.update(text=result["text"].strip(), segments=result.get("segments", []), end=end)
+        live.spec = result.get("spec", "")
+        text = live.text()
+        if self.capturing and live is self.live and text:
+            if "first_partial_ms" not in self.marks and self.onset_at is not None:
+                self.marks["first_partial_ms"] = (time.perf_counter() - self.onset_at) * 1000
+                STT_PARTIAL_MS.observe(self.marks["first_partial_ms"])
+            await self.send_frame({"type": "partial", "text": text, "confirmed": live.confirmed_text()})
 
     async def _end(self, *, reason: str = "") -> None:
         """End the utterance and answer it; `reason` says why when the server decided (not the client's `end`)."""
         self.capturing = False
         audio, self.buffer = bytes(self.buffer), bytearray()
-        # A hands-free end runs inside the partial task: cancelling it would cancel this very call.
-        if self.partial_task and not self.partial_task.done() and self.partial_task is not asyncio.current_task():
-            self.partial_task.cancel()
         self.marks["speech_end"] = time.perf_counter()
         if reason:
             self.ended_by_server = True
             await self.send_frame({"type": "speech_end", "reason": reason})
         if len(audio) < SAMPLE_RATE * 2 * 0.2:
+            await self._cancel_partial()
             await self.error("no_speech", "That was too short to hear anything. Hold the button while you speak.")
             return
-        self.turn_task = asyncio.create_task(self._turn(audio))
+        self.turn_task = asyncio.create_task(self._turn(audio, self.vad, self.live, self.partial_task))
+
+    async def _final(self, audio: bytes, vad: SpeechDetector, live: LiveTranscript,
+                     pending: asyncio.Task | None) -> str:
+        """The utterance's transcript. A decode still running finishes first; if the latest decode already
+        heard all the speech (VAD: none after it, with a margin for the tail of the last word), it is the
+        transcript, billed as one; otherwise the window not yet confirmed is decoded once more."""
+        if pending is not None and not pending.done():
+            try:
+                await pending
+            except asyncio.CancelledError:
+                pass
+        seconds = len(audio) / 2 / SAMPLE_RATE
+        latest = live.previous
+        if latest is not None and not vad.speech_after(latest.end // 2 - int(FINAL_MARGIN_SECONDS * SAMPLE_RATE)):
+            def bill() -> None:
+                transcription_bill(caller=self._caller(), seconds=seconds, spec=live.spec,
+                                   model=settings.PARLEY_VOICE_STT_MODEL)
+
+            await sync_to_async(bill, thread_sensitive=False)()
+            self.marks["stt_reused"] = 1
+            return live.final(" ".join(latest.words))
+        result = await self._transcribe(live.window(audio), preview=False, prompt=live.prompt(), bill_seconds=seconds)
+        return live.final(result["text"].strip())
 
     # ------------------------------------------------------------------ the reply
 
-    async def _turn(self, audio: bytes) -> None:
+    async def _turn(self, audio: bytes, vad: SpeechDetector, live: LiveTranscript,
+                    pending: asyncio.Task | None) -> None:
         marks = self.marks
+        if not vad.heard_speech:
+            if pending is not None:
+                pending.cancel()
+            await self.error("no_speech", "I didn't hear any speech. Try again a little closer to the microphone.")
+            return
         try:
-            text = await self._transcribe(audio, preview=False)
+            text = await self._final(audio, vad, live, pending)
         except QuotaExceeded as exc:
             await self.send_frame(TurnRefused.of(exc).frame())
             return
@@ -275,21 +330,36 @@ class VoiceConsumer(ChatSocket):
             await self.send_frame(frame)
 
     def _voice_metrics(self, marks: dict) -> dict:
-        keys = ("first_partial_ms", "stt_final_ms", "llm_ttft_ms", "tts_first_audio_ms", "voice_first_audio_ms")
+        keys = ("first_partial_ms", "stt_final_ms", "stt_reused", "llm_ttft_ms", "tts_first_audio_ms", "voice_first_audio_ms")
         return {key: round(marks[key], 1) for key in keys if key in marks}
 
-    async def _cancel_all(self) -> bool:
-        canceled = False
-        for task in (self.partial_task, self.turn_task):
-            if task and not task.done():
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
-                canceled = True
+    async def _cancel_all(self, *, announce: bool = False) -> bool:
+        """Stop the partial decode and the reply; True if a reply was stopped (`announce` tells the client
+        with `done`, finish_reason `interrupted`)."""
+        await self._cancel_partial()
+        canceled = await self._cancel_turn(announce=announce)
         self.capturing = False
         return canceled
+
+    async def _cancel_partial(self) -> None:
+        await _cancel(self.partial_task)
+
+    async def _cancel_turn(self, *, announce: bool = False) -> bool:
+        canceled = await _cancel(self.turn_task)
+        if canceled and announce:
+            await self.send_frame({"type": "done", "finish_reason": "interrupted"})
+        return canceled
+
+
+async def _cancel(task: asyncio.Task | None) -> bool:
+    if task is None or task.done():
+        return False
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    return True
 
 
 class _Speech:

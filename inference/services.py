@@ -24,6 +24,7 @@ from inference.serving import (  # noqa: F401
     synthesize,
     tokens_estimate,
     transcribe,
+    transcription_bill,
 )
 
 logger = logging.getLogger(__name__)

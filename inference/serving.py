@@ -328,21 +328,41 @@ SAMPLE_RATE = 16000
 
 
 def transcribe(*, caller: Caller, audio: bytes, model: str = "stt-default", language: str | None = None,
-               prompt: str | None = None, preview: bool = False) -> dict:
+               prompt: str | None = None, preview: bool = False, bill_seconds: float | None = None) -> dict:
     """Text for PCM16 mono 16 kHz `audio`: {"text", "language", "duration", "segments", "spec", ...}.
-    A `preview` (a partial transcript while the user still speaks) is not billed; the final one is."""
+    A `preview` (a partial transcript while the user still speaks) is not billed; the final one is.
+    `bill_seconds` bills an utterance of that length when `audio` is only the part of it still to decode
+    (a live transcript's final pass over its unconfirmed tail)."""
     route, specs, installing = _resolve(caller=caller, model=model, task="stt")
-    seconds = len(audio) / 2 / SAMPLE_RATE
+    seconds = len(audio) / 2 / SAMPLE_RATE if bill_seconds is None else max(bill_seconds, len(audio) / 2 / SAMPLE_RATE)
     reservation = _reserve(caller=caller, model=model, specs=specs, kind="preview" if preview else "stt",
                            audio_seconds=math.ceil(seconds))
     used = 0
     try:
         job = _job(caller=caller, task="stt", skipped=installing, prefix="stt-partial" if preview else "stt",
                    route=route, payload={"audio": base64.b64encode(audio).decode(), "language": language,
-                                         "prompt": prompt, "preview": preview})
+                                         "prompt": prompt, "preview": preview, "bill_seconds": seconds})
         result = gateway.run(job, [spec.name for spec in specs])
-        used = math.ceil(result.get("duration", seconds))
+        used = math.ceil(max(result.get("duration", seconds), seconds))
         return result
+    finally:
+        reservation.settle(audio_seconds=used)
+
+
+def transcription_bill(*, caller: Caller, seconds: float, spec: str, model: str = "stt-default") -> None:
+    """Bill an utterance whose final text is a decode already made while it was spoken (a preview that
+    covered all of its speech): the same check, reservation and ledger row as a final transcription,
+    without decoding the audio again. Raises QuotaExceeded past the plan's audio budget."""
+    from inference.services import usage_record_create
+
+    route, specs, _ = _resolve(caller=caller, model=model, task="stt")
+    reservation = _reserve(caller=caller, model=model, specs=specs, kind="stt", audio_seconds=math.ceil(seconds))
+    used = 0
+    try:
+        usage_record_create(request_id=gateway.request_id_new("stt"), user_id=caller.user.pk,
+                            api_key_id=caller.api_key_id, spec_name=spec, route_alias=route, task="stt",
+                            audio_seconds=seconds)
+        used = math.ceil(seconds)
     finally:
         reservation.settle(audio_seconds=used)
 

@@ -262,7 +262,8 @@ def _transcribe(self, job: dict) -> dict:
     usage_record_create(
         request_id=job["job_id"], user_id=job["user_id"], api_key_id=job.get("api_key_id"), spec_name=job["spec"],
         # A partial transcript of speech still going on is a preview: the final one bills the audio once.
-        route_alias=job.get("route", ""), task="stt", audio_seconds=0 if job.get("preview") else seconds,
+        route_alias=job.get("route", ""), task="stt",
+        audio_seconds=0 if job.get("preview") else max(seconds, float(job.get("bill_seconds") or 0)),
         duration_ms=(time.perf_counter() - started) * 1000, worker=_worker_name(self),
     )
     return {"ok": True, "text": result.text, "language": result.language, "duration": seconds,
