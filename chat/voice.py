@@ -330,7 +330,8 @@ class VoiceConsumer(ChatSocket):
             await self.send_frame(frame)
 
     def _voice_metrics(self, marks: dict) -> dict:
-        keys = ("first_partial_ms", "stt_final_ms", "stt_reused", "llm_ttft_ms", "tts_first_audio_ms", "voice_first_audio_ms")
+        keys = ("first_partial_ms", "stt_final_ms", "stt_reused", "llm_ttft_ms", "tts_first_audio_ms",
+                "voice_first_audio_ms")
         return {key: round(marks[key], 1) for key in keys if key in marks}
 
     async def _cancel_all(self, *, announce: bool = False) -> bool:
