@@ -21,6 +21,9 @@ CUT_AFTER_SECONDS = 6.0
 # A segment must end this far before the window's end to be cut at: timestamps are approximate.
 CUT_MARGIN_SECONDS = 1.0
 PROMPT_CHARS = 200
+# Decodes of less audio than this confirm nothing: on a fraction of a second Whisper guesses, and two
+# guesses can agree ("Please please" for the start of "Please summarize").
+MIN_CONFIRM_SECONDS = 1.0
 
 _NOT_WORD = re.compile(r"[^\w']+")
 
@@ -63,7 +66,8 @@ class LiveTranscript:
         words = text.split()
         in_window = len(self.confirmed) - self.before_window
         newly: list[str] = []
-        if self.previous is not None:
+        heard = self.previous.end - self.window_start if self.previous else 0
+        if self.previous is not None and heard >= MIN_CONFIRM_SECONDS * BYTES_PER_SECOND:
             agreed = 0
             for mine, theirs in zip(words, self.previous.words, strict=False):
                 if _key(mine) != _key(theirs):
@@ -95,19 +99,32 @@ class LiveTranscript:
             cut_words, cut_at = counted, segment["end"]
         if cut_words == 0 or cut_at <= 0:
             return
+        mine = self.confirmed[self.before_window:self.before_window + cut_words]
+        if [_key(w) for w in hypothesis.words[:cut_words]] != [_key(w) for w in mine]:
+            return  # the latest decode hears those words otherwise: not a place to cut
         self.window_start += int(cut_at * SAMPLE_RATE) * 2
+        # The words keep the latest decode's case and punctuation (the same words: they agree on them).
+        self.confirmed[self.before_window:self.before_window + cut_words] = hypothesis.words[:cut_words]
         self.before_window += cut_words
         self.previous = Hypothesis(words=hypothesis.words[cut_words:], segments=[], end=hypothesis.end)
 
     # ---------------------------------------------------------------- what to show
 
+    def _shown(self) -> list[str]:
+        """Confirmed words, then the latest decode's unconfirmed tail; the confirmed words of the window as
+        that decode writes them (a sentence's end moves its full stop) when it agrees with them."""
+        ahead = self.confirmed[: self.before_window]
+        mine = self.confirmed[self.before_window:]
+        words = self.previous.words if self.previous else []
+        if [_key(w) for w in words[: len(mine)]] == [_key(w) for w in mine]:
+            return ahead + words
+        return self.confirmed + words[len(mine):]
+
     def text(self) -> str:
-        """Confirmed words, then the latest decode's unconfirmed tail."""
-        tail = self.previous.words[len(self.confirmed) - self.before_window:] if self.previous else []
-        return " ".join(self.confirmed + tail)
+        return " ".join(self._shown())
 
     def confirmed_text(self) -> str:
-        return " ".join(self.confirmed)
+        return " ".join(self._shown()[: len(self.confirmed)])
 
     def final(self, window_text: str) -> str:
         """The utterance's transcript from a decode of the whole final window."""
