@@ -105,6 +105,13 @@ def messages_before(*, conversation: Conversation, message: Message) -> list[Mes
     return _ancestry(messages, parents, parents.get(message.pk))
 
 
+def messages_to_leaf(*, conversation: Conversation) -> tuple[list[Message], int | None]:
+    """The history a new message would follow (root to the current leaf) and that leaf's id: what a reply
+    begun before its message is stored (a speculative voice turn) answers after."""
+    messages, parents, leaf_id = _tree(conversation)
+    return _ancestry(messages, parents, leaf_id), leaf_id
+
+
 def message_alternatives(*, message: Message) -> Alternatives:
     """Where one message stands among its siblings (for the frames of a turn that just made it)."""
     group = list(Message.objects.filter(conversation_id=message.conversation_id, parent_id=message.parent_id,

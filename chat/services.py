@@ -99,7 +99,7 @@ def title_from_first_words(text: str) -> str:
     return title[:60] + ("…" if len(words) > TITLE_FIRST_WORDS or len(title) > 60 else "")
 
 
-def _message_text_check(text: str) -> str:
+def message_text_check(text: str) -> str:
     text = text.strip()
     if not text:
         raise ApplicationError("The message is empty.", code="empty_message")
@@ -132,7 +132,7 @@ def _leaf_set(conversation: Conversation, message: Message, **updates) -> None:
 @transaction.atomic
 def message_user_create(*, conversation: Conversation, text: str, via: str = "text") -> Message:
     """The user's turn, stored before anything is generated, so it is never lost. It follows the current path."""
-    text = _message_text_check(text)
+    text = message_text_check(text)
     locked = _conversation_lock(conversation)
     message = Message.objects.create(conversation=conversation, parent_id=locked.current_leaf_id,
                                      role=Message.Role.USER, text=text, via=via)
@@ -159,7 +159,7 @@ def _message_of(conversation: Conversation, message_id: object) -> Message:
 @transaction.atomic
 def message_user_edit(*, conversation: Conversation, message_id: int, text: str, via: str = "text") -> Message:
     """An edited user message: a new branch beside the original (same parent); both stay in the history."""
-    text = _message_text_check(text)
+    text = message_text_check(text)
     _conversation_lock(conversation)
     original = _message_of(conversation, message_id)
     if original.role != Message.Role.USER:

@@ -21,7 +21,7 @@ from chat.frames import alternatives_frame, memory_frame, message_frame
 from chat.memory import memory_build
 from chat.metrics import LLM_COMPLETION_TOKENS, LLM_TOKENS_PER_S, LLM_TTFT_MS
 from chat.models import Conversation, Message
-from chat.selectors import message_alternatives, messages_before
+from chat.selectors import message_alternatives, messages_before, messages_to_leaf
 from chat.services import (
     conversation_set_knowledge,
     conversation_set_model,
@@ -29,6 +29,7 @@ from chat.services import (
     message_assistant_progress,
     message_assistant_start,
     message_reply_target,
+    message_text_check,
     message_user_create,
     message_user_edit,
 )
@@ -47,6 +48,10 @@ BUSY_TTL_SECONDS = 900
 LEASE_PREFIX = "parley:chat:lease:"
 LEASE_TTL_SECONDS = 10
 LEASE_EVERY_SECONDS = 3
+
+
+class _Moved(Exception):
+    """The conversation got another message while a speculative reply was being written."""
 
 
 class TurnRefused(Exception):
@@ -91,6 +96,10 @@ class Turn:
     knowledge_collections: object = ...
     api_key: object | None = None  # the key an SSE client used; its limits apply too
     model: str = ""  # a model or route picked in the composer; "" = the conversation's choice
+    # A speculative turn (voice: begun on a transcript while the user may still go on) sends its request
+    # but stores nothing: `confirm()` stores the messages once the final transcript matches, `discard()`
+    # withdraws it without a trace (no message, no request counted).
+    speculative: bool = False
     started: float = field(default_factory=time.perf_counter)
     # Filled by prepare():
     message: Message | None = None
@@ -100,6 +109,8 @@ class Turn:
     citations: list = field(default_factory=list)
     title: str = ""  # a provisional title this turn gave the conversation (its first words)
     summary_usage: dict = field(default_factory=dict)
+    leaf_id: int | None = None  # a speculative turn: the message its reply follows
+    note: dict = field(default_factory=dict)
 
     def _busy_key(self) -> str:
         return f"parley:chat:busy:{self.conversation.pk}"
@@ -112,7 +123,10 @@ class Turn:
                                       "Wait for it or stop it before sending another message.")
         try:
             untitled = not self.conversation.title
-            if self.regenerate is not None:
+            if self.speculative:
+                history, self.leaf_id = messages_to_leaf(conversation=self.conversation)
+                self.text = message_text_check(self.text)
+            elif self.regenerate is not None:
                 self.user_message = message_reply_target(conversation=self.conversation, message_id=self.regenerate)
                 self.text = self.user_message.text
             elif self.edit is not None:
@@ -120,13 +134,14 @@ class Turn:
                                                       text=self.text, via=self.via)
             else:
                 self.user_message = message_user_create(conversation=self.conversation, text=self.text, via=self.via)
-            if untitled and self.conversation.title:
-                self.title = self.conversation.title
-            self.text = self.user_message.text
+            if self.user_message is not None:
+                if untitled and self.conversation.title:
+                    self.title = self.conversation.title
+                self.text = self.user_message.text
+                history = messages_before(conversation=self.conversation, message=self.user_message)
             caller = Caller(user=self.user, api_key=self.api_key, via="voice" if self.via == "voice" else "app")
             model = self.model or self.conversation.model or assistant.route_alias
-            memory = memory_build(caller=caller, model=model,
-                                  path=messages_before(conversation=self.conversation, message=self.user_message),
+            memory = memory_build(caller=caller, model=model, path=history,
                                   budget_tokens=settings.PARLEY_CHAT_CONTEXT_TOKENS)
             self.summary_usage = memory.note.get("summary", {}).get("usage", {}) \
                 if not memory.note.get("summary_reused") else {}
@@ -134,7 +149,7 @@ class Turn:
             if memory.summary:
                 system += f"\n\nA summary of the earlier conversation, which is not shown: {memory.summary}"
             knowledge = self.conversation.use_knowledge if self.use_knowledge is None else self.use_knowledge
-            if self.use_knowledge is not None or self.knowledge_collections is not ...:
+            if not self.speculative and (self.use_knowledge is not None or self.knowledge_collections is not ...):
                 # The composer's choice is the conversation's from now on (a reload shows it).
                 conversation_set_knowledge(conversation=self.conversation, enabled=bool(knowledge),
                                            collections=self.knowledge_collections)
@@ -145,14 +160,10 @@ class Turn:
             self.stream = chat_stream(caller=caller, model=model, messages=messages,
                                       max_tokens=assistant.max_tokens, temperature=assistant.temperature,
                                       shrink_to_fit=True)
-            if self.model and self.model != self.conversation.model:
-                conversation_set_model(conversation=self.conversation, model=self.model)
-            note = memory.note
-            note["knowledge"] = bool(knowledge)
-            self.message = message_assistant_start(conversation=self.conversation, request_id=self.stream.request_id,
-                                                   context=note, via=self.via, citations=self.citations,
-                                                   parent=self.user_message)
-            self._lease()
+            self.note = memory.note
+            self.note["knowledge"] = bool(knowledge)
+            if not self.speculative:
+                self._store_reply()
         except ApplicationError as exc:
             self.release()
             refused = TurnRefused.of(exc)
@@ -162,6 +173,39 @@ class Turn:
         except Exception:
             self.release()
             raise
+
+    def _store_reply(self) -> None:
+        if self.model and self.model != self.conversation.model:
+            conversation_set_model(conversation=self.conversation, model=self.model)
+        self.message = message_assistant_start(conversation=self.conversation, request_id=self.stream.request_id,
+                                               context=self.note, via=self.via, citations=self.citations,
+                                               parent=self.user_message)
+        self._lease()
+
+    def confirm(self) -> bool:
+        """A speculative turn becomes the turn: its messages are stored and its reply, already being written,
+        is read from the start. False (and discarded) if the conversation moved on meanwhile."""
+        try:
+            with transaction.atomic():
+                untitled = not self.conversation.title
+                self.user_message = message_user_create(conversation=self.conversation, text=self.text, via=self.via)
+                if self.user_message.parent_id != self.leaf_id:
+                    raise _Moved
+                if untitled and self.conversation.title:
+                    self.title = self.conversation.title
+                self._store_reply()
+        except (_Moved, ApplicationError):
+            self.user_message = self.message = None
+            self.discard()
+            return False
+        self.speculative = False
+        return True
+
+    def discard(self) -> None:
+        """Withdraw a speculative turn: its request stops and counts for nothing; nothing was stored."""
+        if self.stream is not None:
+            self.stream.withdraw()
+        self.release()
 
     def _alternatives(self):
         return message_alternatives(message=self.user_message), message_alternatives(message=self.message)

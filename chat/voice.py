@@ -30,6 +30,10 @@ VAD_SILENCE_SECONDS = 0.7
 # The VAD marks the end of speech a little early (a last word's fading consonant scores low): a decode
 # counts as having heard everything only if the speech ended this much before the audio it covered.
 FINAL_MARGIN_SECONDS = 0.25
+# After this much quiet, with a decode that heard all the speech, the reply is begun on that transcript
+# while the button is still held (or before a hands-free pause is long enough to end the turn). It is
+# kept if the final transcript is the same, and withdrawn without a trace if the user goes on.
+SPECULATE_AFTER_SECONDS = 0.3
 AUDIO_FRAME_SECONDS = 0.1
 _MARKDOWN = re.compile(r"[*_#`>|~]+|\[(\d+)\]")
 
@@ -104,6 +108,8 @@ class VoiceConsumer(ChatSocket):
         self.marks: dict[str, float] = {}
         self.last_partial_at = 0.0
         self.onset_at: float | None = None
+        self.speculation: _Speculation | None = None
+        self.withdrawing: set[asyncio.Task] = set()
 
     async def disconnect(self, code: int) -> None:
         await self.session_unbind()
@@ -195,16 +201,35 @@ class VoiceConsumer(ChatSocket):
             await self.send_frame({"type": "speech_start"})
         if not vad.heard_speech:
             return
+        if vad.speaking and self.speculation is not None:
+            self._drop_speculation()  # the user went on: that transcript was not the whole of it
+            self.marks["speculations_withdrawn"] = self.marks.get("speculations_withdrawn", 0) + 1
         if self.mode == "vad" and vad.silence_seconds() >= VAD_SILENCE_SECONDS:
             await self._end(reason="silence")
             return
+        self._speculate()
         decoded = self.live.previous.end if self.live.previous else 0
         idle = self.partial_task is None or self.partial_task.done()
         speech_in = (vad.samples - vad.speech_start) / SAMPLE_RATE
+        # Decodes go on until one has heard the speech's end with the margin: that one can be the final.
         if (idle and speech_in >= MIN_PARTIAL_SECONDS and now - self.last_partial_at >= PARTIAL_EVERY_SECONDS
-                and vad.speech_after(decoded // 2)):
+                and vad.speech_after(decoded // 2 - int(FINAL_MARGIN_SECONDS * SAMPLE_RATE))):
             self.last_partial_at = now
             self.partial_task = asyncio.create_task(self._partial(len(self.buffer)))
+
+    def _speculate(self) -> None:
+        """Begin the reply on the transcript so far if the user seems to have finished (see
+        SPECULATE_AFTER_SECONDS): at most one at a time, on a decode that heard all the speech."""
+        vad, latest = self.vad, self.live.previous
+        if (self.speculation is not None or latest is None or vad.silence_seconds() < SPECULATE_AFTER_SECONDS
+                or (self.partial_task is not None and not self.partial_task.done())
+                or vad.speech_after(latest.end // 2 - int(FINAL_MARGIN_SECONDS * SAMPLE_RATE))):
+            return
+        text = self.live.final(" ".join(latest.words)).strip()
+        if text:
+            self.marks["speculations"] = self.marks.get("speculations", 0) + 1
+            self.speculation = _Speculation(Turn(user=self.user, conversation=self.conversation, text=text,
+                                                 via="voice", speculative=True))
 
     # ------------------------------------------------------------------ speech to text
 
@@ -245,9 +270,11 @@ class VoiceConsumer(ChatSocket):
             await self.send_frame({"type": "speech_end", "reason": reason})
         if len(audio) < SAMPLE_RATE * 2 * 0.2:
             await self._cancel_partial()
+            self._drop_speculation()
             await self.error("no_speech", "That was too short to hear anything. Hold the button while you speak.")
             return
-        self.turn_task = asyncio.create_task(self._turn(audio, self.vad, self.live, self.partial_task))
+        speculation, self.speculation = self.speculation, None
+        self.turn_task = asyncio.create_task(self._turn(audio, self.vad, self.live, self.partial_task, speculation))
 
     async def _final(self, audio: bytes, vad: SpeechDetector, live: LiveTranscript,
                      pending: asyncio.Task | None) -> str:
@@ -274,21 +301,23 @@ class VoiceConsumer(ChatSocket):
 
     # ------------------------------------------------------------------ the reply
 
-    async def _turn(self, audio: bytes, vad: SpeechDetector, live: LiveTranscript,
-                    pending: asyncio.Task | None) -> None:
+    async def _turn(self, audio: bytes, vad: SpeechDetector, live: LiveTranscript, pending: asyncio.Task | None,
+                    speculation: _Speculation | None) -> None:
         marks = self.marks
         if not vad.heard_speech:
             if pending is not None:
                 pending.cancel()
+            self._withdraw(speculation)
             await self.error("no_speech", "I didn't hear any speech. Try again a little closer to the microphone.")
             return
         try:
             text = await self._final(audio, vad, live, pending)
-        except QuotaExceeded as exc:
-            await self.send_frame(TurnRefused.of(exc).frame())
-            return
-        except GatewayError as exc:
-            await self.error("stt_failed", f"Speech recognition failed: {exc.message}")
+        except (QuotaExceeded, GatewayError) as exc:
+            self._withdraw(speculation)
+            if isinstance(exc, QuotaExceeded):
+                await self.send_frame(TurnRefused.of(exc).frame())
+            else:
+                await self.error("stt_failed", f"Speech recognition failed: {exc.message}")
             return
         marks["stt_final_ms"] = (time.perf_counter() - marks["speech_end"]) * 1000
         STT_FINAL_MS.observe(marks["stt_final_ms"])
@@ -305,7 +334,12 @@ class VoiceConsumer(ChatSocket):
                 for piece in splitter.push(frame["text"]):
                     speech.say(piece)
 
-        turn = Turn(user=self.user, conversation=self.conversation, text=text, via="voice")
+        turn = await speculation.adopt(text) if speculation is not None else None
+        if speculation is not None:
+            marks["speculation"] = "used" if turn is not None else "discarded"
+        if self.withdrawing:  # a withdrawn speculation must have let go of the conversation
+            await asyncio.gather(*self.withdrawing, return_exceptions=True)
+        turn = turn or Turn(user=self.user, conversation=self.conversation, text=text, via="voice")
         try:
             async for frame in turn.run():
                 if frame["type"] == "start":
@@ -332,15 +366,30 @@ class VoiceConsumer(ChatSocket):
     def _voice_metrics(self, marks: dict) -> dict:
         keys = ("first_partial_ms", "stt_final_ms", "stt_reused", "llm_ttft_ms", "tts_first_audio_ms",
                 "voice_first_audio_ms")
-        return {key: round(marks[key], 1) for key in keys if key in marks}
+        metrics = {key: round(marks[key], 1) for key in keys if key in marks}
+        for key in ("speculation", "speculations", "speculations_withdrawn"):
+            if key in marks:
+                metrics[key] = marks[key]
+        return metrics
 
     async def _cancel_all(self, *, announce: bool = False) -> bool:
         """Stop the partial decode and the reply; True if a reply was stopped (`announce` tells the client
         with `done`, finish_reason `interrupted`)."""
         await self._cancel_partial()
+        self._drop_speculation()
         canceled = await self._cancel_turn(announce=announce)
         self.capturing = False
         return canceled
+
+    def _drop_speculation(self) -> None:
+        self._withdraw(self.speculation)
+        self.speculation = None
+
+    def _withdraw(self, speculation: _Speculation | None) -> None:
+        if speculation is not None:
+            task = asyncio.create_task(speculation.withdraw())
+            self.withdrawing.add(task)
+            task.add_done_callback(self.withdrawing.discard)
 
     async def _cancel_partial(self) -> None:
         await _cancel(self.partial_task)
@@ -350,6 +399,36 @@ class VoiceConsumer(ChatSocket):
         if canceled and announce:
             await self.send_frame({"type": "done", "finish_reason": "interrupted"})
         return canceled
+
+
+class _Speculation:
+    """A reply begun before the user finished (Turn with speculative=True): prepared in a thread at once;
+    `adopt(text)` keeps it if `text` is what it answered, `withdraw()` takes it back."""
+
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+        self.task = asyncio.create_task(self._prepare())
+
+    async def _prepare(self) -> Turn | None:
+        try:
+            await sync_to_async(self.turn.prepare, thread_sensitive=False)()
+        except TurnRefused:
+            return None  # the real turn meets the same refusal and reports it
+        return self.turn
+
+    async def adopt(self, text: str) -> Turn | None:
+        turn = await asyncio.shield(self.task)
+        if turn is None:
+            return None
+        if turn.text == text.strip() and await sync_to_async(turn.confirm, thread_sensitive=False)():
+            return turn
+        await sync_to_async(turn.discard, thread_sensitive=False)()
+        return None
+
+    async def withdraw(self) -> None:
+        turn = await asyncio.shield(self.task)  # a prepare under way finishes in its thread anyway
+        if turn is not None:
+            await sync_to_async(turn.discard, thread_sensitive=False)()
 
 
 async def _cancel(task: asyncio.Task | None) -> bool:

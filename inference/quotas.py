@@ -93,6 +93,7 @@ class Reservation:
     keys: dict[str, list[str]] = field(default_factory=dict)  # unit -> counter keys
     held: dict[str, int] = field(default_factory=dict)  # unit -> amount reserved
     settled: bool = False
+    request_keys: list[str] = field(default_factory=list)  # the request counters it added one to
 
     @property
     def granted(self) -> int:
@@ -118,6 +119,18 @@ class Reservation:
         if changed:
             pipe.execute()
         self.held = {unit: int(used_by_unit.get(unit, 0)) for unit in self.keys}
+
+    def withdraw(self) -> None:
+        """Undo the request altogether: nothing used, and it no longer counts as a request (a speculative
+        reply the user never asked for, because they went on speaking). Only before it settled."""
+        if self.settled:
+            return
+        self.settle(0)
+        if self.request_keys:
+            pipe = redis_client().pipeline(transaction=False)
+            for key in self.request_keys:
+                pipe.decr(key)
+            pipe.execute()
 
 
 def _window(kind: str, now: float) -> tuple[str, int]:
@@ -177,6 +190,8 @@ def quota_reserve(*, limits: list[Limit], tokens: int = 0, min_tokens: int = 1, 
         args += [limit.limit, amount, ttl + 5, "g" if unit == "tokens" else "f"]
         if unit != "requests":
             reservation.keys.setdefault(unit, []).append(key)
+        else:
+            reservation.request_keys.append(key)
     if not keys:
         return reservation
     result = redis_client().eval(_RESERVE, len(keys), *keys, len(keys), max(min_tokens, 1) if tokens else 0, *args)

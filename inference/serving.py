@@ -237,6 +237,14 @@ class ChatStream:
             job_cancel(request_id=self.request_id)
         self.plan.reservation.settle(self._used)
 
+    def withdraw(self) -> None:
+        """Take the request back before anything of it was read: the job stops, and it costs the caller
+        nothing, not even a request (a reply begun speculatively and then not wanted)."""
+        if not self._ended:
+            self._ended = True
+            job_cancel(request_id=self.request_id)
+        self.plan.reservation.withdraw()
+
 
 def chat_stream(*, caller: Caller, model: str, messages: list[dict[str, str]], max_tokens: int | None = None,
                 temperature: float = 0.7, top_p: float = 1.0, stop: list[str] | None = None,

@@ -15,6 +15,7 @@ from billing.tests.factories import free_plan_set
 from chat.models import Message
 from chat.tests.factories import conversation_make, socket_connect
 from chat.voice import SentenceSplitter, speakable
+from inference.models import UsageRecord
 from inference.tests.speech import speech_clip
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -253,3 +254,77 @@ async def test_a_voice_turn_past_the_audio_budget_gets_rate_limited(voice, tmp_p
 
     assert frames[-1]["code"] == "plan_limit" and "minutes of voice per day" in frames[-1]["message"]
     assert not await sync_to_async(Message.objects.filter(role="assistant").exists)()
+
+
+def _requests_since(user_id: int, since: float) -> int:
+    """Requests counted against the user's per-minute limit in every minute from `since` to now."""
+    import time as clock
+
+    from common.redis_connection import redis_client
+
+    minutes = range(int(since // 60), int(clock.time() // 60) + 1)
+    return sum(int(redis_client().get(f"parley:quota:user:{user_id}:rpm:m{m}") or 0) for m in minutes)
+
+
+async def _pause(communicator, seconds: float) -> None:
+    """Silence with the button still held, in real time."""
+    for _ in range(int(seconds / 0.02)):
+        await communicator.send_to(bytes_data=b"\x00" * FRAME)
+        await asyncio.sleep(0.02)
+
+
+async def test_a_pause_starts_the_reply_early_and_the_release_keeps_it(voice, tmp_path):
+    communicator = await _open(voice)
+    pcm = _pcm(speech_clip("what is the capital of France", tmp_path))
+
+    await _speak(communicator, pcm)
+    await _pause(communicator, 1.0)
+    await communicator.send_to(text_data=json.dumps({"type": "end"}))
+    frames, _ = await _collect(communicator)
+    await communicator.disconnect()
+
+    metrics = next(f for f in frames if f["type"] == "metrics")
+    assert metrics["speculation"] == "used" and metrics["speculations"] == 1
+    transcript = next(f for f in frames if f["type"] == "transcript")["text"]
+    messages = await sync_to_async(list)(Message.objects.order_by("id").values_list("role", "text", "status"))
+    assert [(role, status) for role, _, status in messages] == [("user", "done"), ("assistant", "done")]
+    assert messages[0][1] == transcript and "capital" in transcript.lower()
+
+
+async def test_a_speculative_reply_is_withdrawn_without_a_trace_when_the_user_goes_on(voice, tmp_path):
+    """The user pauses mid-thought with the button held: a reply begins on what they said so far, and is
+    withdrawn when they speak again. It leaves no message and counts as no request; the turn answers the
+    whole utterance."""
+    user, _ = voice
+    communicator = await _open(voice)
+    first = _pcm(speech_clip("what is the capital of France", tmp_path, name="first"))
+    second = _pcm(speech_clip("and how many people live there", tmp_path, name="second"))
+    import time as clock
+
+    since = clock.time()
+    requests_before = await sync_to_async(_requests_since)(user.pk, since)
+
+    await _speak(communicator, first)
+    await _pause(communicator, 1.0)
+    for offset in range(0, len(second), FRAME):
+        await communicator.send_to(bytes_data=second[offset:offset + FRAME])
+        await asyncio.sleep(0.02)
+    await communicator.send_to(text_data=json.dumps({"type": "end"}))
+    frames, _ = await _collect(communicator)
+    await communicator.disconnect()
+
+    metrics = next(f for f in frames if f["type"] == "metrics")
+    assert metrics["speculations_withdrawn"] >= 1
+    assert metrics.get("speculation") in (None, "used")  # a second pause may begin a reply that is kept
+    transcript = next(f for f in frames if f["type"] == "transcript")["text"].lower()
+    assert "capital" in transcript and "people" in transcript
+    messages = await sync_to_async(list)(Message.objects.order_by("id").values_list("role", "text"))
+    assert [role for role, _ in messages] == ["user", "assistant"]
+    assert "people" in messages[0][1].lower()
+    # Requests counted: the transcription, the reply and each spoken piece; the withdrawn reply was given
+    # back (its ledger row says canceled: the worker may have begun it).
+    reply = await sync_to_async(Message.objects.get)(role="assistant")
+    chats = await sync_to_async(dict)(UsageRecord.objects.filter(task="chat").values_list("request_id", "outcome"))
+    assert chats.get(reply.request_id) == "ok" and set(chats.values()) <= {"ok", "canceled"}
+    spoken = await sync_to_async(UsageRecord.objects.filter(task="tts").count)()
+    assert await sync_to_async(_requests_since)(user.pk, since) - requests_before == 1 + 1 + spoken
