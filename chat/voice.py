@@ -34,6 +34,12 @@ FINAL_MARGIN_SECONDS = 0.25
 # while the button is still held (or before a hands-free pause is long enough to end the turn). It is
 # kept if the final transcript is the same, and withdrawn without a trace if the user goes on.
 SPECULATE_AFTER_SECONDS = 0.3
+# Hands-free, the microphone is open while the reply plays (`start` with `barge_in: true`), and what it
+# hears of the reply itself must not interrupt it: speech then needs a surer score for longer (160 ms).
+BARGE_IN_THRESHOLD, BARGE_IN_WINDOWS = 0.7, 5
+# Decodes start this long before the speech does (Whisper hears a word's onset better with a little
+# lead-in); the silence before it is skipped.
+LEAD_IN_SECONDS = 0.3
 AUDIO_FRAME_SECONDS = 0.1
 _MARKDOWN = re.compile(r"[*_#`>|~]+|\[(\d+)\]")
 
@@ -161,7 +167,10 @@ class VoiceConsumer(ChatSocket):
             await self._cancel_partial()
         self.mode, self.capturing, self.buffer = mode, True, bytearray()
         self.ended_by_server = False
-        self.vad, self.live, self.onset_at = SpeechDetector(), LiveTranscript(), None
+        barge_in = bool(frame.get("barge_in")) and mode == "vad"
+        self.vad = SpeechDetector(threshold=BARGE_IN_THRESHOLD, min_speech_windows=BARGE_IN_WINDOWS) if barge_in \
+            else SpeechDetector()
+        self.live, self.onset_at = LiveTranscript(), None
         self.marks = {"capture_start": time.perf_counter()}
         self.last_partial_at = 0.0
 
@@ -195,6 +204,8 @@ class VoiceConsumer(ChatSocket):
             # Back-dated to where the speech began in the audio (frames come in real time).
             self.onset_at = now - (vad.samples - vad.speech_start) / SAMPLE_RATE
             self.marks["speech_start"] = self.onset_at
+            # The silence (or the reply's own echo) before the speech is not decoded.
+            self.live.window_start = max(0, vad.speech_start - int(LEAD_IN_SECONDS * SAMPLE_RATE)) * 2
             if self.mode == "vad" and self._replying():
                 self.marks["barge_in_ms"] = (time.perf_counter() - self.onset_at) * 1000
                 await self._cancel_turn(announce=True)

@@ -59,9 +59,10 @@ class SpeechDetector:
     """Feed PCM16 as it comes (`push`); ask where speech began and how long it has been quiet since.
     Positions are sample offsets from the first sample pushed."""
 
-    def __init__(self, *, threshold: float = THRESHOLD) -> None:
+    def __init__(self, *, threshold: float = THRESHOLD, min_speech_windows: int = MIN_SPEECH_WINDOWS) -> None:
         self.session = _shared_session()
         self.threshold = threshold
+        self.min_speech_windows = min_speech_windows
         self.state = np.zeros((2, 1, 128), np.float32)
         self.context = np.zeros((1, CONTEXT), np.float32)
         self.pending = np.zeros(0, np.float32)
@@ -87,7 +88,7 @@ class SpeechDetector:
             self.samples += WINDOW
             if probability >= self.threshold:
                 self.run_length += 1
-                if not self.speaking and self.run_length >= MIN_SPEECH_WINDOWS:
+                if not self.speaking and self.run_length >= self.min_speech_windows:
                     self.speaking, began = True, True
                     self.last_onset = self.samples - self.run_length * WINDOW
                     if self.speech_start is None:
