@@ -206,10 +206,9 @@ class VoiceConsumer(ChatSocket):
             self.marks["speech_start"] = self.onset_at
             # The silence (or the reply's own echo) before the speech is not decoded.
             self.live.window_start = max(0, vad.speech_start - int(LEAD_IN_SECONDS * SAMPLE_RATE)) * 2
+            await self.send_frame({"type": "speech_start"})  # first: the page silences the reply on it
             if self.mode == "vad" and self._replying():
-                self.marks["barge_in_ms"] = (time.perf_counter() - self.onset_at) * 1000
                 await self._cancel_turn(announce=True)
-            await self.send_frame({"type": "speech_start"})
         if not vad.heard_speech:
             return
         if vad.speaking and self.speculation is not None:

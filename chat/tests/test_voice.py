@@ -328,3 +328,40 @@ async def test_a_speculative_reply_is_withdrawn_without_a_trace_when_the_user_go
     assert chats.get(reply.request_id) == "ok" and set(chats.values()) <= {"ok", "canceled"}
     spoken = await sync_to_async(UsageRecord.objects.filter(task="tts").count)()
     assert await sync_to_async(_requests_since)(user.pk, since) - requests_before == 1 + 1 + spoken
+
+
+async def test_hands_free_speech_over_a_playing_reply_interrupts_it(voice, tmp_path):
+    """The page opens its microphone as soon as the reply plays (`barge_in`): quiet does not interrupt it,
+    speech does, and what was said is answered."""
+    communicator = await _open(voice)
+    question = _pcm(speech_clip("tell me a long story about dragons", tmp_path, name="question"))
+    interruption = _pcm(speech_clip("what is the capital of France", tmp_path, name="interruption"))
+    await _speak(communicator, question, realtime=False)
+    await communicator.send_to(text_data=json.dumps({"type": "end"}))
+    await _collect(communicator, until="audio_start")
+
+    await communicator.send_to(text_data=json.dumps({"type": "start", "sample_rate": 16000, "mode": "vad",
+                                                     "barge_in": True}))
+    await _pause(communicator, 0.5)
+    speaking = asyncio.create_task(_pause(communicator, 0))
+    for offset in range(0, len(interruption), FRAME):
+        await communicator.send_to(bytes_data=interruption[offset:offset + FRAME])
+        await asyncio.sleep(0.02)
+    await speaking
+    tail = asyncio.create_task(_pause(communicator, 1.5))
+    frames, _ = await _collect(communicator, until="speech_end", timeout=60)
+    await tail
+    frames += (await _collect(communicator))[0]
+    await communicator.disconnect()
+
+    kinds = [f["type"] for f in frames]
+    assert "speech_start" in kinds
+    assert [f for f in frames if f["type"] == "error"] == []
+    first_reply = await sync_to_async(Message.objects.filter(role="assistant").order_by("id").first)()
+    if first_reply.status != "done":  # still being written when the user spoke: stopped there
+        assert first_reply.status == "interrupted"
+        assert {"type": "done", "finish_reason": "interrupted"} in frames
+        assert kinds.index("done") > kinds.index("speech_start")
+    transcript = next(f for f in frames if f["type"] == "transcript")["text"].lower()
+    assert "capital" in transcript and "dragons" not in transcript
+    assert frames[-1]["type"] == "done" and frames[-1].get("finish_reason") != "interrupted"

@@ -1,7 +1,7 @@
 // Parley voice: microphone → AudioWorklet → 16 kHz PCM16 over ws/voice/, and the spoken reply played
 // gaplessly through AudioContext. Two modes (docs/protocol.md): push-to-talk, where holding the mic
 // (or the space bar) is the utterance, and hands-free, where the server ends each utterance at a pause
-// and the page listens again once the reply has been spoken. SPDX-License-Identifier: GPL-3.0-or-later
+// and the page listens again as soon as the reply plays: speaking over it interrupts it (barge-in). SPDX-License-Identifier: GPL-3.0-or-later
 
 const MODE_KEY = "parley.voiceMode";
 const LABELS = { ptt: "Hold to talk", vad: "Tap to talk", vadOn: "Tap to stop" };
@@ -30,6 +30,7 @@ export function setupVoice({ conversationId, bubble, handleFrame, startAssistant
   let held = false;        // push-to-talk: the button or the space bar is down
   let handsFree = false;   // hands-free: the session is on (listen, answer, listen again)
   let turnDone = false;    // `done` arrived; hands-free listens again once playback has ended too
+  let overReply = false;   // hands-free: listening while the reply plays, for the user to talk over it
   let playHead = 0;
   let playbackRate = 22050;
   let playing = new Set();
@@ -58,7 +59,7 @@ export function setupVoice({ conversationId, bubble, handleFrame, startAssistant
   const listeningText = () => (mode === "ptt" ? "Listening… release to send."
     : "Listening… speak, and I answer when you pause.");
   const speakingText = () => (mode === "ptt" ? "Speaking… hold the button to interrupt."
-    : "Speaking… I listen again when I finish. Tap to stop.");
+    : "Speaking… talk to interrupt me. Tap to stop.");
 
   function openSocket() {
     if (socket && socket.readyState <= WebSocket.OPEN) return socket;
@@ -148,14 +149,17 @@ export function setupVoice({ conversationId, bubble, handleFrame, startAssistant
     playHead += audio.duration;
     playing.add(node);
     document.body.dataset.voiceSpeaking = "true";
-    if (!listening) show("speaking", speakingText());
+    if (!listening || overReply) show("speaking", speakingText());
     node.onended = () => {
       if (!playing.delete(node)) return; // stopped by a barge-in
       playedSeconds += audio.duration;
       report();
       if (!playing.size) {
         document.body.dataset.voiceSpeaking = "false";
-        if (!listening && !relisten() && control.dataset.state === "speaking") show("idle");
+        if (listening) {
+          overReply = false;
+          show("listening", listeningText());
+        } else if (!relisten() && control.dataset.state === "speaking") show("idle");
       }
     };
   }
@@ -176,6 +180,7 @@ export function setupVoice({ conversationId, bubble, handleFrame, startAssistant
       case "speech_end":
         // The server ended the utterance (a pause in hands-free, or the length limit): stop sending.
         listening = false;
+        overReply = false;
         show("thinking", "Thinking…");
         break;
       case "transcript":
@@ -188,6 +193,16 @@ export function setupVoice({ conversationId, bubble, handleFrame, startAssistant
         break;
       case "audio_start":
         playbackRate = frame.sample_rate;
+        // Hands-free: the microphone opens while the reply plays, so the user can talk over it.
+        if (handsFree && !listening && !starting) startListening({ overReply: true });
+        break;
+      case "speech_start":
+        // The server heard the user start speaking: a reply still playing stops at once (barge-in).
+        if (playing.size) stopPlayback();
+        if (listening) {
+          overReply = false;
+          show("listening", listeningText());
+        }
         break;
       case "audio_end":
         break;
@@ -217,7 +232,7 @@ export function setupVoice({ conversationId, bubble, handleFrame, startAssistant
     }
   }
 
-  async function startListening() {
+  async function startListening({ overReply: whilePlaying = false } = {}) {
     if (listening || starting) return;
     starting = true;
     turnDone = false;
@@ -235,10 +250,15 @@ export function setupVoice({ conversationId, bubble, handleFrame, startAssistant
         show(mode === "ptt" ? "error" : "idle", mode === "ptt" ? "Hold the button while you speak." : "");
         return;
       }
-      stopPlayback(); // barge-in: speaking again stops the reply
-      ws.send(JSON.stringify({ type: "start", sample_rate: 16000, mode }));
+      overReply = whilePlaying && playing.size > 0;
+      if (overReply) {
+        ws.send(JSON.stringify({ type: "start", sample_rate: 16000, mode, barge_in: true }));
+      } else {
+        stopPlayback(); // pressing to talk stops the reply
+        ws.send(JSON.stringify({ type: "start", sample_rate: 16000, mode }));
+      }
       listening = true;
-      show("listening", listeningText());
+      if (!overReply) show("listening", listeningText());
     } finally {
       starting = false;
     }
@@ -247,6 +267,7 @@ export function setupVoice({ conversationId, bubble, handleFrame, startAssistant
   function endUtterance() {
     if (!listening) return;
     listening = false;
+    overReply = false;
     send({ type: "end" });
     show("thinking", "Thinking…");
   }
@@ -255,6 +276,7 @@ export function setupVoice({ conversationId, bubble, handleFrame, startAssistant
   function cancelAll() {
     const active = listening || handsFree || playing.size || control.dataset.state === "thinking";
     listening = false;
+    overReply = false;
     handsFree = false;
     turnDone = false;
     stopPlayback();
