@@ -1,6 +1,9 @@
 """Labelled retrieval corpora for bench_knowledge: documents that ship with Python, and questions
 whose answering document (and passage) is known.
 
+The first corpus is CPython's documentation topics (`pydoc_data.topics`, the text `help("with")`
+shows); its questions were the project's first relevance set.
+
 The second corpus is the reference text `pydoc` renders for 25 standard-library modules: their
 docstrings, written by CPython's authors (PSF licence), rendered at run time from the installed
 Python, so nothing is vendored and a fresh machine has it. The questions were written from reading
@@ -18,6 +21,38 @@ STDLIB_MODULES = (
     "heapq", "json", "pprint", "sched", "secrets", "shlex", "shutil", "statistics", "string", "tempfile",
     "textwrap", "timeit", "uuid", "zlib",
 )
+
+# CPython's documentation topics (pydoc_data.topics): (question, the topic whose document answers it).
+PYDOC_TOPIC_QUESTIONS = [
+    ("Which statement wraps a block with methods defined by a context manager?", "with"),
+    ("How do I specify exception handlers and cleanup code for a group of statements?", "try"),
+    ("How do I iterate over the elements of a list or another iterable?", "for"),
+    ("How do I repeat execution as long as an expression is true?", "while"),
+    ("How do I run code only when a condition holds, with elif and else branches?", "if"),
+    ("How do I create a small anonymous function?", "lambda"),
+    ("Which statement is a null operation, a placeholder that does nothing?", "pass"),
+    ("How do I delete a name binding or remove items from a list?", "del"),
+    ("How does a function give back a value to its caller?", "return"),
+    ("How do I re-raise the exception that is currently being handled, or chain exceptions?", "raise"),
+    ("How do I declare that a name inside a function refers to a module-level variable?", "global"),
+    ("How does a nested function rebind a variable of the enclosing function?", "nonlocal"),
+    ("How do I insert debugging assertions into a program?", "assert"),
+    ("How do I leave the nearest enclosing loop early?", "break"),
+    ("How do I skip to the next cycle of the nearest enclosing loop?", "continue"),
+    ("How is a class defined, with base classes and a class body?", "class"),
+    ("How is a function defined, with decorators and default parameter values?", "function"),
+    ("How do I define a coroutine with async def and await?", "async"),
+    ("How do I write a dictionary display of key/value pairs in curly braces?", "dict"),
+    ("How do I select a range of items from a sequence with start and stop?", "slicings"),
+    ("How does x += 1 combine a binary operation with an assignment?", "augassign"),
+    ("How do the operators in and not in test for membership?", "in"),
+    ("How do exceptions break out of the normal flow of control?", "exceptions"),
+    ("Which special methods emulate numeric objects, such as __add__ and __radd__?", "numeric-types"),
+    ("How do assignment statements bind names to values and modify attributes?", "assignment"),
+    ("Which identifiers are reserved keywords of the language?", "identifiers"),
+    ("How does the import statement find and load a module?", "import"),
+    ("How do I step through a program with the interactive source code debugger?", "debugger"),
+]
 
 # (question, module whose document answers it, words of the answering passage)
 STDLIB_QUESTIONS = [
