@@ -133,7 +133,10 @@ class Command(BaseCommand):
                 results = chunks_search(user=self.user, query=question, query_vector=vector, k=5,
                                         collections=[collection.pk], rerank=rerank)
                 times.append((time.perf_counter() - started) * 1000)
-                hits += answer in {titles.get(r.document_id) for r in results}
+                found = [titles.get(r.document_id) for r in results]
+                hits += answer in found
+                if answer not in found:
+                    self.stderr.write(f"  {prefix or 'topics_'}miss{suffix}: {question!r} wanted {answer}, got {found}")
                 if words:
                     anchored += 1
                     passage_hits += any(titles.get(r.document_id) == answer and _squash(words) in _squash(r.text)
