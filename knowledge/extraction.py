@@ -319,6 +319,11 @@ _MD_ATX = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 _MD_SETEXT = re.compile(r"^ {0,3}(?:=+|-+)[ \t]*$")
 _MD_FENCE = re.compile(r"^ {0,3}(?:```|~~~)")
 _HEADING_TAGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+_BLOCK_TAGS = {
+    "p", "div", "section", "article", "main", "aside", "header", "li", "ul", "ol", "dl", "dt", "dd", "table",
+    "tr", "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "br", "hr", "figure", "figcaption",
+    "address", "details", "summary", "form", "fieldset", "body",
+}
 
 
 def _docx_is_heading(paragraph) -> bool:
@@ -327,11 +332,6 @@ def _docx_is_heading(paragraph) -> bool:
     except (AttributeError, KeyError, ValueError):  # a style the package references but does not define
         return False
     return name.startswith("Heading") or name == "Title"
-_BLOCK_TAGS = {
-    "p", "div", "section", "article", "main", "aside", "header", "li", "ul", "ol", "dl", "dt", "dd", "table",
-    "tr", "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "br", "hr", "figure", "figcaption",
-    "address", "details", "summary", "form", "fieldset", "body",
-}
 
 
 def _html_blocks(root) -> Iterator[str]:

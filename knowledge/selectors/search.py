@@ -253,7 +253,7 @@ def chunks_search(*, user: User, query: str, collections: list[int] | None = Non
 
 _LEXEME = re.compile(r"'((?:[^']|'')*)'(?::([0-9A-D,]+))?")
 _HEADING_WEIGHTS = ("A", "B")
-PROXIMITY_WINDOW = 8  # positions (words other than stop words); a phrase of the query and a little slack
+PROXIMITY_WINDOW = 8  # word positions: a phrase of the query and a little slack
 
 
 def _lexeme_positions(vector: str) -> dict[str, list[tuple[int, str]]]:

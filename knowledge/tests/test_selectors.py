@@ -266,3 +266,20 @@ def test_reranking_reorders_only_what_the_caller_may_read(world):
     for user in users:
         assert seen[user.pk] == world.readable[user.pk]
     assert reordered  # reranking did change some orders, so the checks above saw it at work
+
+
+def test_the_proximity_reranker_lifts_a_passage_with_the_query_words_together_in_its_heading():
+    from knowledge.selectors.search import _lexeme_positions, _reranked
+
+    assert _lexeme_positions("'it''s':3 'lamp':1A,5 'oil'") == {"it's": [(3, "D")], "lamp": [(1, "A"), (5, "D")],
+                                                                "oil": []}
+    body_only = "'harbour':1 'lamp':4 'log':2 'oil':90"
+    neither = "'harbour':1 'log':2"
+    together = "'fill':5 'lamp':1B 'oil':2B"
+    rows = [(index, *[None] * 13, vector) for index, vector in enumerate([body_only, neither, neither, together])]
+
+    reranked = _reranked(rows, query_lexemes=_lexeme_positions("'lamp':1 'oil':2"))
+
+    # An equal-weight fusion with the fused order: fourth and lexically first ends second.
+    assert [row[0] for row in reranked] == [0, 3, 1, 2]
+    assert _reranked(rows, query_lexemes={}) == rows  # a query of stop words only leaves the order alone
