@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 MIN_CHARS = 500
 MAX_CHARS = 800
@@ -19,13 +20,22 @@ _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s)")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
+HEADING_CHARS = 300
+
+
+class Heading(str):
+    """A piece an extractor found to be a heading (Markdown `#`, HTML h1-h6, a DOCX heading style):
+    the passages that follow it are about it."""
+
+
 @dataclass(frozen=True)
 class TextSpan:
-    """A passage: text[start:end] of the normalised document text."""
+    """A passage: text[start:end] of the normalised document text, and the heading it sits under."""
 
     start: int
     end: int
     text: str
+    heading: str = ""
 
     @property
     def token_count(self) -> int:
@@ -90,22 +100,62 @@ def chunks_stream(pieces: Iterable[str], *, window: int = 24_000) -> Iterator[Te
 
     Every `window` characters the buffer is cut: all passages but the last are final, and the next
     buffer starts where that last one started, so it is cut again with the text that follows.
+    Each passage carries the nearest Heading piece at or before its middle (see `_Headings`).
     """
     buffer, base = "", 0
+    headings = _Headings()
     for raw in pieces:
         piece = text_normalize(raw)
         if not piece:
             continue
+        if isinstance(raw, Heading):
+            headings.add(base + len(buffer) + (2 if buffer else 0), piece)
         buffer = f"{buffer}\n\n{piece}" if buffer else piece
         if len(buffer) < window:
             continue
         spans = chunk_text(buffer)
         for span in spans[:-1]:
-            yield TextSpan(span.start + base, span.end + base, span.text)
+            yield headings.attach(span, base)
         keep = spans[-1].start
         buffer, base = buffer[keep:], base + keep
+        headings.forget_before(base)
     for span in chunk_text(buffer):
-        yield TextSpan(span.start + base, span.end + base, span.text)
+        yield headings.attach(span, base)
+
+
+class _Headings:
+    """Headings by their offset in the whole text. A passage gets the last one at or before its
+    middle: one that starts a passage's second half names what most of it is about, while a passage
+    that opens with the end of a section and turns to a new one half-way still belongs to the first."""
+
+    def __init__(self) -> None:
+        self.offsets: list[int] = []
+        self.texts: list[str] = []
+
+    def add(self, offset: int, text: str) -> None:
+        self.offsets.append(offset)
+        self.texts.append(" ".join(text.split())[:HEADING_CHARS])
+
+    def attach(self, span: TextSpan, base: int) -> TextSpan:
+        start, end = span.start + base, span.end + base
+        index = bisect.bisect_right(self.offsets, (start + end) // 2) - 1
+        return replace(span, start=start, end=end, heading=self.texts[index] if index >= 0 else "")
+
+    def forget_before(self, offset: int) -> None:
+        """Drop headings no later passage can use: all before `offset` but the last of them."""
+        index = bisect.bisect_right(self.offsets, offset) - 1
+        if index > 0:
+            del self.offsets[:index], self.texts[:index]
+
+
+def passage_embedding_text(*, title: str, heading: str, text: str) -> str:
+    """What is embedded for a passage: the document's title and the passage's heading above its
+    text, so that a passage that never names its subject is still found by it."""
+    lines = [title.strip()]
+    if heading.strip() and heading.strip().casefold() != title.strip().casefold():
+        lines.append(heading.strip())
+    context = "\n".join(line for line in lines if line)
+    return f"{context}\n\n{text}" if context else text
 
 
 def _skip_space(text: str, position: int) -> int:

@@ -2,7 +2,9 @@
 
 Extractors yield the text in pieces (a page, a paragraph, a block of lines) so that a large
 file flows through chunking and embedding without its whole text being held at once, and they
-report how far through the file they are for the progress bar.
+report how far through the file they are for the progress bar. A heading the format marks
+(Markdown `#`, HTML h1-h6, a Word heading style) is its own piece, a `Heading`, so that the
+passages under it can be embedded with it; PDF and plain text mark none.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
+
+from knowledge.chunking import Heading
 
 KIND_MIMES = {
     "pdf": "application/pdf",
@@ -215,7 +219,12 @@ class Extraction:
                 blocks.append(" | ".join(cell.text for cell in row.cells))
         for index, block in enumerate(blocks):
             self.fraction = (index + 1) / len(blocks)
-            yield block if isinstance(block, str) else block.text
+            if isinstance(block, str):
+                yield block
+            elif _docx_is_heading(block):
+                yield Heading(block.text)
+            else:
+                yield block.text
 
     def _zip_check(self) -> None:
         """Refuse archives that would expand far beyond their size (a zip bomb) before unpacking."""
@@ -251,10 +260,33 @@ class Extraction:
         yield from _html_blocks(root)
 
     def _markdown(self) -> Iterator[str]:
+        """Blocks of lines, with each heading (`# Title`, or a line underlined with === or ---) its own
+        piece; a `#` inside a fenced code block is a comment, not a heading."""
+        fenced = False
+
+        def clean(lines: list[str]) -> str:
+            text = _MD_IMAGE.sub(r"\1", "\n".join(lines))
+            text = _MD_LINK.sub(r"\1", text)
+            return _MD_COMMENT.sub("", text)
+
         for piece in self._text():
-            piece = _MD_IMAGE.sub(r"\1", piece)
-            piece = _MD_LINK.sub(r"\1", piece)
-            yield _MD_COMMENT.sub("", piece)
+            lines: list[str] = []
+            for line in piece.split("\n"):
+                if _MD_FENCE.match(line):
+                    fenced = not fenced
+                heading = None if fenced else _MD_ATX.match(line)
+                if heading:
+                    yield clean(lines)
+                    lines = []
+                    yield Heading(clean([heading.group(1)]))
+                elif not fenced and _MD_SETEXT.match(line) and lines and lines[-1].strip():
+                    title = lines.pop()
+                    yield clean(lines)
+                    lines = []
+                    yield Heading(clean([title]))
+                else:
+                    lines.append(line)
+            yield clean(lines)
 
     def _text(self) -> Iterator[str]:
         """The file in blocks of whole lines, decoded as it is read (UTF-8, or UTF-16 with a BOM)."""
@@ -283,11 +315,23 @@ class Extraction:
 _MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 _MD_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_MD_ATX = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+_MD_SETEXT = re.compile(r"^ {0,3}(?:=+|-+)[ \t]*$")
+_MD_FENCE = re.compile(r"^ {0,3}(?:```|~~~)")
+_HEADING_TAGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 _BLOCK_TAGS = {
     "p", "div", "section", "article", "main", "aside", "header", "li", "ul", "ol", "dl", "dt", "dd", "table",
     "tr", "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "br", "hr", "figure", "figcaption",
     "address", "details", "summary", "form", "fieldset", "body",
 }
+
+
+def _docx_is_heading(paragraph) -> bool:
+    try:
+        name = (paragraph.style.name or "") if paragraph.style is not None else ""
+    except (AttributeError, KeyError, ValueError):  # a style the package references but does not define
+        return False
+    return name.startswith("Heading") or name == "Title"
 
 
 def _html_blocks(root) -> Iterator[str]:
@@ -296,6 +340,14 @@ def _html_blocks(root) -> Iterator[str]:
 
     def walk(element) -> Iterator[str]:
         tag = element.tag if isinstance(element.tag, str) else ""
+        if tag.lower() in _HEADING_TAGS:
+            if parts:
+                yield " ".join(parts)
+                parts.clear()
+            yield Heading(element.text_content())
+            if element.tail:
+                parts.append(element.tail)
+            return
         block = tag.lower() in _BLOCK_TAGS
         if block and parts:
             yield " ".join(parts)

@@ -131,9 +131,17 @@ class Chunk(models.Model):
     start_offset = models.PositiveIntegerField()
     end_offset = models.PositiveIntegerField()
     token_count = models.PositiveIntegerField()
+    # What the passage is about: the document's title when it was ingested (copied here because a
+    # generated column can read only its own row) and the nearest heading above the passage. Both are
+    # embedded with the text and weigh more than it in the keyword leg (A and B against D).
+    title = models.CharField(max_length=300, blank=True, db_default="")
+    heading = models.CharField(max_length=300, blank=True, db_default="")
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
     search_vector = models.GeneratedField(
-        expression=SearchVector("text", config="english"), output_field=SearchVectorField(), db_persist=True
+        expression=SearchVector("title", weight="A", config="english")
+        + SearchVector("heading", weight="B", config="english")
+        + SearchVector("text", weight="D", config="english"),
+        output_field=SearchVectorField(), db_persist=True,
     )
 
     class Meta:

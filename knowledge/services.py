@@ -26,7 +26,7 @@ from common.metrics import counter_add
 from common.notifications import user_notify
 from common.plans import plan_of
 from common.text import FILENAME_MAX_BYTES, filename_clean
-from knowledge.chunking import chunks_stream
+from knowledge.chunking import chunks_stream, passage_embedding_text
 from knowledge.extraction import KIND_MIMES, KNOWN_EXTENSIONS, Extraction, ExtractionError, kind_detect, kind_sniff
 from knowledge.fetch import FetchError, address_allowed, networks_parse, url_fetch
 from knowledge.models import Chunk, Collection, CollectionGrant, Document
@@ -427,12 +427,15 @@ def _ingest(document: Document, *, in_process: bool, timings: dict[str, float] |
 
 def _store_batch(document: Document, spans: list, count: int, *, in_process: bool, embed, timings: dict) -> int:
     started = time.perf_counter()
-    vectors = embed(texts=[span.text for span in spans], in_process=in_process)
+    # The vector is of the passage under its title and heading; the stored text, which citations
+    # quote and offsets point into, stays the passage alone.
+    vectors = embed(texts=[passage_embedding_text(title=document.title, heading=span.heading, text=span.text)
+                           for span in spans], in_process=in_process)
     embedded = time.perf_counter()
     Chunk.objects.bulk_create([
         Chunk(document_id=document.pk, collection_id=document.collection_id, ordinal=count + index,
               text=span.text, start_offset=span.start, end_offset=span.end, token_count=span.token_count,
-              embedding=vectors[index])
+              title=document.title, heading=span.heading, embedding=vectors[index])
         for index, span in enumerate(spans)
     ])
     timings["embed"] = timings.get("embed", 0) + embedded - started

@@ -12,6 +12,11 @@ A relevance floor (`PARLEY_KNOWLEDGE_MAX_DISTANCE`, cosine distance) drops passa
 embedding is farther than that from the query's, unless they contain every word of the query
 (the full-text leg matched them): without it a nearest-neighbour search always returns k
 passages, and a nonsense query listed every document.
+
+Each chunk's full-text vector weighs its document's title (A) and heading (B) above its text (D),
+and ts_rank_cd scores a title match ten times a body match, so in the keyword leg a passage of the
+document the query names comes first. `rerank` re-orders the fused top RERANK_DEPTH by a lexical
+proximity score (see `_proximity`) before keeping k.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from knowledge.selectors.access import collections_readable
 S = TypeVar("S", "Citation", dict)
 MAX_QUERY_CHARS = 2000
 RRF_K = 60  # the constant from Cormack et al.; it damps the weight of the very first ranks
+RERANK_DEPTH = 20
 CONTEXT_TOKENS = 2000
 # For a prompt that carries context_build's numbered sources: citations are [n] markers in the text,
 # which the UI links to their passages, and only the sources an answer marks are listed (sources_cited).
@@ -159,11 +165,13 @@ fused AS MATERIALIZED (
 -- LATERAL ... LIMIT 1 keeps the lookups of the (at most 2 x candidates) fused ids on the primary
 -- keys: without the LIMIT the planner flattens them into joins and may scan whole tables.
 SELECT ch.id, ch.document_id, d.title, ch.collection_id, ch.ordinal, ch.text, ch.start_offset,
-       ch.end_offset, ch.token_count, f.score, f.vector_rank, f.text_rank, ch.distance, d.collection_name
+       ch.end_offset, ch.token_count, f.score, f.vector_rank, f.text_rank, ch.distance, d.collection_name,
+       ch.lexemes
 FROM fused f
 CROSS JOIN LATERAL (
     SELECT c.id, c.document_id, c.collection_id, c.ordinal, c.text, c.start_offset, c.end_offset, c.token_count,
-           CASE WHEN %(use_vector)s = 1 THEN c.embedding <=> %(vector)s::vector END AS distance
+           CASE WHEN %(use_vector)s = 1 THEN c.embedding <=> %(vector)s::vector END AS distance,
+           CASE WHEN %(rerank)s THEN c.search_vector::text END AS lexemes
     FROM knowledge_chunk c WHERE c.id = f.id LIMIT 1
 ) ch
 -- Chunks of a document still being ingested are stored batch by batch; they become visible
@@ -185,7 +193,7 @@ LIMIT %(k)s
 def chunks_search(*, user: User, query: str, collections: list[int] | None = None, k: int = 5,
                   query_vector: np.ndarray | None = None, mode: str = "hybrid", exact: bool = False,
                   embed_in_process: bool = False, api_key=None, counts_as_request: bool = True,
-                  floor: bool = True) -> list[SearchResult]:
+                  floor: bool = True, rerank: bool = False) -> list[SearchResult]:
     """The k best chunks the user may read, best first.
 
     `collections` narrows the search to those ids (ids the user may not read are ignored);
@@ -194,7 +202,9 @@ def chunks_search(*, user: User, query: str, collections: list[int] | None = Non
     worker unless `embed_in_process` (code already running in a Celery worker, tests). A search on its own
     is one of the user's requests (their plan's requests per minute); one made for a grounded answer or a
     chat turn (`counts_as_request=False`) is part of that request, which counts once. `floor=False`
-    turns the relevance floor off (benchmarks and tests that search with random vectors).
+    turns the relevance floor off (benchmarks and tests that search with random vectors). `rerank`
+    re-orders the best RERANK_DEPTH by `_proximity` before keeping k; it only re-orders rows the
+    permission filter already admitted.
     """
     query = query_check(query)
     if mode not in ("hybrid", "vector", "text"):
@@ -214,8 +224,10 @@ def chunks_search(*, user: User, query: str, collections: list[int] | None = Non
         "vector": vector, "text": query, "candidates": max(4 * k, 40), "rrf": RRF_K, "k": k,
         "text_limit": settings.PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT,
         "use_vector": 0 if mode == "text" else 1, "use_text": 0 if mode == "vector" else 1,
-        "max_distance": relevance_floor() if floor else None,
+        "max_distance": relevance_floor() if floor else None, "rerank": rerank,
     }
+    if rerank:
+        params["k"] = max(k, RERANK_DEPTH)
     with transaction.atomic(), connection.cursor() as cursor:
         params["allowed"] = list(allowed.order_by().values_list("id", flat=True))
         if not params["allowed"]:
@@ -227,6 +239,9 @@ def chunks_search(*, user: User, query: str, collections: list[int] | None = Non
             cursor.execute("SET LOCAL enable_indexscan = off")
         cursor.execute(_SEARCH_SQL, params)
         rows = cursor.fetchall()
+        if rerank and rows:
+            cursor.execute("SELECT to_tsvector('english', %s)::text", [query])
+            rows = _reranked(rows, query_lexemes=_lexeme_positions(cursor.fetchone()[0]))[:k]
     return [
         SearchResult(chunk_id=row[0], document_id=row[1], document_title=row[2], collection_id=row[3],
                      ordinal=row[4], text=row[5], start_offset=row[6], end_offset=row[7], token_count=row[8],
@@ -234,6 +249,62 @@ def chunks_search(*, user: User, query: str, collections: list[int] | None = Non
                      distance=None if row[12] is None else float(row[12]), collection_name=row[13])
         for row in rows
     ]
+
+
+_LEXEME = re.compile(r"'((?:[^']|'')*)'(?::([0-9A-D,]+))?")
+_HEADING_WEIGHTS = ("A", "B")
+PROXIMITY_WINDOW = 8  # word positions: a phrase of the query and a little slack
+
+
+def _lexeme_positions(vector: str) -> dict[str, list[tuple[int, str]]]:
+    """A tsvector's text form ('word':3A,17 ...) as lexeme -> [(position, weight)], D when unmarked."""
+    parsed: dict[str, list[tuple[int, str]]] = {}
+    for lexeme, positions in _LEXEME.findall(vector or ""):
+        entries = []
+        for item in positions.split(",") if positions else ():
+            weight = item[-1] if item[-1] in "ABCD" else "D"
+            entries.append((int(item.rstrip("ABCD")), weight))
+        parsed[lexeme.replace("''", "'")] = entries
+    return parsed
+
+
+def _reranked(rows: list[tuple], *, query_lexemes: dict[str, list[tuple[int, str]]]) -> list[tuple]:
+    """The rows in the order of an equal-weight rank fusion of their fused order and `_proximity`."""
+    terms = list(query_lexemes)
+    if not terms:
+        return rows
+    vectors = [_lexeme_positions(row[14]) for row in rows]
+    # Rarer among the candidates is more telling: a word every candidate has separates none of them.
+    frequency = {term: sum(1 for vector in vectors if term in vector) for term in terms}
+    weights = {term: float(np.log(1 + len(rows) / (1 + frequency[term]))) for term in terms}
+    scores = [_proximity(vector, weights) for vector in vectors]
+    by_score = sorted(range(len(rows)), key=lambda index: -scores[index])
+    lexical_rank = {index: rank for rank, index in enumerate(by_score, start=1)}
+    fused = {index: 1 / (RRF_K + index + 1) + 1 / (RRF_K + lexical_rank[index]) for index in range(len(rows))}
+    return [rows[index] for index in sorted(fused, key=lambda index: (-fused[index], index))]
+
+
+def _proximity(vector: dict[str, list[tuple[int, str]]], weights: dict[str, float]) -> float:
+    """How much of the query a passage holds, and how close together: the weighted share of the
+    query's words it contains, plus the share in its title or heading, plus the largest weighted
+    share found within PROXIMITY_WINDOW consecutive positions (0..3)."""
+    total = sum(weights.values()) or 1.0
+    present = {term: vector[term] for term in weights if term in vector}
+    coverage = sum(weights[term] for term in present) / total
+    context = sum(weights[term] for term, hits in present.items()
+                  if any(weight in _HEADING_WEIGHTS for _, weight in hits)) / total
+    hits = sorted((position, term) for term, entries in present.items() for position, _ in entries)
+    best, start, inside = 0.0, 0, {}
+    for position, term in hits:
+        inside[term] = inside.get(term, 0) + 1
+        while hits[start][0] < position - PROXIMITY_WINDOW:
+            dropped = hits[start][1]
+            inside[dropped] -= 1
+            if not inside[dropped]:
+                del inside[dropped]
+            start += 1
+        best = max(best, sum(weights[term] for term in inside))
+    return coverage + context + best / total
 
 
 def context_build(results: list[SearchResult], *, budget_tokens: int = CONTEXT_TOKENS

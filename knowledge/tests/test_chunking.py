@@ -87,3 +87,31 @@ def test_token_estimate_counts_words_and_punctuation():
     assert token_estimate("Hello, world!") == 4
     assert token_estimate("") == 0
     assert re.fullmatch(r"\d+", str(token_estimate("a " * 10)))
+
+
+def test_each_passage_carries_the_heading_it_sits_under():
+    from knowledge.chunking import Heading
+
+    first, second = prose(1, paragraphs=6), prose(2, paragraphs=6)
+    spans = list(chunks_stream(["Preface words before any heading.", Heading("Fog signals"), first,
+                                Heading("  Lamp   oil "), second], window=1500))
+
+    assert {span.heading for span in spans} == {"Fog signals", "Lamp oil"}
+    text = "Preface words before any heading.\n\nFog signals\n\n" + text_normalize(first) + "\n\nLamp oil"
+    lamp_oil = len(text) - len("Lamp oil")
+    for span in spans:
+        middle = (span.start + span.end) // 2
+        # The heading at or before the passage's middle, also across the window's cuts.
+        assert span.heading == ("Lamp oil" if middle >= lamp_oil else "Fog signals" if middle >= 35 else "")
+    assert [span.text for span in spans] == [span.text for span in chunks_stream(
+        ["Preface words before any heading.", "Fog signals", first, "Lamp oil", second], window=1500)]
+
+
+def test_the_embedded_text_is_the_passage_under_its_title_and_heading():
+    from knowledge.chunking import passage_embedding_text
+
+    assert passage_embedding_text(title="Lighthouse manual", heading="Lamp oil", text="Fill it weekly.") == \
+        "Lighthouse manual\nLamp oil\n\nFill it weekly."
+    # A heading that repeats the title is said once; no title and no heading leave the text alone.
+    assert passage_embedding_text(title="Lamp oil", heading="lamp oil", text="x") == "Lamp oil\n\nx"
+    assert passage_embedding_text(title="", heading="", text="x") == "x"

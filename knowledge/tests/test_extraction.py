@@ -92,3 +92,43 @@ def test_content_that_contradicts_the_extension_is_refused(name, content, reason
 
 def test_an_empty_file_is_text_and_fails_later_for_having_no_text():
     assert sniff("LICENSE", b"") == "text"
+
+
+def _pieces(tmp_path, kind: str, content: bytes) -> list[tuple[str, str]]:
+    from knowledge.chunking import Heading
+    from knowledge.extraction import Extraction
+
+    path = tmp_path / "doc"
+    path.write_bytes(content)
+    return [("heading" if isinstance(piece, Heading) else "text", " ".join(piece.split()))
+            for piece in Extraction(path=path, kind=kind, filename="doc") if piece.strip()]
+
+
+def test_markdown_headings_are_their_own_pieces_but_not_inside_code(tmp_path):
+    content = (b"# Fog signals ##\n\nSound the horn.\n\n```\n# a shell comment\n```\n\nLamp oil\n========\n\n"
+               b"Fill it [weekly](http://x.example/).\n\n  ### Wicks\nTrim them.\n")
+
+    assert _pieces(tmp_path, "markdown", content) == [
+        ("heading", "Fog signals"), ("text", "Sound the horn. ``` # a shell comment ```"), ("heading", "Lamp oil"),
+        ("text", "Fill it weekly."), ("heading", "Wicks"), ("text", "Trim them."),
+    ]
+
+
+def test_html_and_docx_headings_are_their_own_pieces(tmp_path):
+    import io
+
+    import docx
+
+    html = b"<html><body><h1>Fog <b>signals</b></h1><p>Sound the horn.</p><h3>Lamp oil</h3>Fill it.</body></html>"
+    assert _pieces(tmp_path, "html", html) == [
+        ("heading", "Fog signals"), ("text", "Sound the horn."), ("heading", "Lamp oil"), ("text", "Fill it."),
+    ]
+    document = docx.Document()
+    document.add_heading("Lighthouse manual", level=0)
+    document.add_heading("Lamp oil", level=2)
+    document.add_paragraph("Fill it weekly.")
+    out = io.BytesIO()
+    document.save(out)
+    assert _pieces(tmp_path, "docx", out.getvalue()) == [
+        ("heading", "Lighthouse manual"), ("heading", "Lamp oil"), ("text", "Fill it weekly."),
+    ]

@@ -15,6 +15,7 @@ from knowledge.selectors import (
     context_for_chat,
     relevance_floor,
 )
+from knowledge.tests.factories import document_ready
 from knowledge.tests.world import INJECTION, VOCABULARY, world_build
 
 pytestmark = [pytest.mark.django_db, pytest.mark.engine]  # registers the bundled models
@@ -232,3 +233,53 @@ def test_context_for_chat_with_no_collections_chosen_uses_none(world):
     with pytest.raises(ApplicationError) as bad:
         context_for_chat(user=world.owner, query="for loop", collection_ids=["abc"])
     assert bad.value.status == 400
+
+
+def test_a_title_match_ranks_first_in_the_keyword_leg(world):
+    # "lighthouse" is in one document's title only, and in the other's text three times.
+    titled = document_ready(collection=world.private, user=world.owner, name="Lighthouse keeping.txt",
+                            text="Trim the wicks and polish the lens each evening before the lamp is lit.")
+    document_ready(collection=world.private, user=world.owner, name="Harbour log.txt",
+                   text="The lighthouse was dark. A lighthouse keeper rowed out; the lighthouse shone again.")
+
+    results = chunks_search(user=world.owner, query="lighthouse", mode="text")
+
+    assert [r.document_id for r in results][:1] == [titled.pk] and len(results) == 2
+
+
+def test_reranking_reorders_only_what_the_caller_may_read(world):
+    rng = random.Random(7)
+    users = [world.owner, world.member, world.outsider]
+    seen: dict[int, set[int]] = {user.pk: set() for user in users}
+    reordered = 0
+    for index in range(60):
+        user = users[index % 3]
+        query = " ".join(rng.sample(VOCABULARY, rng.randint(1, 4)))
+        vector = _random_unit(rng)
+        plain = chunks_search(user=user, query=query, k=5, query_vector=vector, floor=False)
+        reranked = chunks_search(user=user, query=query, k=5, query_vector=vector, floor=False, rerank=True)
+        got = {r.collection_id for r in reranked}
+        assert got <= world.readable[user.pk], (user.email, query, got - world.readable[user.pk])
+        assert len(reranked) == len(plain)
+        reordered += [r.chunk_id for r in reranked] != [r.chunk_id for r in plain]
+        seen[user.pk] |= got
+    for user in users:
+        assert seen[user.pk] == world.readable[user.pk]
+    assert reordered  # reranking did change some orders, so the checks above saw it at work
+
+
+def test_the_proximity_reranker_lifts_a_passage_with_the_query_words_together_in_its_heading():
+    from knowledge.selectors.search import _lexeme_positions, _reranked
+
+    assert _lexeme_positions("'it''s':3 'lamp':1A,5 'oil'") == {"it's": [(3, "D")], "lamp": [(1, "A"), (5, "D")],
+                                                                "oil": []}
+    body_only = "'harbour':1 'lamp':4 'log':2 'oil':90"
+    neither = "'harbour':1 'log':2"
+    together = "'fill':5 'lamp':1B 'oil':2B"
+    rows = [(index, *[None] * 13, vector) for index, vector in enumerate([body_only, neither, neither, together])]
+
+    reranked = _reranked(rows, query_lexemes=_lexeme_positions("'lamp':1 'oil':2"))
+
+    # An equal-weight fusion with the fused order: fourth and lexically first ends second.
+    assert [row[0] for row in reranked] == [0, 3, 1, 2]
+    assert _reranked(rows, query_lexemes={}) == rows  # a query of stop words only leaves the order alone

@@ -226,3 +226,26 @@ def test_sharing_rules(owner, collection):
 def test_progress_ends_at_100_and_chunks_hidden_until_ready(owner, collection):
     document = document_ready(collection=collection, user=owner, text=TOPICS["class"])
     assert document.status == "ready" and document.progress == 100 and document.chunk_count > 3
+
+
+def test_passages_are_embedded_and_indexed_with_their_title_and_heading(owner, collection):
+    import numpy as np
+
+    from inference.services import Caller, embed
+    from knowledge.chunking import passage_embedding_text
+
+    body = TOPICS["while"][:1400]
+    document = ingest(owner, collection, "Loop manual.md", "# Repeating things\n\n" + body)
+
+    assert document.status == "ready", document.error
+    chunk = Chunk.objects.filter(document=document).order_by("ordinal").first()
+    assert (chunk.title, chunk.heading) == ("Loop manual", "Repeating things")
+    assert not chunk.text.startswith("Loop manual")  # what users see and cite is the passage alone
+    with_context, alone = embed(caller=Caller(user=owner, via="ingest"), in_process=True, texts=[
+        passage_embedding_text(title="Loop manual", heading="Repeating things", text=chunk.text), chunk.text,
+    ]).vectors
+    stored = np.asarray(chunk.embedding, dtype=np.float32)
+    assert float(stored @ with_context) > 0.999 > float(stored @ alone)
+    # The keyword leg finds the passage by its title even though its text never says "manual".
+    assert "manual" not in chunk.text.lower()
+    assert Chunk.objects.filter(pk=chunk.pk, search_vector="manual").exists()
