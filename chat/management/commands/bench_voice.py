@@ -70,7 +70,9 @@ class Command(BaseCommand):
                                                 clips[i % len(clips)], clips[(i + 1) % len(clips)]))
                          for i in range(max(3, turns // 2))]
         figures: dict[str, object] = {"turns": turns, "barge_ins": len(barge_ins),
-                                      "stt_final_reused": sum(1 for r in results if r.get("stt_reused"))}
+                                      "stt_final_reused": sum(1 for r in results if r.get("stt_reused")),
+                                      "speculative_replies_kept": sum(1 for r in results
+                                                                      if r.get("speculation") == "used")}
         rows = []
         for key, label in (
             ("first_partial_ms", "first partial after speech starts"),
@@ -94,6 +96,8 @@ class Command(BaseCommand):
                 verdict += ": met" if met else ": MISSED"
             rows.append((label + " p50 / p99", f"{p50:.0f} / {p99:.0f}", "ms", verdict))
         rows.append(("final transcripts that reused a partial decode", f"{figures['stt_final_reused']} of {turns}",
+                     "", ""))
+        rows.append(("replies begun during the pause and kept", f"{figures['speculative_replies_kept']} of {turns}",
                      "", ""))
         self.stdout.write(table(rows))
         self.stdout.write(as_json("voice", figures))
@@ -144,7 +148,7 @@ async def _turn(stack: BenchStack, cookie: str, conversation_id: int, pcm: bytes
             frame = json.loads(message)
             if frame["type"] == "metrics":
                 result.update({k: frame.get(k) for k in ("stt_final_ms", "llm_ttft_ms", "tts_first_audio_ms",
-                                                          "voice_first_audio_ms", "stt_reused")})
+                                                          "voice_first_audio_ms", "stt_reused", "speculation")})
             elif frame["type"] == "error":
                 raise RuntimeError(frame["message"])
             elif frame["type"] == "done":
