@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 
 from common.bench import as_json, median, percentile, table
+from knowledge.bench_embedders import embedder_figures, embedder_rows
 
 TOPICS = pydoc_data.topics.topics
 FORMATS = ("txt", "md", "html", "pdf", "docx")
@@ -78,6 +79,7 @@ class Command(BaseCommand):
             self.user = None
             if not skip_ingest:
                 figures.update(self._ingest_and_relevance(corpus_chars))
+                figures.update(embedder_figures(labelled=LABELLED, corpus_chars=corpus_chars, log=self.stderr.write))
             figures.update(self._query_embedding())
             figures.update(self._retrieval([int(s) for s in sizes.split(",")], queries, recall_queries))
         self.stdout.write(table(_rows(figures)))
@@ -307,6 +309,7 @@ def _rows(f: dict[str, float]) -> list[tuple[str, object, str, str]]:
             ("ingest: claim, progress, files", 100 * f["ingest_other_s"] / total, "% of time", ""),
             (f"answer relevance: hit@5 ({int(f['hit_at_5_questions'])} questions)", f["hit_at_5"], "", ""),
         ]
+    rows += embedder_rows(f)
     rows.append(("query embedding (in-process), p50", f["query_embed_p50_ms"], "ms", "not in search latency"))
     for label in sorted({key.split("_")[0] for key in f if key.endswith("_index_build_s")}, key=lambda s: int(s[:-1])):
         rows.append((f"{label}: HNSW build", f[f"{label}_index_build_s"], "s", ""))
