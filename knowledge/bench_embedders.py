@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.test import override_settings
 
 RUNTIMES = {"fp32": "torch", "int8": "onnx-int8"}
 TARGET_PASSAGES_PER_S = 150
@@ -28,6 +29,17 @@ def embedder_figures(*, labelled: list[tuple[str, str]], corpus_chars: int = 400
     from accounts.services import user_create
 
     user = user_create(email="bench-embedders@example.com", password=None)
+    # 79 documents are more than the Free plan keeps; plan limits are not what this measures.
+    with override_settings(PARLEY_PLANS_ENFORCED=False):
+        figures, vectors = _runtimes_measure(user=user, labelled=labelled, corpus_chars=corpus_chars, log=log)
+    cosine = (vectors["int8"] * vectors["fp32"]).sum(axis=1)
+    figures["embed_int8_cosine_min"] = float(cosine.min())
+    figures["embed_int8_cosine_mean"] = float(cosine.mean())
+    return figures
+
+
+def _runtimes_measure(*, user, labelled: list[tuple[str, str]], corpus_chars: int,
+                      log: Callable[[str], None]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     figures: dict[str, float] = {}
     vectors: dict[str, np.ndarray] = {}
     previous = os.environ.get("PARLEY_EMBED_RUNTIME")
@@ -47,10 +59,7 @@ def embedder_figures(*, labelled: list[tuple[str, str]], corpus_chars: int = 400
         else:
             os.environ["PARLEY_EMBED_RUNTIME"] = previous
         _embedder_reload()
-    cosine = (vectors["int8"] * vectors["fp32"]).sum(axis=1)
-    figures["embed_int8_cosine_min"] = float(cosine.min())
-    figures["embed_int8_cosine_mean"] = float(cosine.mean())
-    return figures
+    return figures, vectors
 
 
 def embedder_rows(f: dict[str, float]) -> list[tuple[str, object, str, str]]:

@@ -147,3 +147,10 @@ def test_a_damaged_or_missing_int8_graph_fails_its_checksum(tmp_path: Path, monk
 
     shutil.rmtree(prepared.path)  # never prepared here: the first load builds it
     assert _backend(monkeypatch, "onnx-int8").session is not None
+
+
+def test_setup_prepares_the_int8_graph_for_embedders_only() -> None:
+    assert install.model_artifacts(NAME) == ["", ONNX_INT8]
+    assert install.model_artifacts("qwen2.5-coder-0.5b") == [install.GGUF, ""]
+    with pytest.raises(install.ModelInstallError, match="has no 'onnx-int8' artifact"):
+        model_prepare("whisper-tiny.en", artifact=ONNX_INT8)
