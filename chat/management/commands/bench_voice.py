@@ -81,6 +81,7 @@ class Command(BaseCommand):
             ("tts_first_audio_ms", "TTS first audio of first piece"),
             ("voice_first_audio_ms", "end of speech → first reply audio"),
             ("client_first_audio_ms", "…measured at the client"),
+            ("last_word_first_audio_ms", "…from the last word (the release comes 0.3 s after it)"),
             ("barge_in_ms", "barge-in: speech starts → playback stopped"),
         ):
             values = [r[key] for r in (barge_ins if key == "barge_in_ms" else results) if r.get(key) is not None]
@@ -147,6 +148,8 @@ async def _turn(stack: BenchStack, cookie: str, conversation_id: int, pcm: bytes
                 continue
             frame = json.loads(message)
             if frame["type"] == "metrics":
+                if "client_first_audio_ms" in result:
+                    result["last_word_first_audio_ms"] = result["client_first_audio_ms"] + TRAIL_SECONDS * 1000
                 result.update({k: frame.get(k) for k in ("stt_final_ms", "llm_ttft_ms", "tts_first_audio_ms",
                                                           "voice_first_audio_ms", "stt_reused", "speculation")})
             elif frame["type"] == "error":
