@@ -99,15 +99,7 @@ class ChatSocket(SessionBoundSocket):
 
     async def cancel_generation(self) -> bool:
         """Stop the running turn; its partial reply is kept as interrupted. True if one was running."""
-        task = getattr(self, "generation", None)
-        if task is None or task.done():
-            return False
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        return True
+        return await task_cancel(getattr(self, "generation", None))
 
 
 _INVALID = object()
@@ -246,3 +238,15 @@ class ChatConsumer(ChatSocket):
                                                    "conversation (from `start` or `path` frames).")
             return None
         return message_id
+
+
+async def task_cancel(task: asyncio.Task | None) -> bool:
+    """Cancel a task and wait for it to unwind; True if it was still running."""
+    if task is None or task.done():
+        return False
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    return True

@@ -12,7 +12,7 @@ import time
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from chat.consumers import ChatSocket
+from chat.consumers import ChatSocket, task_cancel
 from chat.listening import LiveTranscript
 from chat.metrics import STT_FINAL_MS, STT_PARTIAL_MS, TTS_FIRST_AUDIO_MS, VOICE_FIRST_AUDIO_MS
 from chat.turns import Turn, TurnRefused
@@ -402,10 +402,10 @@ class VoiceConsumer(ChatSocket):
             task.add_done_callback(self.withdrawing.discard)
 
     async def _cancel_partial(self) -> None:
-        await _cancel(self.partial_task)
+        await task_cancel(self.partial_task)
 
     async def _cancel_turn(self, *, announce: bool = False) -> bool:
-        canceled = await _cancel(self.turn_task)
+        canceled = await task_cancel(self.turn_task)
         if canceled and announce:
             await self.send_frame({"type": "done", "finish_reason": "interrupted"})
         return canceled
@@ -439,17 +439,6 @@ class _Speculation:
         turn = await asyncio.shield(self.task)  # a prepare under way finishes in its thread anyway
         if turn is not None:
             await sync_to_async(turn.discard, thread_sensitive=False)()
-
-
-async def _cancel(task: asyncio.Task | None) -> bool:
-    if task is None or task.done():
-        return False
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
-    return True
 
 
 class _Speech:
