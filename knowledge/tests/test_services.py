@@ -234,7 +234,7 @@ def test_passages_are_embedded_and_indexed_with_their_title_and_heading(owner, c
     from inference.services import Caller, embed
     from knowledge.chunking import passage_embedding_text
 
-    body = TOPICS["while"][:1400]
+    body = TOPICS["while"][:400]  # short: the title and heading weigh in its vector
     document = ingest(owner, collection, "Loop manual.md", "# Repeating things\n\n" + body)
 
     assert document.status == "ready", document.error
@@ -245,7 +245,9 @@ def test_passages_are_embedded_and_indexed_with_their_title_and_heading(owner, c
         passage_embedding_text(title="Loop manual", heading="Repeating things", text=chunk.text), chunk.text,
     ]).vectors
     stored = np.asarray(chunk.embedding, dtype=np.float32)
-    assert float(stored @ with_context) > 0.999 > float(stored @ alone)
+    # The int8 embedder scales activations per batch, so a passage embedded among others and on its own
+    # agree to ~0.995, not exactly; the passage without its context is much farther.
+    assert float(stored @ with_context) > 0.99 and float(stored @ with_context) > float(stored @ alone) + 0.01
     # The keyword leg finds the passage by its title even though its text never says "manual".
     assert "manual" not in chunk.text.lower()
     assert Chunk.objects.filter(pk=chunk.pk, search_vector="manual").exists()
