@@ -171,7 +171,7 @@ class VoiceConsumer(ChatSocket):
         self.vad = SpeechDetector(threshold=BARGE_IN_THRESHOLD, min_speech_windows=BARGE_IN_WINDOWS) if barge_in \
             else SpeechDetector()
         self.live, self.onset_at = LiveTranscript(), None
-        self.marks = {"capture_start": time.perf_counter()}
+        self.marks = {}
         self.last_partial_at = 0.0
 
     def _replying(self) -> bool:
@@ -203,7 +203,6 @@ class VoiceConsumer(ChatSocket):
         if vad.push(data) and self.onset_at is None:
             # Back-dated to where the speech began in the audio (frames come in real time).
             self.onset_at = now - (vad.samples - vad.speech_start) / SAMPLE_RATE
-            self.marks["speech_start"] = self.onset_at
             # The silence (or the reply's own echo) before the speech is not decoded.
             self.live.window_start = max(0, vad.speech_start - int(LEAD_IN_SECONDS * SAMPLE_RATE)) * 2
             await self.send_frame({"type": "speech_start"})  # first: the page silences the reply on it
