@@ -288,7 +288,8 @@ class QueryApi(KnowledgeApi):
         model_note = serializers.CharField(allow_blank=True, help_text="Why a fallback model answered, if one did.")
         floor = serializers.FloatField(
             allow_null=True, help_text="The relevance floor applied: passages farther than this cosine distance "
-            "from the query are left out unless they contain every word of the query. Null: no floor.")
+            "from the query are left out unless they contain every word of the query, or half of its words "
+            "and two of them. Null: no floor.")
 
     @extend_schema(request=Input, responses=Output, operation_id="knowledge_query",
                    summary="Ranked passages from your collections, optionally a grounded answer",

@@ -430,7 +430,8 @@ PARLEY_KNOWLEDGE_FETCH_TIMEOUT = env.float("PARLEY_KNOWLEDGE_FETCH_TIMEOUT", def
 # The keyword leg ranks at most this many matching passages per query (see knowledge/selectors/search.py).
 PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT = env.int("PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT", default=1000)
 # The relevance floor: passages farther than this cosine distance from the query are not returned
-# unless they contain every word of it. 0.70 is tuned for all-MiniLM-L6-v2 (see the README); 2 turns it off.
+# unless they contain every word of it (or half of its words and two of them). 0.70 is tuned for
+# all-MiniLM-L6-v2 (see the README); 2 turns it off.
 PARLEY_KNOWLEDGE_MAX_DISTANCE = env.float("PARLEY_KNOWLEDGE_MAX_DISTANCE", default=0.70)
 
 # --- Onboarding ------------------------------------------------------------------------

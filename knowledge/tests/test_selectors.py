@@ -63,6 +63,27 @@ def test_hybrid_search_finds_the_answering_passage(world):
     assert chunks_search(user=world.owner, query="zyzzyva", mode="text") == []
 
 
+
+def test_the_keyword_leg_takes_passages_with_half_the_words_of_a_question(world):
+    # A question's words are rarely all in its answer: "with" says "wrap the execution of a block with
+    # methods defined by a context manager", and nothing has "pumpkin" or "giraffe".
+    question = "Which statement wraps a block using a context manager, asked the pumpkin giraffe?"
+    results = chunks_search(user=world.owner, query=question, mode="text")
+    assert results and results[0].document_title == "with" and results[0].text_rank == 1
+
+    # Passages with every word rank before those with half of them.
+    ranked = chunks_search(user=world.owner, query="context manager exception block", mode="text", k=20)
+    every_word = chunks_search(user=world.owner, query='"context" "manager" "exception" "block"', mode="text", k=20)
+    assert 0 < len(every_word) < len(ranked)
+    assert [r.chunk_id for r in ranked[:len(every_word)]] == [r.chunk_id for r in every_word]
+
+    # One word of two is not enough, and websearch syntax (a quoted phrase, -word, or) means exactly what it says.
+    assert chunks_search(user=world.owner, query="context giraffe", mode="text") == []
+    assert chunks_search(user=world.owner, query='"context manager" pumpkin giraffe', mode="text") == []
+    assert chunks_search(user=world.owner, query="context manager -giraffe -pumpkin", mode="text")
+    excluding = chunks_search(user=world.owner, query="context manager block -execution", mode="text", k=20)
+    assert all("execut" not in r.text.lower() for r in excluding)
+
 def test_leak_200_random_queries_through_the_selector(world):
     rng = random.Random(5)
     users = [world.owner, world.member, world.outsider]
