@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -183,6 +183,9 @@ def webhook_url_allowed(url: str, allowed: list[str]) -> bool:
     except ValueError:
         return False
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        return False
+    # A receiver resolves "/hooks/../admin" (or its %2e%2e form) to "/admin": outside the prefix it passed.
+    if any(segment in (".", "..") for segment in unquote(parts.path).replace("\\", "/").split("/")):
         return False
     for prefix in allowed:
         try:
