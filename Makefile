@@ -20,6 +20,7 @@ run: setup engine-background services
 	@DJANGO_SETTINGS_MODULE=config.settings.dev $(PY) manage.py models_install
 	@DJANGO_SETTINGS_MODULE=config.settings.dev $(PY) manage.py models_install --background
 	@DJANGO_SETTINGS_MODULE=config.settings.dev $(PY) manage.py dev_superuser
+	@DJANGO_SETTINGS_MODULE=config.settings.dev $(PY) manage.py assistants_starter
 	@echo "parley: starting web (http://localhost:$(PARLEY_PORT)), workers and beat; Ctrl-C stops them"
 	@DJANGO_SETTINGS_MODULE=config.settings.dev PYTHONUNBUFFERED=1 $(VENV)/bin/honcho start -f Procfile
 

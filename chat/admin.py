@@ -7,7 +7,7 @@ from chat.models import Assistant, Conversation, Message
 
 @admin.register(Assistant)
 class AssistantAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "emoji", "route_alias", "owner", "is_active", "updated_at"]
+    list_display = ["name", "slug", "emoji", "route_alias", "tools", "owner", "is_active", "updated_at"]
     list_filter = ["is_active", "route_alias"]
     search_fields = ["name", "slug", "description", "owner__email"]
     prepopulated_fields = {"slug": ["name"]}

@@ -21,9 +21,14 @@ class Assistant(TimeStampedModel):
     temperature = models.FloatField(default=0.5)
     max_tokens = models.PositiveIntegerField(default=512)
     # The knowledge collections (ids) its conversations answer from unless the user picks others; empty: none
-    # by default (the user turns knowledge on and picks in the composer).
+    # by default (the user turns knowledge on and picks in the composer). Ids, not a many-to-many: each turn
+    # keeps only those the user may read (inside the search's SQL), so a deleted or unshared collection is
+    # simply skipped, as in Conversation.knowledge_collections, which copies this list.
     knowledge_collections = models.JSONField(null=True, blank=True, default=None,
                                              help_text="Collection ids new conversations use by default.")
+    # Names of the built-in tools (chat.tools) its replies may call, checked against the registry on save.
+    tools = models.JSONField(default=list, blank=True,
+                             help_text="Built-in tools it may call: knowledge_search, webhook_notify, send_email.")
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -31,6 +36,21 @@ class Assistant(TimeStampedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """Admin edits: the tools must be in the registry."""
+        from django.core.exceptions import ValidationError
+
+        from chat.tools import tools_check
+        from common.errors import ApplicationError
+
+        try:
+            self.tools = tools_check(self.tools)
+        except ApplicationError as exc:
+            raise ValidationError({"tools": exc.message})
+        ids = self.knowledge_collections
+        if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, int) for i in ids)):
+            raise ValidationError({"knowledge_collections": "A list of collection ids, like [3, 7], or null."})
 
 
 class Conversation(TimeStampedModel):

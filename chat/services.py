@@ -15,18 +15,100 @@ from onboarding.services import Event, event_record
 MAX_MESSAGE_CHARS = 8000
 
 
+DEFAULT_ROUTE = "chat-default"
+MAX_ASSISTANT_COLLECTIONS = 20
+
+
+def assistant_route_check(*, owner: User, route_alias: str) -> str:
+    """The route or model, if the owner may use it for chat (the default is always accepted: whether the
+    user may use it is checked again at every turn, as for any pick)."""
+    from inference.selectors import models_usable, routes_usable
+    from inference.services import Caller
+
+    route_alias = (route_alias or "").strip() or DEFAULT_ROUTE
+    if route_alias == DEFAULT_ROUTE:
+        return route_alias
+    caller = Caller(user=owner)
+    usable = {route.alias for route in routes_usable(caller=caller, task="chat")} | \
+        {spec.name for spec in models_usable(caller=caller, task="chat")}
+    if route_alias not in usable:
+        raise ApplicationError(f"“{route_alias[:100]}” is not a chat route or model you may use; pick one from the "
+                               "list.", code="invalid_route")
+    return route_alias
+
+
+def assistant_collections_check(*, owner: User, collection_ids: object) -> list[int] | None:
+    """The collection ids, each one the owner may read (a 400 naming the others), or None for none."""
+    if collection_ids is None:
+        return None
+    try:
+        ids = list(dict.fromkeys(int(collection_id) for collection_id in collection_ids))
+    except (TypeError, ValueError):
+        raise ApplicationError("Collections are given by their numeric ids.", code="invalid_collections")
+    if not ids:
+        return None
+    if len(ids) > MAX_ASSISTANT_COLLECTIONS:
+        raise ApplicationError(f"An assistant answers from at most {MAX_ASSISTANT_COLLECTIONS} collections.",
+                               code="invalid_collections")
+    from knowledge.selectors import collections_readable
+
+    readable = set(collections_readable(user=owner).filter(id__in=ids).values_list("id", flat=True))
+    missing = [collection_id for collection_id in ids if collection_id not in readable]
+    if missing:
+        # The same words for a collection that doesn't exist and one the owner may not read: ids don't leak.
+        raise ApplicationError(f"No such collection: {', '.join(map(str, missing))}.", code="invalid_collections")
+    return ids
+
+
 @transaction.atomic
 def assistant_create(*, owner: User, name: str, system_prompt: str, description: str = "", emoji: str = "💬",
-                     route_alias: str = "chat-default", temperature: float = 0.5, max_tokens: int = 512) -> Assistant:
+                     route_alias: str = DEFAULT_ROUTE, temperature: float = 0.5, max_tokens: int = 512,
+                     knowledge_collections: list[int] | None = None, tools: list[str] | None = None,
+                     check_route: bool = False) -> Assistant:
+    """A private assistant. `check_route`: refuse a route the owner may not use now (a person's pick in the
+    form); code that sets up assistants for tests or benchmarks names routes that may not exist yet."""
+    from chat.tools import tools_check
+
     name = name.strip()
     if not name or not system_prompt.strip():
         raise ApplicationError("An assistant needs a name and instructions.", code="invalid")
+    if check_route:
+        route_alias = assistant_route_check(owner=owner, route_alias=route_alias)
+    collections = assistant_collections_check(owner=owner, collection_ids=knowledge_collections)
+    tools = tools_check(tools)
     slug = f"{slugify(name)[:80] or 'assistant'}-{get_random_string(6, 'abcdefghijklmnopqrstuvwxyz0123456789')}"
     return Assistant.objects.create(
         owner=owner, name=name[:100], slug=slug, system_prompt=system_prompt.strip(), description=description[:300],
         emoji=emoji[:8] or "💬", route_alias=route_alias, temperature=max(0.0, min(temperature, 2.0)),
-        max_tokens=max(16, min(max_tokens, 4096)),
+        max_tokens=max(16, min(max_tokens, 4096)), knowledge_collections=collections, tools=tools,
     )
+
+
+@transaction.atomic
+def assistant_update(*, user: User, assistant: Assistant, name: str, system_prompt: str, description: str = "",
+                     emoji: str = "💬", route_alias: str = DEFAULT_ROUTE,
+                     knowledge_collections: list[int] | None = None, tools: list[str] | None = None) -> Assistant:
+    """Change one of the user's own assistants (staff ones are edited in admin). Conversations already
+    started keep their collections; new ones take the new defaults."""
+    from chat.tools import tools_check
+
+    if assistant.owner_id != user.pk:
+        raise ApplicationError("That assistant does not exist.", code="not_found", status=404)
+    name = name.strip()
+    if not name or not system_prompt.strip():
+        raise ApplicationError("An assistant needs a name and instructions.", code="invalid")
+    fields = {
+        "name": name[:100], "system_prompt": system_prompt.strip(), "description": description[:300],
+        "emoji": emoji[:8] or "💬",
+        "route_alias": route_alias if route_alias == assistant.route_alias
+        else assistant_route_check(owner=user, route_alias=route_alias),
+        "knowledge_collections": assistant_collections_check(owner=user, collection_ids=knowledge_collections),
+        "tools": tools_check(tools),
+    }
+    Assistant.objects.filter(pk=assistant.pk, owner=user).update(**fields, updated_at=timezone.now())
+    for field, value in fields.items():
+        setattr(assistant, field, value)
+    return assistant
 
 
 @transaction.atomic

@@ -15,6 +15,7 @@ api_urlpatterns = [
 app_urlpatterns = [
     path("assistants/", views.assistants_page, name="assistants"),
     path("assistants/new/", views.assistant_new, name="assistant_new"),
+    path("assistants/<slug:slug>/edit/", views.assistant_edit, name="assistant_edit"),
     path("assistants/<slug:slug>/start/", views.conversation_start, name="conversation_start"),
     path("chats/", views.history_page, name="history"),
     path("chats/<int:conversation_id>/", views.conversation_page, name="conversation"),

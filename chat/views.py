@@ -10,7 +10,13 @@ from django.views.decorators.http import require_POST
 from chat.forms import AssistantCreateForm, ConversationRenameForm
 from chat.frames import message_frame
 from chat.selectors import assistants_for_user, conversation_get, conversations_of_user, messages_path
-from chat.services import assistant_create, conversation_create, conversation_delete, conversation_rename
+from chat.services import (
+    assistant_create,
+    assistant_update,
+    conversation_create,
+    conversation_delete,
+    conversation_rename,
+)
 from common.errors import ApplicationError
 from common.forms import form_error_message
 from common.redirects import redirect_target
@@ -31,24 +37,81 @@ def assistants_page(request: HttpRequest) -> HttpResponse:
     return render(request, "chat/assistants.html", {"assistants": assistants_for_user(user=request.user)})
 
 
+def _assistant_form_context(request: HttpRequest, *, values: dict) -> dict:
+    """What the assistant form offers: the chat routes and models (those the user may not use shown
+    disabled, with why), the collections they may read, and the built-in tools."""
+    from chat.tools import tool_choices
+
+    try:
+        from knowledge.selectors import collections_readable
+        collections = list(collections_readable(user=request.user).values("id", "name")[:200])
+    except ImportError:
+        collections = []
+    return {"form": values, "model_choices": chat_model_choices(caller=Caller(user=request.user)),
+            "collections": collections, "tool_choices": tool_choices()}
+
+
+def _assistant_form_values(request: HttpRequest, assistant=None) -> dict:
+    if request.method == "POST":
+        post = request.POST
+        return {"name": post.get("name", ""), "emoji": post.get("emoji", ""),
+                "description": post.get("description", ""), "system_prompt": post.get("system_prompt", ""),
+                "route_alias": post.get("route_alias", ""),
+                "knowledge_collections": [v for v in post.getlist("knowledge_collections") if v.isdigit()],
+                "tools": post.getlist("tools")}
+    if assistant is None:
+        return {"emoji": "💬", "route_alias": "chat-default", "knowledge_collections": [], "tools": []}
+    return {"name": assistant.name, "emoji": assistant.emoji, "description": assistant.description,
+            "system_prompt": assistant.system_prompt, "route_alias": assistant.route_alias,
+            "knowledge_collections": [str(i) for i in assistant.knowledge_collections or []],
+            "tools": list(assistant.tools or [])}
+
+
+def _assistant_form(request: HttpRequest) -> dict:
+    form = AssistantCreateForm(request.POST, collection_ids=[
+        int(v) for v in request.POST.getlist("knowledge_collections") if v.isdigit() and len(v) < 19])
+    if not form.is_valid():
+        raise ApplicationError(form_error_message(form))
+    data = form.cleaned_data
+    return {"name": data["name"], "system_prompt": data["system_prompt"], "description": data["description"],
+            "emoji": data["emoji"] or "💬", "route_alias": data["route_alias"] or "chat-default",
+            "knowledge_collections": data["knowledge_collections"], "tools": data["tools"]}
+
+
 @login_required
 def assistant_new(request: HttpRequest) -> HttpResponse:
     error = None
     if request.method == "POST":
-        form = AssistantCreateForm(request.POST)
         try:
-            if not form.is_valid():
-                raise ApplicationError(form_error_message(form))
-            assistant = assistant_create(owner=request.user, name=form.cleaned_data["name"],
-                                         system_prompt=form.cleaned_data["system_prompt"],
-                                         description=form.cleaned_data["description"],
-                                         emoji=form.cleaned_data["emoji"] or "💬")
+            assistant = assistant_create(owner=request.user, check_route=True, **_assistant_form(request))
         except ApplicationError as exc:
             error = exc.message
         else:
             conversation = conversation_create(user=request.user, assistant=assistant)
             return redirect("conversation", conversation_id=conversation.pk)
-    return render(request, "chat/assistant_new.html", {"error": error, "form": request.POST},
+    return render(request, "chat/assistant_new.html",
+                  {"error": error, **_assistant_form_context(request, values=_assistant_form_values(request))},
+                  status=400 if error else 200)
+
+
+@login_required
+def assistant_edit(request: HttpRequest, slug: str) -> HttpResponse:
+    """The owner edits their assistant; anyone else's (and staff ones, edited in admin) are 404."""
+    assistant = assistants_for_user(user=request.user).filter(slug=slug, owner=request.user).first()
+    if assistant is None:
+        raise Http404("No such assistant.")
+    error = None
+    if request.method == "POST":
+        try:
+            assistant_update(user=request.user, assistant=assistant, **_assistant_form(request))
+        except ApplicationError as exc:
+            error = exc.message
+        else:
+            messages.success(request, f"Saved “{assistant.name}”. New conversations use the changes.")
+            return redirect("assistants")
+    return render(request, "chat/assistant_new.html",
+                  {"error": error, "assistant": assistant,
+                   **_assistant_form_context(request, values=_assistant_form_values(request, assistant))},
                   status=400 if error else 200)
 
 

@@ -13,7 +13,8 @@ class GrantInline(admin.TabularInline):
 
 @admin.register(Collection)
 class CollectionAdmin(admin.ModelAdmin):
-    list_display = ["name", "owner_user", "owner_team", "created_at"]
+    list_display = ["name", "owner_user", "owner_team", "readable_by_all", "created_at"]
+    list_filter = ["readable_by_all"]
     search_fields = ["name", "owner_user__email", "owner_team__name"]
     raw_id_fields = ["owner_user", "owner_team", "created_by"]
     readonly_fields = ["created_at", "updated_at"]

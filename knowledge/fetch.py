@@ -81,7 +81,10 @@ def networks_parse(values: list[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(value.strip(), strict=False) for value in values if value.strip())
 
 
-def _resolve(host: str, port: int, *, allow_private: bool, allowed_networks: tuple[Network, ...]) -> list[str]:
+def host_resolve_checked(host: str, port: int, *, allow_private: bool,
+                         allowed_networks: tuple[Network, ...]) -> list[str]:
+    """Every address `host` resolves to, each allowed (FetchError otherwise). Connect to one of these with
+    `connection_pinned`, never by name again. Public: chat's webhook tool posts through the same checks."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
@@ -120,7 +123,9 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
-def _connect(scheme: str, host: str, port: int, addresses: list[str], timeout: float) -> http.client.HTTPConnection:
+def connection_pinned(scheme: str, host: str, port: int, addresses: list[str], timeout: float
+                      ) -> http.client.HTTPConnection:
+    """A connection to the first of the checked `addresses` that answers (TLS verified against `host`)."""
     kind = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
     error: OSError | None = None
     for address in addresses:
@@ -156,9 +161,9 @@ def url_fetch(*, url: str, out: BinaryIO, max_bytes: int, timeout: float, allow_
         except ValueError:
             raise FetchError(f"{current} has an invalid port.")
         host = parts.hostname
-        addresses = _resolve(host, port, allow_private=allow_private, allowed_networks=allowed_networks)
+        addresses = host_resolve_checked(host, port, allow_private=allow_private, allowed_networks=allowed_networks)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection = _connect(parts.scheme, host, port, addresses, remaining())
+        connection = connection_pinned(parts.scheme, host, port, addresses, remaining())
         sock = connection.sock  # http.client drops its own reference once the response will close
         try:
             connection.request("GET", path, headers={"User-Agent": user_agent, "Accept": "*/*"})

@@ -26,6 +26,9 @@ class Collection(TimeStampedModel):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Every signed-in user may read it (never write): the starter collections the seeded assistants
+    # answer from. Only staff set it (collection_readable_by_all_set).
+    readable_by_all = models.BooleanField(default=False, help_text="Every signed-in user may read it.")
 
     class Meta:
         ordering = ["name", "id"]

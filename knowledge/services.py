@@ -54,6 +54,18 @@ def collection_create(*, user: User, name: str, description: str = "", team: Tea
     )
 
 
+@transaction.atomic
+def collection_readable_by_all_set(*, user: User, collection: Collection, readable: bool) -> Collection:
+    """Let every signed-in user read the collection (or stop): staff only, on a collection they manage."""
+    if not user.is_staff:
+        raise ApplicationError("Only staff can make a collection readable by everyone.", code="permission_denied",
+                               status=403)
+    _require(user, collection, ACCESS_MANAGE)
+    Collection.objects.filter(pk=collection.pk).update(readable_by_all=readable, updated_at=timezone.now())
+    collection.readable_by_all = readable
+    return collection
+
+
 def _require(user: User, collection: Collection, need: str) -> None:
     access = collection_access(user=user, collection=collection)
     if access is None:

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from django.db import migrations
 
-from chat.seed import ASSISTANTS
+from chat.seed import ASSISTANTS, assistant_fields
+
 
 def seed(apps, schema_editor) -> None:  # noqa: ANN001
     Assistant = apps.get_model("chat", "Assistant")
     for data in ASSISTANTS:
-        Assistant.objects.update_or_create(slug=data["slug"], defaults=data)
+        # Only the fields this historical model has: the seed gained fields (tools) in later migrations.
+        Assistant.objects.update_or_create(slug=data["slug"], defaults=assistant_fields(data, Assistant))
 
 
 def unseed(apps, schema_editor) -> None:  # noqa: ANN001

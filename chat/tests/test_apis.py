@@ -132,12 +132,18 @@ def test_staff_manage_assistants_in_admin(client, bundled_models):
     staff_login(client, user_make(is_staff=True, is_superuser=True))
 
     response = client.post("/admin/chat/assistant/add/", {
-        "name": "Legal", "slug": "legal", "emoji": "⚖️", "description": "Contracts", "system_prompt": "Be careful.",
-        "route_alias": "chat-default", "temperature": 0.2, "max_tokens": 400, "is_active": "on"})
+        "name": "Procurement", "slug": "procurement", "emoji": "⚖️", "description": "Contracts",
+        "system_prompt": "Be careful.", "route_alias": "chat-default", "temperature": 0.2, "max_tokens": 400,
+        "is_active": "on", "tools": '["send_email", "knowledge_search"]', "knowledge_collections": "null"})
 
     assert response.status_code == 302
     from chat.models import Assistant
 
-    assert Assistant.objects.get(slug="legal").owner is None
+    created = Assistant.objects.get(slug="procurement")
+    assert created.owner is None and created.tools == ["knowledge_search", "send_email"]
+    refused = client.post("/admin/chat/assistant/add/", {
+        "name": "Shell", "slug": "shell", "system_prompt": "x", "route_alias": "chat-default", "temperature": 0.2,
+        "max_tokens": 400, "tools": '["shell"]', "knowledge_collections": "null"})
+    assert refused.status_code == 200 and "No such tool: shell" in refused.content.decode()
     client.force_login(user_make())  # a staff assistant is offered to everyone
-    assert "Start chatting with Legal" in client.get("/app/assistants/").content.decode()
+    assert "Start chatting with Procurement" in client.get("/app/assistants/").content.decode()

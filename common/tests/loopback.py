@@ -18,7 +18,9 @@ class LoopbackServer:
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
-                server.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers)})
+                length = int(self.headers.get("Content-Length") or 0)
+                server.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
+                                        "body": self.rfile.read(length) if length else b""})
                 status, headers, body = responder(self.path)
                 self.send_response(status)
                 for name, value in headers.items():

@@ -434,6 +434,20 @@ PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT = env.int("PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT",
 # all-MiniLM-L6-v2 (see the README); 2 turns it off.
 PARLEY_KNOWLEDGE_MAX_DISTANCE = env.float("PARLEY_KNOWLEDGE_MAX_DISTANCE", default=0.70)
 
+# --- Assistants' built-in tools (chat/tools.py) -----------------------------------------
+# webhook_notify posts only to URLs under these prefixes (scheme, host and port must match exactly and
+# the path must start with the prefix's path), comma-separated; empty: the tool refuses every call.
+PARLEY_WEBHOOK_ALLOWED_URLS = env.list("PARLEY_WEBHOOK_ALLOWED_URLS", default=[])
+# The HMAC-SHA256 key of the X-Parley-Signature header (the receiver checks it); required once URLs are allowed.
+PARLEY_WEBHOOK_SECRET = env("PARLEY_WEBHOOK_SECRET", default="")
+# Seconds for the whole POST (redirects are never followed).
+PARLEY_WEBHOOK_TIMEOUT = env.float("PARLEY_WEBHOOK_TIMEOUT", default=5.0)
+# The URL ingest's SSRF rule applies: only public addresses, unless in these networks (CIDRs), e.g. an
+# intranet ticketing system's.
+PARLEY_WEBHOOK_ALLOWED_NETWORKS = env.list("PARLEY_WEBHOOK_ALLOWED_NETWORKS", default=[])
+# send_email: at most this many messages per user per hour (to themself or their team members only).
+PARLEY_TOOL_EMAILS_PER_HOUR = env.int("PARLEY_TOOL_EMAILS_PER_HOUR", default=10)
+
 # --- Onboarding ------------------------------------------------------------------------
 # Path of the S-7 evaluation page (the evaluation issue). Empty: tour step 3 ("Explore the S-7
 # evaluation") is left out of the tour; set it once that page exists.

@@ -16,6 +16,10 @@ if _missing:
         "(see .env.example for what each one means)."
     )
 
+if env.list("PARLEY_WEBHOOK_ALLOWED_URLS", default=[]) and not env("PARLEY_WEBHOOK_SECRET", default=""):
+    raise ImproperlyConfigured("PARLEY_WEBHOOK_ALLOWED_URLS is set but PARLEY_WEBHOOK_SECRET is not: receivers "
+                               "could not tell Parley's webhooks from forged ones. Set a long random secret.")
+
 DEBUG = False
 SECRET_KEY = env("SECRET_KEY")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")

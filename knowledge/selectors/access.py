@@ -1,7 +1,8 @@
 """Who may read, write or manage a collection.
 
-Read: the owner, members of the owning team, and users granted read or write directly or
-through one of their teams. Write (add and delete documents): the owner, members of the owning
+Read: the owner, members of the owning team, users granted read or write directly or
+through one of their teams, and every signed-in user for a collection staff made readable by all
+(the starter collections). Write (add and delete documents): the owner, members of the owning
 team, and write grants. Manage (share, rename, delete the collection): the owner user, or an
 owner or admin of the owning team.
 """
@@ -22,7 +23,7 @@ _RANK = {None: 0, ACCESS_READ: 1, ACCESS_WRITE: 2, ACCESS_MANAGE: 3}
 def _readable_q(user: User) -> Q:
     teams = teams_of_user(user=user).values("id")
     granted = CollectionGrant.objects.filter(Q(user=user) | Q(team__in=teams)).values("collection_id")
-    return Q(owner_user=user) | Q(owner_team__in=teams) | Q(id__in=granted)
+    return Q(owner_user=user) | Q(owner_team__in=teams) | Q(id__in=granted) | Q(readable_by_all=True)
 
 
 def collections_readable(*, user: User) -> QuerySet[Collection]:
@@ -61,6 +62,8 @@ def collection_access(*, user: User, collection: Collection) -> str | None:
     for permission in grants:
         if _RANK[permission] > _RANK[best]:
             best = permission
+    if best is None and collection.readable_by_all:
+        return ACCESS_READ
     return best
 
 
