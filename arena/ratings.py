@@ -6,9 +6,11 @@ a loss 0, a tie 0.5. "Both bad" also scores 0.5 each, as in LMSYS's Chatbot Aren
 two answers of the same (poor) quality, which is what a tie says about their relative strength.
 The leaderboard counts it apart so nobody reads it as praise.
 
-Online Elo depends on the order of the votes, so the point estimate uses the order they were cast
-and the interval resamples the votes with replacement (keeping the resample's own order), reruns
-Elo, and takes the 2.5th and 97.5th percentiles over the rounds.
+Online Elo depends on the order of the votes: the rating uses the order they were cast, and so does
+each bootstrap round. A round draws as many votes as there are, with replacement, puts them back in
+the order they were cast, and reruns Elo; the interval is the 2.5th and 97.5th percentiles over the
+rounds. (Shuffled rounds measure another estimator: votes cast in a streak, a model that got worse
+after an update, put the rating outside their interval.)
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def elo_bootstrap(votes: Sequence[Vote], *, rounds: int = BOOTSTRAP_ROUNDS, seed
     samples: dict[str, list[float]] = {}
     count = len(votes)
     for _ in range(rounds):
-        resample = [votes[rng.randrange(count)] for _ in range(count)]
+        resample = [votes[i] for i in sorted(rng.randrange(count) for _ in range(count))]
         for model, rating in elo_ratings(resample, k=k, initial=initial).items():
             samples.setdefault(model, []).append(rating)
     intervals = {}
