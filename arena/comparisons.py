@@ -2,14 +2,15 @@
 
 Each side is an ordinary `inference.services.chat_stream`: the same access check, quota reservation,
 worker queue and ledger row as a chat turn. Frames never name a model (the comparison is blind until the
-vote): `delta` {side, text}, then per side `done` {side, ttft_ms, tokens_per_s, completion_tokens} or
-`error` {side, message}, and last `answered` {status, error}.
+vote): `delta` {side, text}, then per side `done` {side, ttft_ms, tokens_per_s, completion_tokens,
+duration_ms, finish_reason} or `error` {side, message}, and last `answered` {status, error}.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from arena.models import Battle, BattleAnswer
 from arena.services import battle_abandon, battle_answer_finish, battle_answer_streaming, battle_fail, battle_start
 from common.errors import ApplicationError
 from inference.services import Caller, ChatStream, chat_stream
+
+logger = logging.getLogger(__name__)
 
 # The same instructions for both sides, so the prompt is all that differs from a chat turn.
 ARENA_SYSTEM_PROMPT = "You are a helpful assistant."
@@ -63,6 +66,17 @@ class Comparison:
                 await asyncio.gather(*pumps, return_exceptions=True)
 
     async def _pump(self, side: str, stream: ChatStream, queue: asyncio.Queue) -> None:
+        try:
+            await self._read(side, stream, queue)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The other side goes on, and this side's `error` ends the page's wait for it.
+            logger.exception("arena: reading %s of battle %s failed", side, self.battle.pk)
+            await queue.put({"type": "error", "side": side,
+                             "message": "Something went wrong while reading this answer."})
+
+    async def _read(self, side: str, stream: ChatStream, queue: asyncio.Queue) -> None:
         text, first, outcome = "", None, None
         try:
             async for event in stream:
@@ -98,10 +112,12 @@ class Comparison:
             "tokens_per_s": round((tokens - 1) / decode_s, 1) if decode_s > 0 and tokens > 1 else None,
             "completion_tokens": tokens,
             "duration_ms": round((now - self.started) * 1000, 1),
+            "finish_reason": (done or {}).get("finish_reason", "") or "",
         }
         await sync_to_async(battle_answer_finish, thread_sensitive=False)(
             battle_id=self.battle.pk, side=side, status=status, text=text, error=error,
-            finish_reason=(done or {}).get("finish_reason", "") or "", usage=usage, **metrics)
+            finish_reason=metrics["finish_reason"], usage=usage, ttft_ms=metrics["ttft_ms"],
+            tokens_per_s=metrics["tokens_per_s"], duration_ms=metrics["duration_ms"])
         return metrics
 
 

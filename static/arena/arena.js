@@ -22,6 +22,7 @@ function metricsText(frame) {
   if (frame.ttft_ms != null) parts.push(`First token ${Math.round(frame.ttft_ms)} ms`);
   if (frame.tokens_per_s != null) parts.push(`${frame.tokens_per_s.toFixed(1)} tokens/s`);
   parts.push(`${frame.completion_tokens} tokens`);
+  if (frame.finish_reason === "length") parts.push("cut at the length limit");
   return parts.join(" · ");
 }
 
