@@ -125,3 +125,24 @@ def test_the_leaderboard_counts_votes(client):
 
     assert page.index(f'data-model="{QWEN}"') < page.index(f'data-model="{SMOL}"')  # the winner ranks first
     assert "Both bad" in page and "Median tokens/s" in page and "Cost per 1k requests" in page
+
+
+def test_a_refused_side_fails_the_battle_without_naming_the_model(client, bundled_models):
+    """Model B was disabled after the battle was made: the stream is refused before it starts, A's request is
+    taken back, and the message says "Model B", not the model's name."""
+    from inference.services import modelspecs_set_enabled
+
+    user = user_make()
+    battle = battle_make(user=user, model_a=QWEN, model_b=SMOL)
+    modelspecs_set_enabled(names=[SMOL], enabled=False)
+    client.force_login(user)
+
+    response = client.post(f"/app/arena/battles/{battle.pk}/stream/")
+
+    error = response.json()["error"]
+    assert response.status_code == 404 and "Model B" in error["message"] and SMOL not in error["message"]
+    battle.refresh_from_db()
+    assert battle.status == "failed" and SMOL not in battle.error
+    assert sorted(battle.answers.values_list("status", flat=True)) == ["failed", "failed"]
+    page = client.get(f"/app/arena/battles/{battle.pk}/").content.decode()
+    assert "Compare again" in page and SMOL not in page and QWEN not in page
