@@ -56,6 +56,8 @@ def test_compare_vote_reveal_and_the_leaderboard(chromium, live_daphne, celery_w
         expect(page).to_have_url(re.compile(r"/app/arena/\?prompt="))
         expect(page.get_by_label("Prompt")).to_have_value("Name one colour of the rainbow.")
         page.get_by_label("Longest answer").select_option("64")
+        _fits(page, viewport)
+        page.screenshot(path=str(SHOTS / f"arena-home-{width}.png"), full_page=True)
         page.get_by_role("button", name="Compare").click()
 
         expect(page).to_have_url(re.compile(r"/app/arena/battles/\d+/$"))
