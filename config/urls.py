@@ -27,6 +27,7 @@ urlpatterns = [
     path("app/", include("accounts.urls")),
     path("app/", include(inference_urls.app_urlpatterns)),
     path("app/", include(chat_urls.app_urlpatterns)),
+    path("app/arena/", include("arena.urls")),
     path("api/", include(chat_urls.api_urlpatterns)),
     path("v1/", include(inference_urls.v1_urlpatterns)),
     path("api/", include(inference_urls.api_urlpatterns)),
