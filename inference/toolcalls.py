@@ -140,7 +140,8 @@ def _schema_check(schema: Any, *, param: str) -> None:
         validator_for(schema).check_schema(schema)
     except SchemaError as exc:
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.path)
-        raise ToolsInvalid(f"is not a valid JSON Schema: {exc.message}.", param=param + path) from None
+        detail = exc.message if len(exc.message) <= 200 else exc.message[:200] + "…"  # it quotes the bad value
+        raise ToolsInvalid(f"is not a valid JSON Schema: {detail}.", param=param + path) from None
 
 
 def _choice_check(choice: Any, names: set[str]) -> str | dict:
