@@ -269,6 +269,21 @@ _FENCE = re.compile(r"```(?:json)?[ \t]*\n?(.*?)\s*(?:```)?", re.DOTALL | re.IGN
 _DECODER = json.JSONDecoder()
 
 
+def _json_call(body: str, names: frozenset[str]) -> ToolCall | None:
+    """The call in one JSON object's text. The small Qwen models often end a call without its last brace
+    (`{"name": …, "arguments": {…}`): that one brace is added, and only when the arguments are whole."""
+    body = body.strip()
+    try:
+        return _call_from(json.loads(body), names)
+    except ValueError:
+        pass
+    try:
+        value = json.loads(body + "}")
+    except ValueError:
+        return None
+    return _call_from(value, names) if isinstance(value, dict) and isinstance(value.get("arguments"), dict) else None
+
+
 def _bare_calls(text: str, names: frozenset[str]) -> list[ToolCall] | None:
     """The calls of a reply that is nothing but call objects (bare, in a list, or in one ```json fence)."""
     body = text.strip()
@@ -283,7 +298,10 @@ def _bare_calls(text: str, names: frozenset[str]) -> list[ToolCall] | None:
             while index < len(body) and body[index] in " \t\r\n,":
                 index += 1
     except ValueError:
-        return None
+        if values:
+            return None
+        call = _json_call(body, names)  # one call short of its last brace
+        return [call] if call else None
     calls = [_call_from(value, names) for value in values]
     return calls if calls and all(calls) else None
 
@@ -417,10 +435,7 @@ class ToolCallParser:
     def _block(self, body: str, *, closed: bool) -> None:
         call = None
         if self.max_calls is None or len(self.calls) < self.max_calls:
-            try:
-                call = _call_from(json.loads(body), self.names)
-            except ValueError:
-                call = None
+            call = _json_call(body, self.names)
         if call is None:  # what the model wrote, as text
             self._text(OPEN + body + (CLOSE if closed else ""))
             return
