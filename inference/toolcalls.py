@@ -127,8 +127,8 @@ def tools_validate(tools: Any, tool_choice: Any = None, parallel_tool_calls: Any
 
 
 def _schema_check(schema: Any, *, param: str) -> None:
+    from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
-    from jsonschema.validators import validator_for
 
     if not isinstance(schema, dict):
         raise ToolsInvalid("must be a JSON Schema object, such as {\"type\": \"object\", \"properties\": {...}}.",
@@ -137,7 +137,9 @@ def _schema_check(schema: Any, *, param: str) -> None:
         raise ToolsInvalid(f"must be a schema of type \"object\" (the arguments are a JSON object), not "
                            f"{schema.get('type')!r}.", param=param)
     try:
-        validator_for(schema).check_schema(schema)
+        # One fixed draft (OpenAI's), not the one `$schema` names: that would let the client pick the
+        # metaschema, and a `$schema` that is not a string breaks jsonschema's lookup.
+        Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.path)
         detail = exc.message if len(exc.message) <= 200 else exc.message[:200] + "…"  # it quotes the bad value

@@ -69,6 +69,8 @@ def _renamed(name: str) -> dict:
      "tools[0].function.parameters.properties.city.type", "not a valid JSON Schema"),
     ([{"type": "function", "function": {"name": "f", "description": "x" * MAX_TOOL_CHARS}}], None, "tools[0]",
      f"limit is {MAX_TOOL_CHARS:,}"),
+    ([{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "$schema": [1]}}}], None,
+     "tools[0].function.parameters.$schema", "not a valid JSON Schema"),
     (TOOLS, "sometimes", "tool_choice", "\"required\""),
     (TOOLS, {"type": "function", "function": {"name": "get_news"}}, "tool_choice.function.name",
      "`get_news`, which is not in `tools`"),
