@@ -103,7 +103,7 @@ WEATHER_RESULT = json.dumps({"city": "Paris", "temperature_c": 23, "conditions":
 
 def test_tool_flow_without_streaming(client):
     messages = list(WEATHER_QUESTION)
-    first = client.chat.completions.create(model="qwen2.5-coder-0.5b", temperature=0, max_tokens=60,
+    first = client.chat.completions.create(model="qwen2.5-coder-0.5b", temperature=0, max_tokens=40,
                                            messages=messages, tools=[WEATHER_TOOL], tool_choice="required")
 
     choice = first.choices[0]
@@ -127,7 +127,7 @@ def test_tool_flow_without_streaming(client):
 def test_tool_flow_streaming(client):
     messages = list(WEATHER_QUESTION)
     chunks = list(client.chat.completions.create(
-        model="qwen2.5-coder-0.5b", temperature=0, max_tokens=60, stream=True, messages=messages,
+        model="qwen2.5-coder-0.5b", temperature=0, max_tokens=40, stream=True, messages=messages,
         tools=[WEATHER_TOOL], tool_choice={"type": "function", "function": {"name": "get_weather"}}))
 
     deltas = [chunk.choices[0].delta for chunk in chunks if chunk.choices]
