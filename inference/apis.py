@@ -165,6 +165,7 @@ class _MessagesField(serializers.ListField):
         if not isinstance(data, list) or not data:
             raise serializers.ValidationError("must be a non-empty list of messages.")
         messages = []
+        call_ids: set[str] = set()  # of the assistant's earlier tool calls, which tool messages answer
         for index, message in enumerate(data):
             if not isinstance(message, dict):
                 raise serializers.ValidationError(f"message {index} must be an object with role and content.")
@@ -175,12 +176,47 @@ class _MessagesField(serializers.ListField):
                 texts = [part.get("text", "") for part in content if isinstance(part, dict)
                          and part.get("type") == "text" and isinstance(part.get("text"), str)]
                 content = "\n".join(texts)
+            tool_calls = message.get("tool_calls") if role == "assistant" else None
+            if tool_calls is not None:
+                tool_calls = _tool_calls_checked(tool_calls, index)
+                call_ids.update(call["id"] for call in tool_calls)
+                content = content or ""  # OpenAI sends `content: null` beside tool calls
             if not isinstance(content, str):
                 raise serializers.ValidationError(f"message {index} needs `content` as a string.")
-            messages.append({"role": "system" if role == "developer" else role, "content": content})
+            out = {"role": "system" if role == "developer" else role, "content": content}
+            if tool_calls:
+                out["tool_calls"] = tool_calls
+            if role == "tool":
+                call_id = message.get("tool_call_id")
+                if not isinstance(call_id, str) or not call_id:
+                    raise serializers.ValidationError(f"message {index} has role `tool` and needs `tool_call_id`, "
+                                                      "the id of the tool call it answers.")
+                if call_id not in call_ids:
+                    raise serializers.ValidationError(
+                        f"message {index} answers tool call {call_id!r}, which no earlier assistant message made: "
+                        "a `tool` message must follow the assistant message with that id in its `tool_calls`.")
+                out["tool_call_id"] = call_id
+            messages.append(out)
         if not any(m["role"] == "user" for m in messages):
             raise serializers.ValidationError("needs at least one message with role `user`.")
         return messages
+
+
+def _tool_calls_checked(tool_calls, index: int) -> list[dict]:
+    """An assistant message's `tool_calls`, as OpenAI returned them: [{id, type, function: {name, arguments}}]."""
+    shape = ('a list of {"id": ..., "type": "function", "function": {"name": ..., "arguments": "<JSON text>"}}')
+    if not isinstance(tool_calls, list):
+        raise serializers.ValidationError(f"message {index} has `tool_calls` that is not {shape}.")
+    checked = []
+    for call in tool_calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if (not isinstance(function, dict) or not isinstance(call.get("id"), str)
+                or call.get("type", "function") != "function" or not isinstance(function.get("name"), str)
+                or not isinstance(function.get("arguments", ""), str)):
+            raise serializers.ValidationError(f"message {index} has `tool_calls` that is not {shape}.")
+        checked.append({"id": call["id"], "type": "function",
+                        "function": {"name": function["name"], "arguments": function.get("arguments", "")}})
+    return checked
 
 
 class ChatCompletionApi(OpenAIView):
@@ -199,6 +235,10 @@ class ChatCompletionApi(OpenAIView):
         stream_options = serializers.DictField(required=False)
         stop = serializers.JSONField(required=False, allow_null=True)
         user = serializers.CharField(required=False, allow_blank=True)
+        # Checked in inference.toolcalls (by chat_complete and chat_stream), which names the bad field.
+        tools = serializers.JSONField(required=False, allow_null=True)
+        tool_choice = serializers.JSONField(required=False, allow_null=True)
+        parallel_tool_calls = serializers.BooleanField(default=True)
 
         def validate_stop(self, value):
             if value is None:  # OpenAI accepts `stop: null`
@@ -218,6 +258,8 @@ class ChatCompletionApi(OpenAIView):
             "caller": self.caller(request), "model": data["model"], "messages": data["messages"],
             "max_tokens": data.get("max_completion_tokens") or data.get("max_tokens"),
             "temperature": data["temperature"], "top_p": data["top_p"], "stop": data.get("stop") or [],
+            "tools": data.get("tools"), "tool_choice": data.get("tool_choice"),
+            "parallel_tool_calls": data["parallel_tool_calls"],
         }
         if data["stream"]:
             include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
@@ -229,10 +271,13 @@ class ChatCompletionApi(OpenAIView):
             response["X-Request-Id"] = stream.request_id
             return response
         result = chat_complete(**request_args)
+        message = {"role": "assistant", "content": result["text"]}
+        if result["tool_calls"]:
+            message = {"role": "assistant", "content": result["text"] or None, "tool_calls": result["tool_calls"]}
         return Response({
             "id": result["request_id"], "object": "chat.completion", "created": int(time.time()),
             "model": result["spec"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": result["text"]},
+            "choices": [{"index": 0, "message": message,
                          "logprobs": None, "finish_reason": _finish(result["finish_reason"])}],
             "usage": _usage(result["usage"]), "system_fingerprint": None,
             "parley": _answered(result),
@@ -250,7 +295,7 @@ def _usage(usage: dict) -> dict:
 
 
 def _finish(reason: str) -> str:
-    return reason if reason in ("stop", "length") else "stop"
+    return reason if reason in ("stop", "length", "tool_calls") else "stop"
 
 
 def _chunk(stream, created: int, model: str, delta: dict, finish: str | None, usage: bool) -> str:
@@ -279,6 +324,10 @@ class _SseBody:
 async def _sse(stream, *, include_usage: bool):
     """OpenAI's chunk stream: role, content deltas, a finish chunk, usage if asked, then [DONE].
 
+    A tool call goes out as OpenAI sends one: a delta with its index, id, type and name (and empty
+    arguments), then the arguments as a fragment of its own. The call is whole by then (only a complete
+    call is known to be one; see inference.toolcalls), so the arguments come in one fragment.
+
     While the request waits for a free slot, SSE comment lines (`: queued 2`) keep the connection
     alive and say where it stands; OpenAI clients ignore comments. A fallback is announced the
     same way (`: fallback …`), and the chunks' `model` names the model that answered.
@@ -297,6 +346,17 @@ async def _sse(stream, *, include_usage: bool):
                 # the client's ACK of the first (Nagle's algorithm), a few milliseconds on the first token.
                 started = True
                 chunk = _chunk(stream, created, event["spec"], {"role": "assistant", "content": ""}, None,
+                               include_usage) + chunk
+            yield chunk
+        elif kind == "tool_call":
+            head = {"index": event["index"], "id": event["id"], "type": "function",
+                    "function": {"name": event["name"], "arguments": ""}}
+            chunk = _chunk(stream, created, event["spec"], {"tool_calls": [head]}, None, include_usage)
+            chunk += _chunk(stream, created, event["spec"], {"tool_calls": [
+                {"index": event["index"], "function": {"arguments": event["arguments"]}}]}, None, include_usage)
+            if not started:
+                started = True
+                chunk = _chunk(stream, created, event["spec"], {"role": "assistant", "content": None}, None,
                                include_usage) + chunk
             yield chunk
         elif kind == "done":

@@ -27,6 +27,18 @@ from inference.serving import (  # noqa: F401
     transcription_bill,
 )
 
+# Tool calling in Qwen2.5's template, for chat's server-side tools (see inference/toolcalls.py).
+from inference.toolcalls import (  # noqa: F401
+    ToolCall,
+    ToolCallParser,
+    ToolsInvalid,
+    messages_with_tools,
+    tool_call_id_new,
+    tool_calls_parse,
+    tools_system_prompt,
+    tools_validate,
+)
+
 logger = logging.getLogger(__name__)
 
 

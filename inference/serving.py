@@ -30,6 +30,15 @@ from inference import gateway
 from inference.access import plan_for, specs_allowed
 from inference.models import ModelSpec
 from inference.quotas import QuotaExceeded, Reservation, limits_for, quota_reserve, tokens_estimate
+from inference.toolcalls import (
+    DEFAULT_SYSTEM,
+    ToolCallParser,
+    ToolsInvalid,
+    messages_with_tools,
+    tool_calls_parse,
+    tools_offered,
+    tools_validate,
+)
 
 __all__ = [
     "Caller", "ChatStream", "GatewayError", "QuotaExceeded", "chat_complete", "chat_stream",
@@ -149,12 +158,28 @@ class _ChatPlan:
     job: gateway.Job
     reservation: Reservation
     prompt_estimate: int
+    # The tools the model was offered (parsed out of its reply), and how many calls a reply may make.
+    tools: list[dict] = field(default_factory=list)
+    max_calls: int | None = None
+
+    def parser(self) -> ToolCallParser | None:
+        return ToolCallParser(self.tools, max_calls=self.max_calls) if self.tools else None
 
 
-def _chat_plan(*, caller: Caller, model: str, messages: list[dict[str, str]], max_tokens: int | None,
+def _chat_plan(*, caller: Caller, model: str, messages: list[dict], max_tokens: int | None,
                temperature: float, top_p: float, stop: list[str] | None, shrink_to_fit: bool,
-               metering: str = "chat") -> _ChatPlan:
+               metering: str = "chat", tools: list[dict] | None = None, tool_choice: str | dict | None = None,
+               parallel_tool_calls: bool = True) -> _ChatPlan:
+    try:
+        tools, tool_choice = tools_validate(tools, tool_choice, parallel_tool_calls)
+    except ToolsInvalid as exc:
+        raise ApplicationError(f"Invalid value for `{exc.param}`: {exc.message}", code="invalid_value",
+                               extra={"param": exc.param}) from None
     route, specs, installing = _resolve(caller=caller, model=model, task="chat")
+    # Tools and tool turns become plain messages here, before the estimate: every backend then sees the
+    # same prompt, and the tool definitions count against the context like any other text.
+    messages = messages_with_tools(messages, tools, tool_choice, parallel_tool_calls=parallel_tool_calls,
+                                   system=specs[0].params.get("system_prompt") or DEFAULT_SYSTEM)
     estimate = tokens_estimate([m["content"] for m in messages], overhead=CHAT_TEMPLATE_TOKENS)
     # Only the models of the route the conversation fits in may serve it (a small fallback with a
     # short context is skipped for a long prompt, rather than failing the request).
@@ -190,7 +215,8 @@ def _chat_plan(*, caller: Caller, model: str, messages: list[dict[str, str]], ma
     job = _job(caller=caller, task="chat", skipped=installing, prefix="chatcmpl", route=route, payload={
         "messages": messages, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
         "stop": stop or []})
-    return _ChatPlan(route=route, specs=specs, job=job, reservation=reservation, prompt_estimate=estimate)
+    return _ChatPlan(route=route, specs=specs, job=job, reservation=reservation, prompt_estimate=estimate,
+                     tools=tools_offered(tools, tool_choice), max_calls=None if parallel_tool_calls else 1)
 
 
 @dataclass
@@ -198,8 +224,10 @@ class ChatStream:
     """A reserved chat request whose first attempt is already on its way to a worker. Iterate it (async)
     for events: `queued` {position}, `fallback` {spec, model_label, fallback_reason}, `delta` {text}, then
     `done` {finish_reason, usage, spec, model_label, fallback, fallback_reason, ttft_ms} or `error`
-    {code, message}. Stopping early cancels the job. `close()` settles the reservation and cancels a job
-    that did not finish (a stream never iterated included); the stream calls it when it ends."""
+    {code, message}. With tools, `tool_call` {index, id, name, arguments} events come among the deltas
+    (the deltas are then the reply's text without its calls) and `done` has finish_reason "tool_calls".
+    Stopping early cancels the job. `close()` settles the reservation and cancels a job that did not
+    finish (a stream never iterated included); the stream calls it when it ends."""
 
     plan: _ChatPlan
     start: gateway.StreamStart
@@ -219,13 +247,26 @@ class ChatStream:
         return self.plan.specs[0].name
 
     async def __aiter__(self) -> AsyncIterator[dict]:
+        parser = self.plan.parser()
         try:
             async for event in gateway.stream(self.plan.job, self.start):
                 if event["event"] == "done":
                     self._used = event["usage"].get("total_tokens", 0)
                 if event["event"] in ("done", "error"):
                     self._ended = True
-                yield event
+                if parser is None:
+                    yield event
+                elif event["event"] == "delta":
+                    for out in _tool_events(parser, parser.feed(event["text"]), event):
+                        yield out
+                elif event["event"] == "done":
+                    for out in _tool_events(parser, parser.finish(), event):
+                        yield out
+                    if parser.calls and event["finish_reason"] == "stop":
+                        event = {**event, "finish_reason": "tool_calls"}
+                    yield event
+                else:
+                    yield event
         finally:
             await sync_to_async(self.close, thread_sensitive=False)()
 
@@ -246,13 +287,29 @@ class ChatStream:
         self.plan.reservation.withdraw()
 
 
-def chat_stream(*, caller: Caller, model: str, messages: list[dict[str, str]], max_tokens: int | None = None,
+def _tool_events(parser: ToolCallParser, parts: list, event: dict) -> list[dict]:
+    """A delta's (or the end's) text and calls as `delta` and `tool_call` events, in order."""
+    out = []
+    for part in parts:
+        if isinstance(part, str):
+            out.append({**event, "event": "delta", "text": part})
+        else:
+            out.append({"event": "tool_call", "index": parser.calls.index(part), "id": part.id, "name": part.name,
+                        "arguments": part.arguments, "spec": event.get("spec", "")})
+    return out
+
+
+def chat_stream(*, caller: Caller, model: str, messages: list[dict], max_tokens: int | None = None,
                 temperature: float = 0.7, top_p: float = 1.0, stop: list[str] | None = None,
-                shrink_to_fit: bool = False) -> ChatStream:
+                shrink_to_fit: bool = False, tools: list[dict] | None = None, tool_choice: str | dict | None = None,
+                parallel_tool_calls: bool = True) -> ChatStream:
     """Check and reserve a chat request and send it to a worker now (raises ApplicationError /
-    QuotaExceeded); read its events later by iterating the stream, or `close()` it to withdraw it."""
+    QuotaExceeded); read its events later by iterating the stream, or `close()` it to withdraw it.
+    `tools`, `tool_choice` and `parallel_tool_calls` are OpenAI's (see inference.toolcalls); messages may
+    be OpenAI's tool results and assistant turns with `tool_calls`."""
     plan = _chat_plan(caller=caller, model=model, messages=messages, max_tokens=max_tokens,
-                      temperature=temperature, top_p=top_p, stop=stop, shrink_to_fit=shrink_to_fit)
+                      temperature=temperature, top_p=top_p, stop=stop, shrink_to_fit=shrink_to_fit,
+                      tools=tools, tool_choice=tool_choice, parallel_tool_calls=parallel_tool_calls)
     try:
         start = gateway.stream_begin(plan.job, [spec.name for spec in plan.specs])
     except BaseException:
@@ -261,23 +318,33 @@ def chat_stream(*, caller: Caller, model: str, messages: list[dict[str, str]], m
     return ChatStream(plan=plan, start=start)
 
 
-def chat_complete(*, caller: Caller, model: str, messages: list[dict[str, str]], max_tokens: int | None = None,
+def chat_complete(*, caller: Caller, model: str, messages: list[dict], max_tokens: int | None = None,
                   temperature: float = 0.7, top_p: float = 1.0, stop: list[str] | None = None,
-                  shrink_to_fit: bool = False, metering: str = "chat") -> dict:
-    """A whole reply: {"text", "finish_reason", "usage", "spec", "model_label", "fallback", "fallback_reason",
-    "request_id"}. Raises ApplicationError (4xx), QuotaExceeded (429) or GatewayError (503). `metering` is a
-    METERING kind: "chat" for a request of its own, "summary" or "title" for chat's calls around a turn."""
+                  shrink_to_fit: bool = False, metering: str = "chat", tools: list[dict] | None = None,
+                  tool_choice: str | dict | None = None, parallel_tool_calls: bool = True) -> dict:
+    """A whole reply: {"text", "tool_calls", "finish_reason", "usage", "spec", "model_label", "fallback",
+    "fallback_reason", "request_id"}. Raises ApplicationError (4xx), QuotaExceeded (429) or GatewayError (503).
+    `metering` is a METERING kind: "chat" for a request of its own, "summary" or "title" for chat's calls
+    around a turn. With tools, "text" is the reply without its calls, "tool_calls" holds them in OpenAI's
+    shape and finish_reason is "tool_calls"; a model that answers a required call in text gets that text."""
     if metering not in ("chat", "summary", "title"):
         raise ValueError(f"unknown chat metering {metering!r}")
     plan = _chat_plan(caller=caller, model=model, messages=messages, max_tokens=max_tokens, temperature=temperature,
-                      top_p=top_p, stop=stop, shrink_to_fit=shrink_to_fit, metering=metering)
+                      top_p=top_p, stop=stop, shrink_to_fit=shrink_to_fit, metering=metering, tools=tools,
+                      tool_choice=tool_choice, parallel_tool_calls=parallel_tool_calls)
     used = 0
     try:
         result = gateway.run(plan.job, [spec.name for spec in plan.specs])
         used = result["usage"]["total_tokens"]
     finally:
         plan.reservation.settle(used)
-    return {**result, "request_id": plan.job.request_id}
+    calls = []
+    if plan.tools:
+        text, calls = tool_calls_parse(result["text"], plan.tools, max_calls=plan.max_calls)
+        result = {**result, "text": text}
+        if calls and result["finish_reason"] == "stop":
+            result["finish_reason"] = "tool_calls"
+    return {**result, "tool_calls": [call.as_openai() for call in calls], "request_id": plan.job.request_id}
 
 
 # ----------------------------------------------------------------------------- embeddings
