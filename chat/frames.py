@@ -21,6 +21,12 @@ def alternatives_frame(alternatives: Alternatives) -> dict:
             "next_id": alternatives.next_id}
 
 
+def tool_step_frame(step: dict) -> dict:
+    """A tool step as the page shows it (collapsed: the summary; open: the arguments and the result)."""
+    return {"name": step.get("name", ""), "summary": step.get("summary", ""), "ok": bool(step.get("ok")),
+            "arguments": step.get("arguments", {}), "result": step.get("content", "")}
+
+
 def message_frame(message: Message, alternatives: Alternatives) -> dict:
     frame = {
         "id": message.pk, "role": message.role, "text": message.text, "status": message.status, "via": message.via,
@@ -29,6 +35,7 @@ def message_frame(message: Message, alternatives: Alternatives) -> dict:
     if message.role == Message.Role.ASSISTANT:
         timings = message.timings or {}
         frame.update(model_note=message.model_note, citations=message.citations or [],
+                     tool_steps=[tool_step_frame(step) for step in message.tool_steps or []],
                      error=message.error if message.status == Message.Status.FAILED else "",
                      timings={"ttft_ms": timings.get("ttft_ms"), "tokens_per_s": timings.get("tokens_per_s")},
                      memory=memory_frame(message.context or {}))

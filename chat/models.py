@@ -111,6 +111,9 @@ class Message(models.Model):
     # How the prompt was built: turns included, the ids summarized and dropped for the token budget, and the
     # summary itself (chat.memory), which later turns reuse.
     context = models.JSONField(default=dict, blank=True)
+    # The built-in tools the reply called (chat.tools), in order: name, arguments, summary ("used
+    # knowledge_search ('notice period') → 3 passages"), ok, and what the model was given back.
+    tool_steps = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)

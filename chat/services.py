@@ -315,10 +315,14 @@ def message_assistant_progress(*, message_id: int, text: str) -> None:
 def message_assistant_finish(
     *, message_id: int, text: str, status: str, model_name: str = "", model_note: str = "",
     usage: dict | None = None, timings: dict | None = None, error: str = "", citations: list | None = None,
+    tool_steps: list | None = None,
 ) -> bool:
     """Settle a streaming reply once; a second settle (a retry, a race with cleanup) changes nothing.
-    `citations`, when given, replaces the sources stored at the start with those the reply used."""
+    `citations`, when given, replaces the sources stored at the start with those the reply used;
+    `tool_steps` records the built-in tools it called."""
     extra = {"citations": citations} if citations is not None else {}
+    if tool_steps:
+        extra["tool_steps"] = tool_steps
     settled = bool(Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
         text=text, status=status, model_name=model_name, model_note=model_note[:300], usage=usage or {},
         timings=timings or {}, error=error[:2000], **extra,

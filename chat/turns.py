@@ -7,6 +7,7 @@ the same `delta` / `done` / `error` / `metrics` frames (docs/protocol.md).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.models import User
-from chat.frames import alternatives_frame, memory_frame, message_frame
+from chat.frames import alternatives_frame, memory_frame, message_frame, tool_step_frame
 from chat.memory import memory_build
 from chat.metrics import LLM_COMPLETION_TOKENS, LLM_TOKENS_PER_S, LLM_TTFT_MS
 from chat.models import Conversation, Message
@@ -33,6 +34,7 @@ from chat.services import (
     message_user_create,
     message_user_edit,
 )
+from chat.tools import assistant_tools
 from common.errors import ApplicationError
 from common.redis_connection import redis_client
 from inference.services import Caller, ChatStream, chat_stream
@@ -48,6 +50,9 @@ BUSY_TTL_SECONDS = 900
 LEASE_PREFIX = "parley:chat:lease:"
 LEASE_TTL_SECONDS = 10
 LEASE_EVERY_SECONDS = 3
+# Built-in tool calls a reply may make (chat.tools); after the last the model answers without tools.
+MAX_TOOL_STEPS = 4
+TOOL_RESULT_CHARS = 4000  # of a tool's result, kept on the message for the page
 
 
 class _Moved(Exception):
@@ -111,6 +116,13 @@ class Turn:
     summary_usage: dict = field(default_factory=dict)
     leaf_id: int | None = None  # a speculative turn: the message its reply follows
     note: dict = field(default_factory=dict)
+    # For a reply's tool steps (chat.tools): what the first request was made with, and the steps taken.
+    caller: Caller | None = None
+    model_name: str = ""
+    messages: list = field(default_factory=list)
+    tools: list = field(default_factory=list)
+    tool_steps: list = field(default_factory=list)
+    tool_rounds: int = 0  # requests made after tools ran (a model repeating a call makes no new step)
 
     def _busy_key(self) -> str:
         return f"parley:chat:busy:{self.conversation.pk}"
@@ -157,9 +169,11 @@ class Turn:
                 system, self.citations = _with_knowledge(system, user=self.user, query=self.text,
                                                          conversation=self.conversation)
             messages = [{"role": "system", "content": system}, *memory.history, {"role": "user", "content": self.text}]
+            self.caller, self.model_name, self.messages = caller, model, messages
+            self.tools = [tool.schema() for tool in assistant_tools(assistant)]
             self.stream = chat_stream(caller=caller, model=model, messages=messages,
                                       max_tokens=assistant.max_tokens, temperature=assistant.temperature,
-                                      shrink_to_fit=True)
+                                      shrink_to_fit=True, tools=self.tools or None)
             self.note = memory.note
             self.note["knowledge"] = bool(knowledge)
             if not self.speculative:
@@ -254,28 +268,49 @@ class Turn:
         if self.title:  # the first message titled the conversation with its first words
             yield {"type": "title", "title": self.title, "source": "first_words"}
         text, first, last_save, outcome = "", None, time.perf_counter(), None
+        usage: dict[str, int] = {}
         lease = asyncio.create_task(self._keep_lease())
         try:
-            async for event in self.stream:
-                now = time.perf_counter()
-                kind = event["event"]
-                if kind == "delta":
-                    if first is None:
-                        first = now
-                        LLM_TTFT_MS.observe((now - self.started) * 1000)
-                    text += event["text"]
-                    yield {"type": "delta", "text": event["text"]}
-                    if now - last_save > PROGRESS_SAVE_SECONDS:
-                        last_save = now
-                        await sync_to_async(message_assistant_progress, thread_sensitive=False)(
-                            message_id=self.message.pk, text=text)
-                elif kind == "queued":
-                    yield {"type": "queued", "position": event["position"], "model": event["spec"]}
-                elif kind == "fallback":
-                    yield {"type": "fallback", "model": event["spec"], "model_label": event["model_label"],
-                           "reason": event["fallback_reason"]}
-                else:
-                    outcome = event
+            while True:
+                step_text, calls, outcome = "", [], None
+                async for event in self.stream:
+                    now = time.perf_counter()
+                    kind = event["event"]
+                    if kind == "delta":
+                        if first is None:
+                            first = now
+                            LLM_TTFT_MS.observe((now - self.started) * 1000)
+                        if not step_text and text and self.tool_steps:  # the answer after a tool step
+                            text += "\n\n"
+                            yield {"type": "delta", "text": "\n\n"}
+                        step_text += event["text"]
+                        text += event["text"]
+                        yield {"type": "delta", "text": event["text"]}
+                        if now - last_save > PROGRESS_SAVE_SECONDS:
+                            last_save = now
+                            await sync_to_async(message_assistant_progress, thread_sensitive=False)(
+                                message_id=self.message.pk, text=text)
+                    elif kind == "tool_call":
+                        calls.append(event)
+                    elif kind == "queued":
+                        yield {"type": "queued", "position": event["position"], "model": event["spec"]}
+                    elif kind == "fallback":
+                        yield {"type": "fallback", "model": event["spec"], "model_label": event["model_label"],
+                               "reason": event["fallback_reason"]}
+                    else:
+                        outcome = event
+                if not (outcome and outcome["event"] == "done" and calls):
+                    break
+                _usage_add(usage, outcome)
+                for step in await sync_to_async(self._tools_run, thread_sensitive=False)(step_text, calls):
+                    yield {"type": "tool_step", **tool_step_frame(step)}
+                try:
+                    await sync_to_async(self._next_step, thread_sensitive=False)()
+                except ApplicationError as exc:
+                    outcome = {"event": "error", "code": TurnRefused.of(exc).code, "message": exc.message}
+                    break
+            if usage and outcome:
+                outcome = {**outcome, "usage": _usage_add(dict(usage), outcome)}
             if outcome and outcome["event"] == "done":
                 self.citations = citations_used(text, self.citations)
                 metrics = self._metrics(first, outcome)
@@ -329,7 +364,70 @@ class Turn:
             message_id=self.message.pk, text=text, status=status, model_name=outcome.get("spec", ""),
             model_note=_answered(outcome)["model_note"] if outcome.get("spec") else "",
             usage={**outcome.get("usage", {}), **({"summary": self.summary_usage} if self.summary_usage else {})},
-            timings=metrics, error=error, citations=self.citations if status == Message.Status.DONE else None)
+            timings=metrics, error=error, citations=self.citations if status == Message.Status.DONE else None,
+            tool_steps=self.tool_steps)
+
+    # ------------------------------------------------------------------ built-in tools
+
+    def _tools_run(self, step_text: str, calls: list[dict]) -> list[dict]:
+        """Run the calls the model just made (sync: tools touch the database and the network) and add the
+        exchange to the messages of the next step. A call repeated word for word is not run again: the
+        model is told it already has that result (small models repeat a call rather than answer)."""
+        from chat.tools import tool_run
+
+        assistant, steps = self.conversation.assistant, []
+        done = {(step["name"], json.dumps(step["arguments"], sort_keys=True)): step for step in self.tool_steps}
+        results = []
+        for call in calls:
+            try:
+                arguments = json.loads(call["arguments"] or "{}")
+            except ValueError:
+                arguments = call["arguments"]
+            key = (call["name"], json.dumps(arguments, sort_keys=True))
+            if key in done:
+                content = ("You already called this with the same arguments; its result is above. Answer the "
+                           "user now.")
+            elif len(self.tool_steps) >= MAX_TOOL_STEPS:
+                content = f"No more tool calls in this reply (at most {MAX_TOOL_STEPS}). Answer the user now."
+            else:
+                result = tool_run(user=self.user, assistant=assistant, name=call["name"], arguments=arguments)
+                content = result.content
+                step = {"name": call["name"], "arguments": arguments, "summary": result.summary, "ok": result.ok,
+                        "content": result.content[:TOOL_RESULT_CHARS], "data": result.data}
+                self.tool_steps.append(step)
+                done[key] = step
+                steps.append(step)
+            results.append((call, content))
+        self.messages = [
+            *self.messages,
+            {"role": "assistant", "content": step_text or None, "tool_calls": [
+                {"id": call["id"], "type": "function",
+                 "function": {"name": call["name"], "arguments": call["arguments"]}} for call, _ in results]},
+            *({"role": "tool", "tool_call_id": call["id"], "content": content} for call, content in results),
+        ]
+        return steps
+
+    def _next_step(self) -> None:
+        """The model's next step after its tools ran: a request of the same turn (its tokens count, it is
+        not another request). After MAX_TOOL_STEPS tool calls, or as many rounds, it is offered no tools,
+        so it answers."""
+        assistant = self.conversation.assistant
+        self.tool_rounds += 1
+        last = len(self.tool_steps) >= MAX_TOOL_STEPS or self.tool_rounds >= MAX_TOOL_STEPS
+        self.stream.close()
+        self.stream = chat_stream(caller=self.caller, model=self.model_name, messages=self.messages,
+                                  max_tokens=assistant.max_tokens, temperature=assistant.temperature,
+                                  shrink_to_fit=True, tools=self.tools,
+                                  tool_choice="none" if last else "auto",
+                                  metering="tool_step")
+
+
+def _usage_add(total: dict, outcome: dict) -> dict:
+    """Sum a step's token usage into `total` (a reply with tool steps is several requests to the model)."""
+    for key, value in (outcome.get("usage") or {}).items():
+        if isinstance(value, int):
+            total[key] = total.get(key, 0) + value
+    return total
 
 
 def _answered(outcome: dict) -> dict:

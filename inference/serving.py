@@ -76,7 +76,10 @@ METERING: dict[str, dict[str, bool]] = {
     # only when the day's tokens are spent.
     "summary": {"tokens": True},
     "title": {"tokens": True},
+    # The model's next step after a built-in tool ran (chat.tools): part of the turn that called it.
+    "tool_step": {"tokens": True},
 }
+CHAT_METERINGS = ("chat", "summary", "title", "tool_step")
 
 
 @dataclass(frozen=True)
@@ -302,14 +305,18 @@ def _tool_events(parser: ToolCallParser, parts: list, event: dict) -> list[dict]
 def chat_stream(*, caller: Caller, model: str, messages: list[dict], max_tokens: int | None = None,
                 temperature: float = 0.7, top_p: float = 1.0, stop: list[str] | None = None,
                 shrink_to_fit: bool = False, tools: list[dict] | None = None, tool_choice: str | dict | None = None,
-                parallel_tool_calls: bool = True) -> ChatStream:
+                parallel_tool_calls: bool = True, metering: str = "chat") -> ChatStream:
     """Check and reserve a chat request and send it to a worker now (raises ApplicationError /
     QuotaExceeded); read its events later by iterating the stream, or `close()` it to withdraw it.
     `tools`, `tool_choice` and `parallel_tool_calls` are OpenAI's (see inference.toolcalls); messages may
-    be OpenAI's tool results and assistant turns with `tool_calls`."""
+    be OpenAI's tool results and assistant turns with `tool_calls`. `metering`: "chat" for a request of
+    its own, "tool_step" for a chat turn's next step after a tool ran (its tokens count, not a request)."""
+    if metering not in CHAT_METERINGS:
+        raise ValueError(f"unknown chat metering {metering!r}")
     plan = _chat_plan(caller=caller, model=model, messages=messages, max_tokens=max_tokens,
                       temperature=temperature, top_p=top_p, stop=stop, shrink_to_fit=shrink_to_fit,
-                      tools=tools, tool_choice=tool_choice, parallel_tool_calls=parallel_tool_calls)
+                      tools=tools, tool_choice=tool_choice, parallel_tool_calls=parallel_tool_calls,
+                      metering=metering)
     try:
         start = gateway.stream_begin(plan.job, [spec.name for spec in plan.specs])
     except BaseException:
@@ -327,7 +334,7 @@ def chat_complete(*, caller: Caller, model: str, messages: list[dict], max_token
     `metering` is a METERING kind: "chat" for a request of its own, "summary" or "title" for chat's calls
     around a turn. With tools, "text" is the reply without its calls, "tool_calls" holds them in OpenAI's
     shape and finish_reason is "tool_calls"; a model that answers a required call in text gets that text."""
-    if metering not in ("chat", "summary", "title"):
+    if metering not in CHAT_METERINGS:
         raise ValueError(f"unknown chat metering {metering!r}")
     plan = _chat_plan(caller=caller, model=model, messages=messages, max_tokens=max_tokens, temperature=temperature,
                       top_p=top_p, stop=stop, shrink_to_fit=shrink_to_fit, metering=metering, tools=tools,

@@ -118,6 +118,7 @@ function renderMessage(m) {
   if (m.via === "voice") meta.append(el("span", "badge", "Spoken"));
   li.append(meta);
   if (m.memory) li.append(memoryNote(m.memory));
+  if (m.tool_steps?.length) li.append(toolSteps(m.tool_steps));
   const body = el("div", "msg__body");
   li.append(body);
   renderMarkdown(body, m.text || "");
@@ -145,6 +146,33 @@ function renderMessage(m) {
 
 function timingText(t) {
   return `First token ${Math.round(t.ttft_ms)} ms` + (t.tokens_per_s ? ` · ${Number(t.tokens_per_s).toFixed(1)} tokens/s` : "");
+}
+
+// The built-in tools a reply called: one collapsed line each ("used knowledge_search ('…') → 3 passages"),
+// opening onto what was asked and what came back.
+function toolStep(step) {
+  const details = el("details", `msg__tool${step.ok ? "" : " msg__tool--failed"}`);
+  details.append(el("summary", null, step.summary || `used ${step.name}`));
+  const args = el("pre", "msg__tool-data", JSON.stringify(step.arguments ?? {}, null, 2));
+  const result = el("pre", "msg__tool-data", step.result || "");
+  details.append(el("p", "msg__tool-label", "Asked"), args, el("p", "msg__tool-label", "Got back"), result);
+  return details;
+}
+
+function toolSteps(steps) {
+  const box = el("div", "msg__tools");
+  steps.forEach((step) => box.append(toolStep(step)));
+  return box;
+}
+
+function addToolStep(li, step) {
+  let box = li.querySelector(".msg__tools");
+  if (!box) {
+    box = toolSteps([]);
+    li.insertBefore(box, li.querySelector(".msg__body"));
+  }
+  box.append(toolStep(step));
+  keepUp();
 }
 
 function memoryNote(memory) {
@@ -292,6 +320,10 @@ export function handleFrame(frame) {
     case "delta":
       if (pending && !pending.text) setState(pending.el, "Writing…");
       appendDelta(frame.text);
+      break;
+    case "tool_step":
+      if (!pending) startAssistantBubble();
+      addToolStep(pending.el, frame);
       break;
     case "done": {
       const stopped = frame.finish_reason === "stopped";
