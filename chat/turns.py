@@ -122,7 +122,8 @@ class Turn:
     messages: list = field(default_factory=list)
     tools: list = field(default_factory=list)
     tool_steps: list = field(default_factory=list)
-    tool_rounds: int = 0  # requests made after tools ran (a model repeating a call makes no new step)
+    tool_rounds: int = 0  # requests made after tools ran
+    tools_done: bool = False  # the model repeated a call or went past the limit: it answers next
 
     def _busy_key(self) -> str:
         return f"parley:chat:busy:{self.conversation.pk}"
@@ -370,55 +371,53 @@ class Turn:
     # ------------------------------------------------------------------ built-in tools
 
     def _tools_run(self, step_text: str, calls: list[dict]) -> list[dict]:
-        """Run the calls the model just made (sync: tools touch the database and the network) and add the
-        exchange to the messages of the next step. A call repeated word for word is not run again: the
-        model is told it already has that result (small models repeat a call rather than answer)."""
+        """Run the calls the model just made (sync: tools touch the database and the network). A call
+        repeated with the same arguments is not run again, and ends the tool steps: small models repeat a
+        call rather than answer. Past MAX_TOOL_STEPS calls nothing more runs."""
         from chat.tools import tool_run
 
         assistant, steps = self.conversation.assistant, []
-        done = {(step["name"], json.dumps(step["arguments"], sort_keys=True)): step for step in self.tool_steps}
-        results = []
+        done = {(step["name"], json.dumps(step["arguments"], sort_keys=True)) for step in self.tool_steps}
         for call in calls:
             try:
                 arguments = json.loads(call["arguments"] or "{}")
             except ValueError:
                 arguments = call["arguments"]
             key = (call["name"], json.dumps(arguments, sort_keys=True))
-            if key in done:
-                content = ("You already called this with the same arguments; its result is above. Answer the "
-                           "user now.")
-            elif len(self.tool_steps) >= MAX_TOOL_STEPS:
-                content = f"No more tool calls in this reply (at most {MAX_TOOL_STEPS}). Answer the user now."
-            else:
-                result = tool_run(user=self.user, assistant=assistant, name=call["name"], arguments=arguments)
-                content = result.content
-                step = {"name": call["name"], "arguments": arguments, "summary": result.summary, "ok": result.ok,
-                        "content": result.content[:TOOL_RESULT_CHARS], "data": result.data}
-                self.tool_steps.append(step)
-                done[key] = step
-                steps.append(step)
-            results.append((call, content))
-        self.messages = [
-            *self.messages,
-            {"role": "assistant", "content": step_text or None, "tool_calls": [
-                {"id": call["id"], "type": "function",
-                 "function": {"name": call["name"], "arguments": call["arguments"]}} for call, _ in results]},
-            *({"role": "tool", "tool_call_id": call["id"], "content": content} for call, content in results),
-        ]
+            if key in done or len(self.tool_steps) >= MAX_TOOL_STEPS:
+                self.tools_done = True
+                continue
+            result = tool_run(user=self.user, assistant=assistant, name=call["name"], arguments=arguments)
+            step = {"name": call["name"], "arguments": arguments, "summary": result.summary, "ok": result.ok,
+                    "content": result.content[:TOOL_RESULT_CHARS], "data": result.data}
+            self.tool_steps.append(step)
+            done.add(key)
+            steps.append(step)
         return steps
 
     def _next_step(self) -> None:
         """The model's next step after its tools ran: a request of the same turn (its tokens count, it is
-        not another request). After MAX_TOOL_STEPS tool calls, or as many rounds, it is offered no tools,
-        so it answers."""
+        not another request). The results are numbered into the user's message, like knowledge passages,
+        rather than sent as Qwen's <tool_response> turns after the model's own calls: given those, the
+        bundled 0.5B model echoes its call instead of answering (docs/protocol.md), and with the results
+        in the system message it described its tools instead; this way it answers from them. Tools are
+        offered again, for a further step, until MAX_TOOL_STEPS calls or rounds or a repeated call; then
+        the model answers without them."""
         assistant = self.conversation.assistant
         self.tool_rounds += 1
-        last = len(self.tool_steps) >= MAX_TOOL_STEPS or self.tool_rounds >= MAX_TOOL_STEPS
+        last = self.tools_done or len(self.tool_steps) >= MAX_TOOL_STEPS or self.tool_rounds >= MAX_TOOL_STEPS
+        results = "\n\n".join(
+            f"[{index}] {step['name']}({json.dumps(step['arguments'], ensure_ascii=False)}):\n{step['content']}"
+            for index, step in enumerate(self.tool_steps, start=1))
+        question = self.messages[-1]["content"]
+        asked = (f"{question}\n\n(You already used tools for this message; what they returned:\n\n{results}\n\n"
+                 "Answer my message from these results"
+                 + (", or call another tool if one is still needed.)" if not last else ".)"))
+        messages = [*self.messages[:-1], {"role": "user", "content": asked}]
         self.stream.close()
-        self.stream = chat_stream(caller=self.caller, model=self.model_name, messages=self.messages,
+        self.stream = chat_stream(caller=self.caller, model=self.model_name, messages=messages,
                                   max_tokens=assistant.max_tokens, temperature=assistant.temperature,
-                                  shrink_to_fit=True, tools=self.tools,
-                                  tool_choice="none" if last else "auto",
+                                  shrink_to_fit=True, tools=self.tools, tool_choice="none" if last else "auto",
                                   metering="tool_step")
 
 

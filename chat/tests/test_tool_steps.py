@@ -39,7 +39,8 @@ def _researcher(user):
 
 
 async def test_a_reply_searches_the_users_documents_and_answers_from_them(celery_worker, bundled_models):
-    await sync_to_async(free_plan_set)(requests_per_minute=1000, tokens_per_day=10_000_000)
+    # One request a minute: the reply's later steps are part of its request, so they must not be refused.
+    await sync_to_async(free_plan_set)(requests_per_minute=1, tokens_per_day=10_000_000)
     world = await sync_to_async(world_build)()
     user = world.member  # reads the team's and the shared collection, not the owner's private one
     readable = await sync_to_async(lambda: set(Document.objects.filter(
@@ -70,9 +71,11 @@ async def test_a_reply_searches_the_users_documents_and_answers_from_them(celery
 
     reply = await sync_to_async(Message.objects.get)(pk=frames[-1]["message_id"])
     assert reply.status == "done" and reply.text == delta_text
+    # It answered from the result, in words (the 0.5B model echoed its call when shown Qwen's tool turns).
+    assert "while" in reply.text.lower() and not reply.text.lstrip().startswith(("{", "`"))
     assert [step["summary"] for step in reply.tool_steps] == [step["summary"] for step in steps]
     found = {passage["document_id"] for step in reply.tool_steps for passage in step["data"].get("citations", [])}
     assert found and found <= readable
     # Every step's tokens are the reply's, and the turn is one request however many steps it took.
     assert reply.usage["total_tokens"] > reply.usage["completion_tokens"] > 0
-    assert await sync_to_async(_requests_since)(user.pk, since) == 1
+    assert await sync_to_async(_requests_since)(user.pk, since) <= 1  # (a minute's counter may have expired)
