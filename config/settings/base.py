@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "chat",
     "knowledge",
     "inference",
+    "evaluation",
 ]
 
 MIDDLEWARE = [
