@@ -435,9 +435,8 @@ PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT = env.int("PARLEY_KNOWLEDGE_TEXT_MATCH_LIMIT",
 PARLEY_KNOWLEDGE_MAX_DISTANCE = env.float("PARLEY_KNOWLEDGE_MAX_DISTANCE", default=0.70)
 
 # --- Onboarding ------------------------------------------------------------------------
-# Path of the S-7 evaluation page (the evaluation issue). Empty: tour step 3 ("Explore the S-7
-# evaluation") is left out of the tour; set it once that page exists.
-PARLEY_TOUR_EVALUATION_URL = env("PARLEY_TOUR_EVALUATION_URL", default="")
+# Path of the S-7 evaluation page, tour step 3 ("Explore the S-7 evaluation"). Empty leaves the step out.
+PARLEY_TOUR_EVALUATION_URL = env("PARLEY_TOUR_EVALUATION_URL", default="/app/evaluation/")
 # The staff funnel counts a milestone only if it happened within this many days of sign-up
 # (the page can override it per view).
 PARLEY_ONBOARDING_FUNNEL_WINDOW_DAYS = env.int("PARLEY_ONBOARDING_FUNNEL_WINDOW_DAYS", default=30)
