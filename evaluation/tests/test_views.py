@@ -105,7 +105,9 @@ def test_a_users_runs_are_listed_with_progress_and_staff_see_everyones(client, b
     markup = page.content.decode()
     assert "Running now" in text_of(page) and f'data-run-progress="{run.pk}"' in markup
     assert '<progress max="7" value="0"' in markup
-    assert f'href="/app/evaluation/runs/{done.pk}/"' in markup and "100%" in text_of_part(markup, 'class="table eval-runs"')
+    runs = text_of_part(markup, 'class="table eval-runs"')
+    assert f'href="/app/evaluation/runs/{done.pk}/"' in markup and f"#{done.pk} S-7 challenge (7 items)" in runs
+    assert "Done 100%" in runs
     client.logout()
     login(client, staff)
     assert user.email in text_of_part(client.get("/app/evaluation/").content.decode(), 'class="table eval-runs"')
