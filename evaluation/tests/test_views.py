@@ -77,7 +77,7 @@ def test_the_page_plots_and_tabulates_every_measured_model(client, bundled_model
     assert points[1]["ci_low"] == pytest.approx(fast.score_ci_low * 100, abs=1e-4)
     assert "Point size: cost per 1,000 requests, from $0.2000 (smallest) to $1.0000 (largest)" in text
     table = text_of_part(markup, 'id="eval-figures"')
-    assert f"{MODEL} 100% 78–100% 12.5 306 / 312 ms 1.0000" in table  # Wilson 14/14: 78–100%; TTFT 300..313 ms
+    assert f"{MODEL} 100% 78–100% 12.5 306 ms p95 312 1.0000" in table  # Wilson 14/14: 78–100%; TTFT 300..313 ms
     assert "chat-fast 50% 27–73% 24.0" in table
     matrix = text_of_part(markup, 'id="eval-matrix"')
     assert f"Skill {MODEL} chat-fast" in matrix and "Facts 100% 34–100% · 2/2 50% 9–91% · 1/2" in matrix
