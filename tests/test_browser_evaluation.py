@@ -145,6 +145,18 @@ def test_the_page_draws_the_chart_beside_its_table_and_fits_the_screen(browser_p
     page.locator("#item-form").get_by_label("Expected number (reasoning)").fill("42")
     page.locator("#item-form").get_by_role("button", name="Add the item").click()
     expect(page.locator(".eval-items")).to_contain_text("What is 6 times 7?")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name=re.compile(r"^Delete reasoning item")).click()
+    expect(page.locator("main")).to_contain_text("No items yet.")
+
+    # A finished challenge's page: the model's card and every item, at this width too.
+    run = off_loop(finished_run_make, user=user, model=TINY, kind="challenge",
+                   passes={skill: [skill in ("facts", "code")] for skill in SKILLS})
+    page.goto(url + f"/app/evaluation/runs/{run.pk}/")
+    expect(page.locator("#card-score")).to_have_text("29%")
+    expect(page.locator("#run-results .eval-result")).to_have_count(7)
+    page.locator("#prompt-5 summary").click()  # the grounded item's long prompt, opened
+    checked(page, "evaluation-run-card")
 
 
 def test_a_challenge_started_from_the_page_shows_progress_then_the_card_and_the_badge(
