@@ -32,6 +32,8 @@ class ModelForm(forms.Form):
 
 class RunStartForm(ModelForm):
     skills = forms.MultipleChoiceField(choices=SKILL_CHOICES, required=False, label="Skills")
+    # Optional: a model that adds a rubric score per item, shown labelled as the judge's (grades stay mechanical).
+    judge_model = TextField(max_length=100, required=False, label="Judge model")
     # "" for S-7's own items, "personal" for the user's set, or the id of a team whose set to run.
     item_set = TextField(max_length=20, required=False, label="Items")
 
@@ -149,5 +151,6 @@ def item_error_message(message: str, param: str | None) -> str:
     if rest:
         index, _, tail = rest.partition("]")
         if index.isdigit():
+            tail = f", {tail[1:]}" if tail.startswith(".") else tail  # checks[0].type → "check 1, type"
             where = f"{label}, {'check' if root == 'checks' else 'line'} {int(index) + 1}{tail}"
     return where + message[len(param):]

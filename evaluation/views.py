@@ -117,7 +117,7 @@ def run_start(request: HttpRequest) -> HttpResponse:
             raise ApplicationError(form_error_message(form))
         run = evalrun_start(user=request.user, model=form.cleaned_data["model"],
                             skills=form.cleaned_data["skills"] or None, kind=EvalRun.Kind.FULL,
-                            item_set=form.cleaned_data["item_set"])
+                            item_set=form.cleaned_data["item_set"], judge_model=form.cleaned_data["judge_model"])
     except ApplicationError as exc:
         return _page(request, errors={origin: _error(exc)}, status=exc.status)
     return redirect("evaluation:run", run_id=run.pk)

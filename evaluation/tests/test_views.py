@@ -188,9 +188,11 @@ def test_starting_runs_shows_the_services_refusals_as_form_errors(client, bundle
     bad_skill = client.post("/app/evaluation/runs/", {"model": MODEL, "skills": ["facts", "poetry"]})
     assert bad_skill.status_code == 400 and "Select a valid choice. poetry is not one of the available choices." \
         in text_of(bad_skill)
-    started = client.post("/app/evaluation/runs/", {"model": MODEL, "skills": ["code", "facts"]})
+    started = client.post("/app/evaluation/runs/", {"model": MODEL, "skills": ["code", "facts"],
+                                                    "judge_model": "chat-fast"})
     run = EvalRun.objects.get(user=pro)
     assert started.status_code == 302 and run.kind == "full" and run.skills == ["facts", "code"]
+    assert run.judge_model == "chat-fast"
     busy = client.post("/app/evaluation/challenge/", {"model": MODEL})
     assert busy.status_code == 409
     assert f"Your S-7 run #{run.pk} of {MODEL} is still going" in text_of(busy)
@@ -260,7 +262,7 @@ def test_items_are_added_listed_run_and_deleted(client, bundled_models):
     ({"skill": "instructions", "prompt": "Say hi", "checks": "[{type: max_words}]"},
      "Checks: not valid JSON (Expecting property name enclosed in double quotes, line 1)."),
     ({"skill": "instructions", "prompt": "Say hi", "checks": '[{"type": "shout"}]'},
-     "Checks, check 1.type: one of json, json_equals"),
+     "Checks, check 1, type: one of json, json_equals"),
     ({"skill": "grounded", "prompt": "Q?", "passages": "a\nb", "cite": "3", "aliases": "x"},
      "Passage to cite: the number (1 to 2) of the passage that holds the answer is required."),
     ({"skill": "code", "prompt": "adds", "function": "add two", "tests": "add(1, 2) == 3"},
