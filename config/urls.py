@@ -47,3 +47,8 @@ urlpatterns += [
     path("api/knowledge/", include(knowledge_urls.api_urlpatterns)),
     path("rag/", include(knowledge_urls.rag_urlpatterns)),
 ]
+
+# The S-7 evaluation page, its runs and users' own items.
+urlpatterns += [
+    path("app/evaluation/", include("evaluation.urls")),
+]

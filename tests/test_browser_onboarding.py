@@ -146,38 +146,48 @@ def test_sign_up_verify_welcome_and_the_whole_tour(browser_context, live_daphne,
     # --- Step 1, Assistants: start a conversation.
     page.get_by_role("button", name="Start the tour").click()
     expect(page).to_have_url(re.compile(r"/app/assistants/$"))
-    expect_step(page, "Meet the assistants", "Step 1 of 6")
+    expect_step(page, "Meet the assistants", "Step 1 of 7")
     expect(page.locator("#ob-ring")).to_be_visible()
     shot(page, "onboarding-step1")
     page.get_by_role("button", name="Start chatting with General assistant").click()
 
     # --- Step 2, Try a chat: highlighted composer, survives a reload, completes on sending.
     expect(page).to_have_url(re.compile(r"/app/chats/\d+/$"))
-    expect_step(page, "Try a chat", "Step 2 of 6")
-    expect(page.locator("#ob-ring .ob-ring__label")).to_have_text("17%")
+    expect_step(page, "Try a chat", "Step 2 of 7")
+    expect(page.locator("#ob-ring .ob-ring__label")).to_have_text("14%")
     page.reload()
-    expect_step(page, "Try a chat", "Step 2 of 6")
+    expect_step(page, "Try a chat", "Step 2 of 7")
     expect(page.locator("#composer-input")).to_be_focused()
     shot(page, "onboarding-step2")
     expect(page.locator("#chat-status")).to_have_text("Connected")
     page.locator("#composer-input").fill("Say hello in three words.")
     page.keyboard.press("Enter")
-    # The step completes on sending (not on Next); the evaluation step is off, so knowledge is next.
+    # The step completes on sending (not on Next); the S-7 evaluation is next.
     card = page.locator("#ob-tour-card")
-    expect(card).to_contain_text("Add your knowledge", timeout=30_000)
-    expect(card).to_contain_text("step 3 of 6")
+    expect(card).to_contain_text("Explore the S-7 evaluation", timeout=30_000)
+    expect(card).to_contain_text("step 3 of 7")
     expect(popover(page)).to_have_count(0)
     expect(toast(page, "First Chat")).to_be_visible(timeout=180_000)
     page.wait_for_timeout(400)
     shot(page, "onboarding-first-chat-toast")
 
-    # --- Step 3, Knowledge: a collection, then documents (five ready ones earn Knowledge Explorer).
+    # --- Step 3, the S-7 evaluation page (PARLEY_TOUR_EVALUATION_URL): a step without an action, Next.
+    card.get_by_role("link", name="Go to “Explore the S-7 evaluation”").click()
+    expect(page).to_have_url(re.compile(r"/app/evaluation/$"))
+    expect_step(page, "Explore the S-7 evaluation", "Step 3 of 7")
+    expect(page.locator("[data-tour='evaluation']")).to_have_class(re.compile(r"\bdriver-active-element\b"))
+    shot(page, "onboarding-step3-evaluation")
+    popover(page).get_by_role("button", name="Next").click()
+
+    # --- Step 4, Knowledge: a collection, then documents (five ready ones earn Knowledge Explorer).
+    card = page.locator("#ob-tour-card")
+    expect(card).to_contain_text("Add your knowledge")
     card.get_by_role("link", name="Go to “Add your knowledge”").click()
-    expect_step(page, "Add your knowledge", "Step 3 of 6")
+    expect_step(page, "Add your knowledge", "Step 4 of 7")
     page.get_by_label("Name", exact=True).fill("Handbook")
     page.get_by_role("button", name="Create collection").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Handbook")
-    expect_step(page, "Add your knowledge", "Step 3 of 6")
+    expect_step(page, "Add your knowledge", "Step 4 of 7")
     files = []
     for index in range(5):
         path = tmp_path / f"note-{index}.txt"
@@ -189,12 +199,12 @@ def test_sign_up_verify_welcome_and_the_whole_tour(browser_context, live_daphne,
 
     # --- Esc pauses; the ring resumes. Then skip (asked once) and resume from the profile.
     page.locator("#ob-tour-card").get_by_role("link", name="Go to “Usage and analytics”").click()
-    expect_step(page, "Usage and analytics", "Step 4 of 6")
+    expect_step(page, "Usage and analytics", "Step 5 of 7")
     page.keyboard.press("Escape")
     expect(popover(page)).to_have_count(0)
     expect(page.locator("#ob-ring")).to_have_attribute("data-state", "paused")
     page.locator("#ob-ring").click()
-    expect_step(page, "Usage and analytics", "Step 4 of 6")
+    expect_step(page, "Usage and analytics", "Step 5 of 7")
     popover(page).get_by_role("button", name="Skip tour").click()
     expect(popover(page)).to_contain_text("Skip the whole tour?")
     popover(page).get_by_role("button", name="Yes, skip the tour").click()
@@ -206,26 +216,26 @@ def test_sign_up_verify_welcome_and_the_whole_tour(browser_context, live_daphne,
     page.get_by_role("button", name="Resume the tour").click()
     expect(page).to_have_url(re.compile(r"/app/usage/$"))
 
-    # --- Step 4, Usage: a step without an action completes on Next.
-    expect_step(page, "Usage and analytics", "Step 4 of 6")
+    # --- Step 5, Usage: a step without an action completes on Next.
+    expect_step(page, "Usage and analytics", "Step 5 of 7")
     popover(page).get_by_role("button", name="Next").click()
 
-    # --- Step 5, Profile: complete it.
+    # --- Step 6, Profile: complete it.
     card = page.locator("#ob-tour-card")
     expect(card).to_contain_text("Complete your profile")
     card.get_by_role("link", name="Go to “Complete your profile”").click()
-    expect_step(page, "Complete your profile", "Step 5 of 6")
+    expect_step(page, "Complete your profile", "Step 6 of 7")
     page.get_by_label("My initials (R)").check()
     page.get_by_label("Time zone").select_option("Europe/Lisbon")
     page.get_by_label("Weekly").check()
     page.get_by_role("button", name="Save profile").click()
     expect(page.locator("main")).to_contain_text("Your profile is complete.")
 
-    # --- Step 6, Invite your team: the last one; finishing celebrates.
+    # --- Step 7, Invite your team: the last one; finishing celebrates.
     card = page.locator("#ob-tour-card")
     expect(card).to_contain_text("Invite your team")
     card.get_by_role("link", name="Go to “Invite your team”").click()
-    expect_step(page, "Invite your team", "Step 6 of 6")
+    expect_step(page, "Invite your team", "Step 7 of 7")
     shot(page, "onboarding-step6")
     page.get_by_label("Email address").fill(f"colleague.{viewport['width']}@example.com")
     page.get_by_role("button", name="Send invitation").click()
@@ -235,12 +245,12 @@ def test_sign_up_verify_welcome_and_the_whole_tour(browser_context, live_daphne,
     shot(page, "onboarding-celebration")
     journey = Journey.objects.get(user__email=email)
     assert journey.tour_state == "finished" and sorted(journey.completed_steps) == [
-        "assistants", "chat", "invite", "knowledge", "profile", "usage"]
+        "assistants", "chat", "evaluation", "invite", "knowledge", "profile", "usage"]
 
     # --- Replay: from step 1 again, badges kept.
     dialog.get_by_role("button", name="Replay the tour").click()
     expect(page).to_have_url(re.compile(r"/app/assistants/$"))
-    expect_step(page, "Meet the assistants", "Step 1 of 6")
+    expect_step(page, "Meet the assistants", "Step 1 of 7")
     expect(page.locator("#ob-badges .ob-badges__count")).to_have_text("2")
     journey.refresh_from_db()
     assert journey.run == 2 and journey.completed_steps == []
@@ -350,7 +360,7 @@ def test_a_step_whose_target_sits_in_a_closed_menu_opens_it(browser_context, liv
     expect(page).to_have_url(re.compile(r"/app/$"))
 
     page.goto(live_daphne["url"] + "/app/usage/")
-    expect_step(page, "Usage and analytics", "Step 4 of 6")
+    expect_step(page, "Usage and analytics", "Step 5 of 7")
     link = page.locator('#account-menu a[href="/app/usage/"]')
     expect(link).to_be_visible()
     expect(link).to_have_class(re.compile(r"\bdriver-active-element\b"))

@@ -110,6 +110,7 @@ def _pages(world: dict) -> list[tuple[str, str, bool]]:
         ("collection", f"/app/knowledge/collections/{collection.pk}/", True),
         ("document", f"/app/knowledge/documents/{document.pk}/", False),
         ("search", f"/app/knowledge/search/?q=fog+signal&collection={collection.pk}", True),
+        ("evaluation", "/app/evaluation/", True),
         ("usage", "/app/usage/", True),
         ("api-keys", "/app/keys/", True),
         ("billing", "/billing/", True),

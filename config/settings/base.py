@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "knowledge",
     "inference",
     "arena",
+    "evaluation",
 ]
 
 MIDDLEWARE = [
@@ -450,9 +451,8 @@ PARLEY_WEBHOOK_ALLOWED_NETWORKS = env.list("PARLEY_WEBHOOK_ALLOWED_NETWORKS", de
 PARLEY_TOOL_EMAILS_PER_HOUR = env.int("PARLEY_TOOL_EMAILS_PER_HOUR", default=10)
 
 # --- Onboarding ------------------------------------------------------------------------
-# Path of the S-7 evaluation page (the evaluation issue). Empty: tour step 3 ("Explore the S-7
-# evaluation") is left out of the tour; set it once that page exists.
-PARLEY_TOUR_EVALUATION_URL = env("PARLEY_TOUR_EVALUATION_URL", default="")
+# Path of the S-7 evaluation page, tour step 3 ("Explore the S-7 evaluation"). Empty leaves the step out.
+PARLEY_TOUR_EVALUATION_URL = env("PARLEY_TOUR_EVALUATION_URL", default="/app/evaluation/")
 # The staff funnel counts a milestone only if it happened within this many days of sign-up
 # (the page can override it per view).
 PARLEY_ONBOARDING_FUNNEL_WINDOW_DAYS = env.int("PARLEY_ONBOARDING_FUNNEL_WINDOW_DAYS", default=30)

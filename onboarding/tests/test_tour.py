@@ -38,9 +38,12 @@ def test_a_new_user_has_a_journey_from_sign_up_and_a_tour_not_started():
 
 
 def test_the_evaluation_step_joins_the_tour_once_its_page_is_set():
-    assert "evaluation" not in [step.slug for step in tour_steps_active()]
+    from config.settings import base
 
-    with override_settings(PARLEY_TOUR_EVALUATION_URL="/app/evaluation/"):
+    assert "evaluation" not in [step.slug for step in tour_steps_active()]  # the setting emptied (conftest)
+
+    assert base.PARLEY_TOUR_EVALUATION_URL == "/app/evaluation/"  # the default, since the page exists
+    with override_settings(PARLEY_TOUR_EVALUATION_URL=base.PARLEY_TOUR_EVALUATION_URL):
         steps = tour_steps_active()
         user = user_make()
         state = tour_state(user=user)
