@@ -154,13 +154,14 @@ def _items_chosen(*, user, kind: str, skills: list[str] | None, item_set, limit:
 
 @transaction.atomic
 def evalrun_start(*, user, model: str, skills: list[str] | None = None, kind: str = "full", item_set=None,
-                  judge_model: str = "", limit: int | None = None) -> EvalRun:
+                  judge_model: str = "", limit: int | None = None, enqueue: bool = True) -> EvalRun:
     """Queue an S-7 run of `model` (a model or route) for `user`.
 
     Who may run what: staff anything; Pro users full runs within their plan's limits (every item is a normal
     request against their quota); everyone else the 7-item challenge only. `item_set`: None for S-7,
     "personal" for the user's own items, or a team (or its id) they belong to. `judge_model` (optional, off by
     default) adds a rubric score per item, labelled judge. `limit` caps the items per skill (bench, smoke runs).
+    `enqueue=False` leaves the run for the caller to execute in its own process (bench_eval).
     """
     from onboarding.services import event_record
 
@@ -192,7 +193,8 @@ def evalrun_start(*, user, model: str, skills: list[str] | None = None, kind: st
         skills=sorted({item.skill for item in items}, key=SKILLS.index), item_keys=[item.key for item in items],
         items_total=len(items))
     event_record(user_id=user.pk, name="s7_run", data={"kind": kind, "items": len(items)})
-    transaction.on_commit(lambda: evalrun_enqueue(run_id=run.pk))
+    if enqueue:
+        transaction.on_commit(lambda: evalrun_enqueue(run_id=run.pk))
     return run
 
 

@@ -65,3 +65,23 @@ def test_a_run_of_the_tiny_model_through_celery(celery_worker, bundled_models):
     ledger = UsageRecord.objects.filter(request_id__in=[r.request_id for r in results], user=staff)
     assert ledger.count() == 3 and sum(row.cost for row in ledger) == run.cost
     assert run.answered_by == ["smollm2-135m"] and run.finished_at is not None
+
+
+def test_bench_eval_prints_the_table_and_json(celery_worker, bundled_models):
+    import json
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("bench_eval", models=["smollm2-135m"], skills=["facts", "safety"], limit=1, stdout=out,
+                 stderr=StringIO())
+
+    text = out.getvalue()
+    figures = json.loads(text.strip().splitlines()[-1])
+    assert figures["bench"] == "eval" and figures["model"] == "smollm2-135m" and figures["items"] == 2
+    assert set(figures) >= {"facts_score", "safety_score", "score", "ttft_p50_ms", "tokens_per_s", "peak_memory_mb",
+                            "cost_per_1k_requests"}
+    assert "overall" in text and "95% CI" in text and "peak worker memory" in text
+    run = EvalRun.objects.get(pk=figures["run_id"])
+    assert run.status == "done" and run.user.email == "bench-eval@parley.localhost"
