@@ -314,10 +314,10 @@ def _item_run(*, run: EvalRun, item: Item | None, key: str, position: int) -> Ev
 def _ledger_of(request_id: str) -> dict:
     """The request's cost over every attempt (a fallback writes one row per attempt), and the decode speed of the
     attempt that answered, from the usage ledger the worker wrote."""
-    from inference.models import UsageRecord
+    from inference.selectors import usage_records_of_request
 
-    rows = list(UsageRecord.objects.filter(Q(request_id=request_id) | Q(request_id__startswith=f"{request_id}-"))
-                .order_by("id").values("cost", "outcome", "completion_tokens", "ttft_ms", "duration_ms"))
+    rows = list(usage_records_of_request(request_id=request_id).values(
+        "cost", "outcome", "completion_tokens", "ttft_ms", "duration_ms"))
     cost = sum((row["cost"] for row in rows), Decimal(0))
     speed = None
     ok = [row for row in rows if row["outcome"] == "ok"]

@@ -44,7 +44,8 @@ def test_a_run_of_the_tiny_model_through_celery(celery_worker, bundled_models):
     staff = user_make(is_staff=True)
 
     run_id, events = _watch(staff.pk, lambda: evalrun_start(
-        user=staff, model="smollm2-135m", skills=["facts", "grounded", "code"], limit=1).pk)
+        user=staff, model="smollm2-135m", skills=["facts", "grounded", "code"], limit=1,
+        judge_model="smollm2-135m").pk)
 
     run = EvalRun.objects.get(pk=run_id)
     assert run.status == "done", run.error
@@ -64,6 +65,8 @@ def test_a_run_of_the_tiny_model_through_celery(celery_worker, bundled_models):
     assert run.peak_memory_mb > 50  # the worker process holding the model (and llama-server, its child)
     ledger = UsageRecord.objects.filter(request_id__in=[r.request_id for r in results], user=staff)
     assert ledger.count() == 3 and sum(row.cost for row in ledger) == run.cost
+    # The judge asked the same model once per item, through the same ledger; its score is labelled, never a grade.
+    assert UsageRecord.objects.filter(user=staff).count() == 6 and run.judge_model == "smollm2-135m"
     assert run.answered_by == ["smollm2-135m"] and run.finished_at is not None
 
 

@@ -21,7 +21,7 @@ from evaluation.selectors import (
     models_latest_figures,
     skill_table,
 )
-from evaluation.services import evalitem_create, evalitem_delete, evalrun_finish, evalrun_start
+from evaluation.services import evalitem_create, evalitem_delete, evalrun_execute, evalrun_finish, evalrun_start
 from evaluation.tests.factories import pro_user_make
 
 pytestmark = pytest.mark.django_db
@@ -216,3 +216,19 @@ def test_latest_figures_per_model_come_from_full_s7_runs_only(bundled_models):
     assert row["run_id"] == newer.pk and row["score"] == 0.5 and row["scores"]["code"] == 0.5
     assert row["cost_per_1k_requests"] == Decimal("1.000000")  # 0.001 per item
     assert row["ttft_p50_ms"] == pytest.approx(206.5) and row["judge"] is None
+
+
+def test_a_run_claimed_by_another_task_or_already_over_is_left_alone(bundled_models):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    staff = user_make(is_staff=True)
+    run = evalrun_start(user=staff, model=MODEL, skills=["facts"], limit=1)
+    EvalRun.objects.filter(pk=run.pk).update(status="running", claimed_until=timezone.now() + timedelta(minutes=2))
+
+    assert evalrun_execute(run_id=run.pk) == "claimed"
+    assert not EvalResult.objects.filter(run=run).exists()
+    EvalRun.objects.filter(pk=run.pk).update(status="done", claimed_until=None)
+    assert evalrun_execute(run_id=run.pk) == "gone"
+    assert evalrun_execute(run_id=run.pk + 1000) == "gone"

@@ -118,6 +118,20 @@ def _bench_user():
     return User.objects.filter(email=BENCH_EMAIL).first() or user_create(email=BENCH_EMAIL, is_staff=True)
 
 
+def _running(worker: dict) -> bool:
+    """A heartbeat outlives its worker by up to its TTL: on this host, check that the process is still there."""
+    import socket
+
+    import psutil
+
+    if worker.get("host") != socket.gethostname():
+        return True
+    try:
+        return psutil.Process(int(worker["pid"])).status() != psutil.STATUS_ZOMBIE
+    except (psutil.Error, KeyError, ValueError):
+        return False
+
+
 class _gpu_worker:
     """Uses the deployment's live gpu workers; starts one for the bench's models when there is none."""
 
@@ -130,7 +144,7 @@ class _gpu_worker:
         from inference.bench_stack import child_env
         from inference.selectors import route_resolve
 
-        if any("gpu" in worker.get("queues", []) for worker in workers_alive()):
+        if any("gpu" in worker.get("queues", []) and _running(worker) for worker in workers_alive()):
             return self
         specs = sorted({spec.name for model in self.models for spec in route_resolve(model=model, task="chat")[1]})
         self.tmp = tempfile.TemporaryDirectory()
