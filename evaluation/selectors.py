@@ -92,3 +92,8 @@ def evalitem_get_for(*, user, item_id: int) -> EvalItem | None:
 def evalruns_in_progress(*, user) -> QuerySet[EvalRun]:
     """The user's runs still queued or running (a page resumes their progress bars from these)."""
     return evalruns_visible(user=user).filter(user=user, status__in=[EvalRun.Status.QUEUED, EvalRun.Status.RUNNING])
+
+
+def s7_skills() -> list[dict[str, object]]:
+    """S-7's seven skills in order: title, what is checked, items and the reply budget (the page's legend)."""
+    return [skill_info(skill) for skill in SKILLS]

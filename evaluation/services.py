@@ -25,7 +25,7 @@ from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
@@ -244,11 +244,18 @@ def evalrun_execute(*, run_id: int, budget_seconds: float = BATCH_SECONDS) -> st
         if time.monotonic() - started > budget_seconds:
             EvalRun.objects.filter(pk=run_id).update(claimed_until=None)
             return "more"
-        item = _item_of(key)
         try:
-            result = _item_run(run=run, item=item, key=key, position=position)
+            result = _item_run(run=run, item=_item_of(key), key=key, position=position)
         except _RunStop as stop:
             evalrun_fail(run=run, error=str(stop))
+            return "failed"
+        except (OperationalError, InterfaceError):
+            EvalRun.objects.filter(pk=run_id).update(claimed_until=None)
+            raise  # the database went away: the task retries, and the next claim resumes at this item
+        except Exception as exc:
+            # Anything else would leave the run "running" for ever: the page shows this instead.
+            logger.exception("S-7 run %s stopped at %s", run_id, key)
+            evalrun_fail(run=run, error=f"Stopped at {key} by an unexpected error: {type(exc).__name__}: {exc}")
             return "failed"
         errors_in_a_row = errors_in_a_row + 1 if result.error else 0
         if errors_in_a_row >= ERRORS_IN_A_ROW_MAX:
