@@ -138,6 +138,9 @@ def _items_chosen(*, user, kind: str, skills: list[str] | None, item_set, limit:
         return items, EvalRun.Source.S7, None
     if item_set == "personal":
         rows, source, team = EvalItem.objects.filter(owner=user), EvalRun.Source.PERSONAL, None
+    elif isinstance(item_set, (str, bool)) or not isinstance(getattr(item_set, "pk", item_set), int):
+        raise ApplicationError('item_set: "personal", or the id of one of your teams.', code="invalid", status=400,
+                               extra={"param": "item_set"})
     else:
         team = _team_of(user=user, team=item_set)
         rows, source = EvalItem.objects.filter(team=team), EvalRun.Source.TEAM

@@ -137,6 +137,9 @@ def test_personal_and_team_items_and_who_may_use_them(bundled_models):
     empty = _error(lambda: evalrun_start(user=owner, model=MODEL, item_set="personal", skills=["code"]))
     assert empty.status == 400 and empty.code == "no_items"
     assert _error(lambda: evalrun_start(user=outsider, model=MODEL, kind="challenge", item_set=team)).status == 400
+    assert _error(lambda: evalrun_start(user=owner, model=MODEL, item_set="everyone")).extra["param"] == "item_set"
+    other_pro = pro_user_make()  # may run full runs, but not over a team they are not in
+    assert _error(lambda: evalrun_start(user=other_pro, model=MODEL, item_set=team.pk)).status == 404
 
 
 # ----------------------------------------------------------------------------- a finished run
