@@ -79,11 +79,16 @@ class EvalRun(TimeStampedModel):
     score_ci_low = models.FloatField(null=True, blank=True)
     score_ci_high = models.FloatField(null=True, blank=True)
     judge_score = models.FloatField(null=True, blank=True)
-    ttft_p50_ms = models.FloatField(null=True, blank=True)
+    ttft_p50_ms = models.FloatField(null=True, blank=True,
+                                    help_text="Time to the first token as the worker measured it, median of the items.")
     ttft_p95_ms = models.FloatField(null=True, blank=True)
-    tokens_per_s = models.FloatField(null=True, blank=True)
-    peak_memory_mb = models.FloatField(null=True, blank=True)
-    cost = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal(0))
+    tokens_per_s = models.FloatField(null=True, blank=True,
+                                     help_text="Decode: tokens after the first over the time they took, all items.")
+    peak_memory_mb = models.FloatField(
+        null=True, blank=True, help_text="Largest resident memory seen of the gpu worker holding the model, sampled "
+        "after each item: the worker and its children (llama-server) on this host, else its heartbeat's rss_mb.")
+    cost = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal(0),
+                               help_text="The usage ledger's cost of every item's request (judge calls excluded).")
     answered_by = models.JSONField(default=list, blank=True, help_text="The models that answered (a route's).")
 
     class Meta:

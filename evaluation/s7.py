@@ -64,8 +64,10 @@ def prompt_build(skill: str, spec: dict) -> str:
         return f"Summarize the text below in at most {spec['max_words']} words.\n\nText: {spec['text']}"
     if skill == "grounded":
         numbered = "\n".join(f"[{n}] {text}" for n, text in enumerate(spec["passages"], start=1))
-        return ("Answer the question using only the numbered passages below. Cite the passage that supports your "
-                f"answer by its number in square brackets, like [2].\n\n{numbered}\n\nQuestion: {spec['question']}")
+        # The example sentence matters: asked only to "cite", small models reply with a bare "[2]".
+        return ("Answer the question in one sentence, using only the numbered passages below, and cite the passage "
+                "that supports your answer by its number in square brackets, for example: \"The office opens at "
+                f"nine [2].\"\n\n{numbered}\n\nQuestion: {spec['question']}")
     if skill == "code":
         return (f"Write a Python function `{spec['function']}` that {spec['task']}. Reply with the complete "
                 "function in a ```python code block.")

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 from dataclasses import dataclass, field
 
 TIMEOUT_SECONDS = 5.0
@@ -99,7 +100,8 @@ def code_extract(answer: str) -> str:
     for candidates in (python, plain, [body for _, body in blocks]):
         defining = [body for body in candidates if re.search(r"^\s*(def|class|import|from)\s", body, re.M)]
         if defining:
-            return "\n\n".join(defining).strip("\n")
+            # Small models often indent a whole block by a space or two: take the common margin off.
+            return "\n\n".join(textwrap.dedent(body).strip("\n") for body in defining)
     match = re.search(r"^(def|import|from|class)\s", answer or "", re.M)
     return (answer[match.start():] if match else (answer or "")).strip("\n")
 

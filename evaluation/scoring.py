@@ -19,7 +19,10 @@ def wilson(passed: int, n: int, z: float = Z_95) -> tuple[float, float]:
     centre = p + z * z / (2 * n)
     spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     scale = 1 + z * z / n
-    return max(0.0, (centre - spread) / scale), min(1.0, (centre + spread) / scale)
+    # At 0 of n (n of n) the bound is exactly 0 (1); the formula leaves a rounding error there.
+    low = 0.0 if passed == 0 else max(0.0, (centre - spread) / scale)
+    high = 1.0 if passed == n else min(1.0, (centre + spread) / scale)
+    return low, high
 
 
 def score_of(passed: int, n: int) -> dict[str, float | int]:

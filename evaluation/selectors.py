@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.db.models import Q, QuerySet
 
 from evaluation.models import EvalItem, EvalResult, EvalRun
-from evaluation.s7 import SKILLS, skill_info
+from evaluation.s7 import SKILLS, s7_items, skill_info
 
 
 def evalruns_visible(*, user) -> QuerySet[EvalRun]:
@@ -50,9 +50,9 @@ def skill_table(*, run: EvalRun) -> list[dict[str, object]]:
 
 
 def _measured() -> QuerySet[EvalRun]:
-    """Finished full S-7 runs over all seven skills: the only runs whose scores compare across models."""
+    """Finished runs of every S-7 item (no skill left out, no limit): the only scores that compare across models."""
     return (EvalRun.objects.filter(status=EvalRun.Status.DONE, kind=EvalRun.Kind.FULL, source=EvalRun.Source.S7,
-                                   skills=list(SKILLS))
+                                   skills=list(SKILLS), items_total=len(s7_items()))
             .exclude(finished_at__isnull=True))
 
 
@@ -92,3 +92,8 @@ def evalitem_get_for(*, user, item_id: int) -> EvalItem | None:
 def evalruns_in_progress(*, user) -> QuerySet[EvalRun]:
     """The user's runs still queued or running (a page resumes their progress bars from these)."""
     return evalruns_visible(user=user).filter(user=user, status__in=[EvalRun.Status.QUEUED, EvalRun.Status.RUNNING])
+
+
+def s7_skills() -> list[dict[str, object]]:
+    """S-7's seven skills in order: title, what is checked, items and the reply budget (the page's legend)."""
+    return [skill_info(skill) for skill in SKILLS]

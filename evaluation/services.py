@@ -25,7 +25,7 @@ from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
@@ -138,6 +138,9 @@ def _items_chosen(*, user, kind: str, skills: list[str] | None, item_set, limit:
         return items, EvalRun.Source.S7, None
     if item_set == "personal":
         rows, source, team = EvalItem.objects.filter(owner=user), EvalRun.Source.PERSONAL, None
+    elif isinstance(item_set, (str, bool)) or not isinstance(getattr(item_set, "pk", item_set), int):
+        raise ApplicationError('item_set: "personal", or the id of one of your teams.', code="invalid", status=400,
+                               extra={"param": "item_set"})
     else:
         team = _team_of(user=user, team=item_set)
         rows, source = EvalItem.objects.filter(team=team), EvalRun.Source.TEAM
@@ -154,13 +157,14 @@ def _items_chosen(*, user, kind: str, skills: list[str] | None, item_set, limit:
 
 @transaction.atomic
 def evalrun_start(*, user, model: str, skills: list[str] | None = None, kind: str = "full", item_set=None,
-                  judge_model: str = "", limit: int | None = None) -> EvalRun:
+                  judge_model: str = "", limit: int | None = None, enqueue: bool = True) -> EvalRun:
     """Queue an S-7 run of `model` (a model or route) for `user`.
 
     Who may run what: staff anything; Pro users full runs within their plan's limits (every item is a normal
     request against their quota); everyone else the 7-item challenge only. `item_set`: None for S-7,
     "personal" for the user's own items, or a team (or its id) they belong to. `judge_model` (optional, off by
     default) adds a rubric score per item, labelled judge. `limit` caps the items per skill (bench, smoke runs).
+    `enqueue=False` leaves the run for the caller to execute in its own process (bench_eval).
     """
     from onboarding.services import event_record
 
@@ -192,7 +196,8 @@ def evalrun_start(*, user, model: str, skills: list[str] | None = None, kind: st
         skills=sorted({item.skill for item in items}, key=SKILLS.index), item_keys=[item.key for item in items],
         items_total=len(items))
     event_record(user_id=user.pk, name="s7_run", data={"kind": kind, "items": len(items)})
-    transaction.on_commit(lambda: evalrun_enqueue(run_id=run.pk))
+    if enqueue:
+        transaction.on_commit(lambda: evalrun_enqueue(run_id=run.pk))
     return run
 
 
@@ -242,11 +247,18 @@ def evalrun_execute(*, run_id: int, budget_seconds: float = BATCH_SECONDS) -> st
         if time.monotonic() - started > budget_seconds:
             EvalRun.objects.filter(pk=run_id).update(claimed_until=None)
             return "more"
-        item = _item_of(key)
         try:
-            result = _item_run(run=run, item=item, key=key, position=position)
+            result = _item_run(run=run, item=_item_of(key), key=key, position=position)
         except _RunStop as stop:
             evalrun_fail(run=run, error=str(stop))
+            return "failed"
+        except (OperationalError, InterfaceError):
+            EvalRun.objects.filter(pk=run_id).update(claimed_until=None)
+            raise  # the database went away: the task retries, and the next claim resumes at this item
+        except Exception as exc:
+            # Anything else would leave the run "running" for ever: the page shows this instead.
+            logger.exception("S-7 run %s stopped at %s", run_id, key)
+            evalrun_fail(run=run, error=f"Stopped at {key} by an unexpected error: {type(exc).__name__}: {exc}")
             return "failed"
         errors_in_a_row = errors_in_a_row + 1 if result.error else 0
         if errors_in_a_row >= ERRORS_IN_A_ROW_MAX:
@@ -312,10 +324,10 @@ def _item_run(*, run: EvalRun, item: Item | None, key: str, position: int) -> Ev
 def _ledger_of(request_id: str) -> dict:
     """The request's cost over every attempt (a fallback writes one row per attempt), and the decode speed of the
     attempt that answered, from the usage ledger the worker wrote."""
-    from inference.models import UsageRecord
+    from inference.selectors import usage_records_of_request
 
-    rows = list(UsageRecord.objects.filter(Q(request_id=request_id) | Q(request_id__startswith=f"{request_id}-"))
-                .order_by("id").values("cost", "outcome", "completion_tokens", "ttft_ms", "duration_ms"))
+    rows = list(usage_records_of_request(request_id=request_id).values(
+        "cost", "outcome", "completion_tokens", "ttft_ms", "duration_ms"))
     cost = sum((row["cost"] for row in rows), Decimal(0))
     speed = None
     ok = [row for row in rows if row["outcome"] == "ok"]

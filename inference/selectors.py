@@ -390,3 +390,11 @@ def usage_totals_of_users(*, user_ids: list[int], days: int = 30) -> list[dict]:
         .order_by("user_id")
     )
     return list(rows)
+
+
+def usage_records_of_request(*, request_id: str) -> QuerySet[UsageRecord]:
+    """Every ledger row of one request, oldest first: one per attempt (a fallback's carry `<request_id>-<n>`)."""
+    from django.db.models import Q
+
+    return UsageRecord.objects.filter(Q(request_id=request_id) | Q(request_id__startswith=f"{request_id}-")).order_by(
+        "created_at", "id")

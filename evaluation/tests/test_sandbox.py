@@ -90,3 +90,4 @@ def test_code_is_found_in_fences_or_bare():
         "def k():\n    return 42"
     assert code_extract("Here you go:\ndef m(x):\n    return x") == "def m(x):\n    return x"
     assert code_extract("```python\ndef n():\n    return 0") == "def n():\n    return 0"  # cut off mid-fence
+    assert code_extract("```Python\n\n def p():\n     return 0\n```") == "def p():\n    return 0"  # indented

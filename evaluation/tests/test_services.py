@@ -21,7 +21,7 @@ from evaluation.selectors import (
     models_latest_figures,
     skill_table,
 )
-from evaluation.services import evalitem_create, evalitem_delete, evalrun_finish, evalrun_start
+from evaluation.services import evalitem_create, evalitem_delete, evalrun_execute, evalrun_finish, evalrun_start
 from evaluation.tests.factories import pro_user_make
 
 pytestmark = pytest.mark.django_db
@@ -76,7 +76,7 @@ def test_bad_run_requests_say_what_was_wrong(bundled_models):
     # chat-quality is a Pro route: a free user may not have it evaluated, not even in a challenge.
     denied = _error(lambda: evalrun_start(user=free, model="chat-quality", kind="challenge"))
     assert denied.status == 403 and denied.code == "model_not_allowed"
-    assert not EvalRun.objects.exists()
+    assert not EvalRun.objects.filter(user__in=[staff, free]).exists()
 
 
 # ----------------------------------------------------------------------------- users' items
@@ -137,6 +137,9 @@ def test_personal_and_team_items_and_who_may_use_them(bundled_models):
     empty = _error(lambda: evalrun_start(user=owner, model=MODEL, item_set="personal", skills=["code"]))
     assert empty.status == 400 and empty.code == "no_items"
     assert _error(lambda: evalrun_start(user=outsider, model=MODEL, kind="challenge", item_set=team)).status == 400
+    assert _error(lambda: evalrun_start(user=owner, model=MODEL, item_set="everyone")).extra["param"] == "item_set"
+    other_pro = pro_user_make()  # may run full runs, but not over a team they are not in
+    assert _error(lambda: evalrun_start(user=other_pro, model=MODEL, item_set=team.pk)).status == 404
 
 
 # ----------------------------------------------------------------------------- a finished run
@@ -156,7 +159,9 @@ def _answered(run: EvalRun, outcomes: dict[str, list[bool]], *, ttft: float = 10
 
 def test_the_finished_challenge_records_scores_and_earns_the_badge(bundled_models, django_capture_on_commit_callbacks):
     from onboarding.models import Award
+    from onboarding.seed import onboarding_seed
 
+    onboarding_seed()  # the badges (a transactional test elsewhere may have emptied the seeded rows)
     user = user_make()
     run = evalrun_start(user=user, model=MODEL, kind="challenge")
     _answered(run, {skill: [skill != "code"] for skill in SKILLS})
@@ -216,3 +221,19 @@ def test_latest_figures_per_model_come_from_full_s7_runs_only(bundled_models):
     assert row["run_id"] == newer.pk and row["score"] == 0.5 and row["scores"]["code"] == 0.5
     assert row["cost_per_1k_requests"] == Decimal("1.000000")  # 0.001 per item
     assert row["ttft_p50_ms"] == pytest.approx(206.5) and row["judge"] is None
+
+
+def test_a_run_claimed_by_another_task_or_already_over_is_left_alone(bundled_models):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    staff = user_make(is_staff=True)
+    run = evalrun_start(user=staff, model=MODEL, skills=["facts"], limit=1)
+    EvalRun.objects.filter(pk=run.pk).update(status="running", claimed_until=timezone.now() + timedelta(minutes=2))
+
+    assert evalrun_execute(run_id=run.pk) == "claimed"
+    assert not EvalResult.objects.filter(run=run).exists()
+    EvalRun.objects.filter(pk=run.pk).update(status="done", claimed_until=None)
+    assert evalrun_execute(run_id=run.pk) == "gone"
+    assert evalrun_execute(run_id=run.pk + 1000) == "gone"
