@@ -57,7 +57,8 @@ def _assistant_form_values(request: HttpRequest, assistant=None) -> dict:
         return {"name": post.get("name", ""), "emoji": post.get("emoji", ""),
                 "description": post.get("description", ""), "system_prompt": post.get("system_prompt", ""),
                 "route_alias": post.get("route_alias", ""),
-                "knowledge_collections": [v for v in post.getlist("knowledge_collections") if v.isdigit()],
+                "knowledge_collections": [v for v in post.getlist("knowledge_collections")
+                                          if v.isascii() and v.isdigit()],
                 "tools": post.getlist("tools")}
     if assistant is None:
         return {"emoji": "💬", "route_alias": "chat-default", "knowledge_collections": [], "tools": []}
@@ -69,7 +70,7 @@ def _assistant_form_values(request: HttpRequest, assistant=None) -> dict:
 
 def _assistant_form(request: HttpRequest) -> dict:
     form = AssistantCreateForm(request.POST, collection_ids=[
-        int(v) for v in request.POST.getlist("knowledge_collections") if v.isdigit() and len(v) < 19])
+        int(v) for v in request.POST.getlist("knowledge_collections") if v.isascii() and v.isdigit() and len(v) < 19])
     if not form.is_valid():
         raise ApplicationError(form_error_message(form))
     data = form.cleaned_data

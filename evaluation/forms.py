@@ -150,7 +150,7 @@ def item_error_message(message: str, param: str | None) -> str:
     where = label
     if rest:
         index, _, tail = rest.partition("]")
-        if index.isdigit():
+        if index.isascii() and index.isdigit():
             tail = f", {tail[1:]}" if tail.startswith(".") else tail  # checks[0].type → "check 1, type"
             where = f"{label}, {'check' if root == 'checks' else 'line'} {int(index) + 1}{tail}"
     return where + message[len(param):]

@@ -135,7 +135,7 @@ def test_sign_up_verify_welcome_and_the_whole_tour(browser_context, live_daphne,
     expect(page).to_have_url(re.compile(r"/app/$"))
     expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Rosa")  # from rosa.<width>@
     expect(page.get_by_role("heading", name="Take the tour")).to_be_visible()
-    expect(page.locator("[data-stat=assistants]")).to_have_text("3")
+    expect(page.locator("[data-stat=assistants]")).to_have_text("4")  # general, IT, HR, legal
     checked(page, "onboarding-welcome")
 
     # A name at the first visit.

@@ -58,7 +58,7 @@ def test_welcome_counts_this_weeks_chats(client, rosa):
 
     body = client.get("/app/").content.decode()
     assert '<span class="ob-stat__value" data-stat="chats_week">2</span>' in body
-    assert '<span class="ob-stat__value" data-stat="assistants">3</span>' in body
+    assert '<span class="ob-stat__value" data-stat="assistants">4</span>' in body
 
 
 def test_a_suggested_prompt_opens_a_chat_with_it_filled_in(client, rosa):
