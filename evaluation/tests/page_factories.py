@@ -12,12 +12,15 @@ from evaluation.services import evalrun_finish
 
 def finished_run_make(*, user, model: str, passes: dict[str, list[bool]] | None = None, kind: str = "full",
                       ttft_ms: float = 150.0, tokens_per_s: float = 20.0, cost: str = "0.0005") -> EvalRun:
-    """A done run of `model`: per skill, which of its first items passed (all seven skills, 2 items each, by
-    default). Written as running (so no task is queued) and finished by evalrun_finish."""
+    """A done run of `model` over every item of the skills in `passes` (all seven by default, which makes it a
+    full S-7 run, the kind the chart plots): each skill's items pass or fail in the pattern its list gives,
+    repeated ([True, False]: every other one). Written as running (so no task is queued) and finished by
+    evalrun_finish. A challenge takes only as many items per skill as the pattern has."""
     passes = passes or {skill: [True, False] for skill in SKILLS}
     items = []
     for skill, outcomes in passes.items():
-        items += list(zip(s7_items(skills=[skill], limit=len(outcomes)), outcomes, strict=True))
+        chosen = s7_items(skills=[skill], limit=len(outcomes) if kind == "challenge" else None)
+        items += [(item, outcomes[index % len(outcomes)]) for index, item in enumerate(chosen)]
     run = EvalRun.objects.create(
         user=user, model=model, kind=kind, status=EvalRun.Status.RUNNING, skills=[s for s in SKILLS if s in passes],
         item_keys=[item.key for item, _ in items], items_total=len(items))
