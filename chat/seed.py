@@ -56,9 +56,12 @@ STARTER_COLLECTIONS = {
               "description": "Open-source licence texts and a contracts primer. Sources and licences: "
                              "knowledge/starter/legal/SOURCES.md."},
     "hr-policy": {"directory": "hr", "name": "Starter: HR policies",
-                  "description": "Sample HR policies written for Parley (GPL-3.0). knowledge/starter/hr/SOURCES.md."},
+                  "description": "The Contributor Covenant 2.0 code of conduct and its enforcement guidelines "
+                                 "(CC BY 4.0). Sources: knowledge/starter/hr/SOURCES.md."},
     "it-support": {"directory": "it", "name": "Starter: IT support guides",
-                   "description": "Sample IT guides written for Parley (GPL-3.0). knowledge/starter/it/SOURCES.md."},
+                   "description": "Sections of The Debian Administrator's Handbook on accounts, networks and "
+                                  "Wi-Fi, printers, SSH, backups, updates and security (GPL-2.0+ or CC BY-SA "
+                                  "3.0). Sources: knowledge/starter/it/SOURCES.md."},
 }
 
 

@@ -25,10 +25,9 @@ class Command(BaseCommand):
     def handle(self, *args: object, owner: str, only: list[str] | None, now: bool, **options: object) -> None:
         try:
             user = User.objects.get(email__iexact=owner) if owner else starter_owner_default()
+            outcomes = assistants_starter_install(owner=user, only=only, ingest_now=now)
         except User.DoesNotExist:
             raise CommandError(f"No user {owner}.")
-        try:
-            outcomes = assistants_starter_install(owner=user, only=only, ingest_now=now)
         except ApplicationError as exc:
             raise CommandError(exc.message)
         for outcome in outcomes:
@@ -36,4 +35,4 @@ class Command(BaseCommand):
                 state = "ingested" if now else "queued for ingest"
                 self.stdout.write(f"starter: {outcome.assistant}: collection {outcome.collection_id}"
                                   f"{' (new)' if outcome.collection_created else ''}, "
-                                  f"{outcome.documents_added} documents {state}")
+                                  f"{outcome.documents_added} document{'' if outcome.documents_added == 1 else 's'} {state}")
