@@ -33,6 +33,7 @@ class Command(BaseCommand):
         for outcome in outcomes:
             if outcome.documents_added or outcome.collection_created:
                 state = "ingested" if now else "queued for ingest"
+                plural = "" if outcome.documents_added == 1 else "s"
                 self.stdout.write(f"starter: {outcome.assistant}: collection {outcome.collection_id}"
                                   f"{' (new)' if outcome.collection_created else ''}, "
-                                  f"{outcome.documents_added} document{'' if outcome.documents_added == 1 else 's'} {state}")
+                                  f"{outcome.documents_added} document{plural} {state}")
