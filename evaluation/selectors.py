@@ -7,8 +7,20 @@ from decimal import Decimal
 
 from django.db.models import Q, QuerySet
 
+from common.plans import plan_of
 from evaluation.models import EvalItem, EvalResult, EvalRun
 from evaluation.s7 import SKILLS, s7_items, skill_info
+
+FREE_PLAN = "free"  # billing.models.Plan.FREE_SLUG: the plan that gets the challenge only
+
+
+def evalrun_may_run_full(*, user) -> bool:
+    """Who may start a full run (S-7, or a set of their own items): staff always; otherwise a user on a paid
+    plan (Pro). With plans off (no provider), staff only. Everyone may take the 7-item challenge."""
+    if getattr(user, "is_staff", False):
+        return True
+    plan = plan_of(user)
+    return plan is not None and plan.plan != FREE_PLAN
 
 
 def evalruns_visible(*, user) -> QuerySet[EvalRun]:

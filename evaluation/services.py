@@ -31,7 +31,6 @@ from django.utils import timezone
 
 from common.errors import ApplicationError
 from common.notifications import user_notify
-from common.plans import plan_of
 from evaluation.grading import grade
 from evaluation.models import EvalItem, EvalResult, EvalRun
 from evaluation.s7 import (
@@ -45,12 +44,12 @@ from evaluation.s7 import (
     skills_clean,
 )
 from evaluation.scoring import score_of, speed_of
+from evaluation.selectors import evalrun_may_run_full
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_EVENT = "evaluation.run"
 CHALLENGE_NAME = "s7-challenge"
-FREE_PLAN = "free"  # billing.models.Plan.FREE_SLUG: the plan that gets the challenge only
 BATCH_SECONDS = 240.0  # one task's share of a run; the continuation picks up the rest
 CLAIM_SECONDS = 180  # a claim not renewed for this long (a dead task) can be taken over
 RATE_LIMIT_WAIT_MAX = 65  # a per-minute limit is waited out; a daily one stops the run
@@ -93,14 +92,6 @@ def evalitem_delete(*, user, item: EvalItem) -> None:
 
 
 # ----------------------------------------------------------------------------- starting a run
-
-
-def _may_run_full(user) -> bool:
-    """Staff always; otherwise a user on a paid plan (Pro). With plans off (no provider), staff only."""
-    if getattr(user, "is_staff", False):
-        return True
-    plan = plan_of(user)
-    return plan is not None and plan.plan != FREE_PLAN
 
 
 def _model_check(*, user, model: str, field: str) -> str:
@@ -171,7 +162,7 @@ def evalrun_start(*, user, model: str, skills: list[str] | None = None, kind: st
     if kind not in EvalRun.Kind.values:
         raise ApplicationError(f"kind: one of {', '.join(EvalRun.Kind.values)}.", code="invalid", status=400,
                                extra={"param": "kind"})
-    if kind == EvalRun.Kind.FULL and not _may_run_full(user):
+    if kind == EvalRun.Kind.FULL and not evalrun_may_run_full(user=user):
         raise ApplicationError(
             "Full S-7 runs are for Pro users and staff. Take the 7-item S-7 challenge instead, or upgrade.",
             code="evaluation_not_in_plan", status=403)

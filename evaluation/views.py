@@ -29,6 +29,7 @@ from evaluation.selectors import (
     evalitems_of_user,
     evalresults_of_run,
     evalrun_get_for,
+    evalrun_may_run_full,
     evalruns_in_progress,
     evalruns_visible,
     models_latest_figures,
@@ -75,6 +76,7 @@ def _page(request: HttpRequest, *, errors: dict | None = None, status: int = 200
         "posted": request.POST if request.method == "POST" else {},
         "posted_skills": request.POST.getlist("skills") if request.method == "POST" else [],
         "progress_event": PROGRESS_EVENT,
+        "may_run_full": evalrun_may_run_full(user=user),
     }, status=status)
 
 

@@ -167,6 +167,19 @@ def test_a_running_run_shows_its_progress_and_a_failed_one_why(client, bundled_m
 # ----------------------------------------------------------------------------- starting runs
 
 
+def test_a_free_user_sees_why_full_runs_are_not_offered_instead_of_their_forms(client, bundled_models):
+    free, pro = user_make(), pro_user_make()
+    login(client, free)
+    page = client.get("/app/evaluation/").content.decode()
+    assert 'id="run-not-in-plan"' in page and "Full runs come with the Pro plan" in page
+    assert 'action="/app/evaluation/runs/"' not in page  # neither the S-7 run nor a set run
+    assert 'action="/app/evaluation/challenge/"' in page
+    client.logout()
+    login(client, pro)
+    page = client.get("/app/evaluation/").content.decode()
+    assert 'id="run-not-in-plan"' not in page and 'action="/app/evaluation/runs/"' in page
+
+
 def test_starting_runs_shows_the_services_refusals_as_form_errors(client, bundled_models):
     free = user_make()
     login(client, free)
