@@ -16,11 +16,14 @@ The chat turn's tool-calling loop is built elsewhere; it uses `assistant_tools` 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
 import json
 import logging
+import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
@@ -271,21 +274,36 @@ class WebhookNotify(Tool):
         }
         timeout = float(settings.PARLEY_WEBHOOK_TIMEOUT)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        started = time.monotonic()
         try:
             connection = connection_pinned(parts.scheme, host, port, addresses, timeout)
         except FetchError as exc:
             raise ToolRefused(str(exc), code="unreachable") from exc
+        # The socket timeout bounds each read; a receiver that drips its answer a byte at a time would pass
+        # every one of them. The whole exchange gets `timeout` too: when it runs out, the socket is shut,
+        # which ends the blocked read at once.
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            with contextlib.suppress(OSError):
+                connection.sock.shutdown(socket.SHUT_RDWR)
+
+        deadline = threading.Timer(max(0.0, timeout - (time.monotonic() - started)), expire)
+        deadline.daemon = True
+        deadline.start()
         try:
             connection.request("POST", path, body=body, headers=headers)
             response = connection.getresponse()
             response.read(2048)
             status = response.status
         except (OSError, http.client.HTTPException) as exc:
-            if isinstance(exc, TimeoutError):
+            if isinstance(exc, TimeoutError) or expired.is_set():
                 raise ToolRefused(f"{host} did not answer within {timeout:g} s.", code="timeout") from exc
             raise ToolRefused(f"Posting to {host} failed: {exc.__class__.__name__}: {exc}.",
                               code="unreachable") from exc
         finally:
+            deadline.cancel()
             connection.close()
         if 300 <= status < 400:
             # Never followed: a redirect could point anywhere, including the operator's own network.

@@ -7,6 +7,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
+import threading
+import time
 
 import pytest
 
@@ -181,6 +184,42 @@ def test_webhook_posts_signed_json_and_follows_no_redirect(webhook_settings):
     assert moved.data["error"] == "url_not_allowed"  # /hooks/../moved is not under /hooks
     assert redirected.data["error"] == "redirected" and "never follow" in redirected.content
     assert [r["path"] for r in server.requests] == ["/hooks", "/moved"]  # the redirect's target was not asked
+
+
+def test_a_receiver_that_drips_its_answer_is_cut_off_at_the_whole_requests_timeout(webhook_settings):
+    # Each byte comes well within the socket's per-read timeout, so only a deadline on the whole exchange
+    # stops it. The receiver would need 40 x 0.1 s; it is allowed 1 s, and notes where it was cut off.
+    webhook_settings.PARLEY_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    webhook_settings.PARLEY_WEBHOOK_TIMEOUT = 1
+    answer = b"HTTP/1.1 204 No Content\r\nX-Slow: " + b"." * 40 + b"\r\n\r\n"
+    sent = []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def drip() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            try:
+                for byte in answer:
+                    connection.sendall(bytes([byte]))
+                    sent.append(byte)
+                    time.sleep(0.1)
+            except OSError:
+                pass
+
+    receiver = threading.Thread(target=drip, daemon=True)
+    receiver.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/hooks"
+    webhook_settings.PARLEY_WEBHOOK_ALLOWED_URLS = [url]
+    try:
+        result = tool_run(user=user_make(), assistant=_assistant(["webhook_notify"]), name="webhook_notify",
+                          arguments={"event": "ticket.create", "message": "slow"})
+        receiver.join(10)
+    finally:
+        listener.close()
+
+    assert result.data["error"] == "timeout" and "did not answer within 1 s" in result.content, result.content
+    assert len(sent) < len(answer)  # cut off mid-answer, not waited out
 
 
 # ----------------------------------------------------------------------------- send_email
