@@ -5,7 +5,7 @@
 
 `voice.json` is the JSON line `manage.py bench_voice` prints (stage p50/p99 in ms); `load.json` is
 `manage.py bench_load --json` (Daphne's CPU per turn; with --llm-from-load, tokens/s under load). Figures not
-in the files fall back to the measured defaults below (this 2-core machine, 2026-12-02). Flags
+in the files fall back to the measured defaults below (this 2-core machine, 2026-12-05). Flags
 marked ASSUMPTION are not measured here; change them when you measure them (e.g. on a GPU).
 
 Model: each stage (speech to text, the LLM, text to speech) is a pool of identical servers fed by
@@ -21,22 +21,25 @@ import json
 import math
 from pathlib import Path
 
-# Measured on this 2-core CPU machine (README: bench_voice, bench_inference; FACTS 2026-12-02).
+# Measured on this 2-core CPU machine: bench_voice 2026-12-05 (docs/bench/voice-2026-12-05.json; streaming
+# STT with speculative replies), bench_inference and the TTS real-time factor 2026-12-02 (FACTS).
 MEASURED = {
-    "stt_final_ms_p50": 475.0, "stt_final_ms_p99": 803.0,
-    "llm_ttft_ms_p50": 183.0, "llm_ttft_ms_p99": 215.0,
-    "tts_first_audio_ms_p50": 197.0, "tts_first_audio_ms_p99": 269.0,
-    "voice_first_audio_ms_p50": 1138.0, "voice_first_audio_ms_p99": 1482.0,
-    "stt_rtf": 0.130,              # whisper tiny.en, 3 s clip in 391 ms, both cores
+    "stt_final_ms_p50": 10.4, "stt_final_ms_p99": 14.5,
+    "llm_ttft_ms_p50": 21.6, "llm_ttft_ms_p99": 88.2,
+    "tts_first_audio_ms_p50": 197.0, "tts_first_audio_ms_p99": 315.6,
+    "voice_first_audio_ms_p50": 364.4, "voice_first_audio_ms_p99": 495.7,
+    "stt_busy_per_speech_s": 0.384,  # decoder seconds per second of speech (partials and final)
+    "stt_decodes_per_turn": 10.65,  # each one a usage row in PostgreSQL...
+    "stt_speech_s_per_turn": 2.02,  # ...over bench_voice's clips of this much speech (espeak-ng, 160 wpm)
     "tts_rtf": 0.051,              # Piper
+    "llm_prefill_ms": 183.0,       # Qwen 0.5B time to first token with no speculation (bench_inference): a
+    #                                  voice reply starts during the pause, so its TTFT above hides this work
     "llm_tokens_per_s_node": 78.3,  # Qwen 0.5B, 8 concurrent streams, whole node
     "llm_slots_per_node": 4,       # llama-server -np 4
     # Daphne CPU per chat turn (consumer, DB writes, forwarding deltas): bench_load 2026-12-03, 20 sockets
     # + 2 /v1 streams, 93 replies in 193 s at a mean 5.8 % of a core.
     "web_cpu_s_per_turn": 0.12,
 }
-
-
 def erlang_c(servers: int, load: float) -> float:
     """P(an arrival waits) in M/M/c with offered load `load` (erlangs); stable for thousands of servers."""
     if load >= servers:
@@ -65,14 +68,13 @@ def servers_needed(*, rate: float, service_s: float, wait_budget_s: float, quant
 def model(f: dict, a: argparse.Namespace) -> dict:
     rate = a.users / a.turn_every  # voice turns per second, all users
     speaking = a.users * a.utterance / a.turn_every  # users speaking at any moment
-    # Speech to text: partials run back to back while the user speaks (one in flight per socket, at
-    # most every 0.3 s) over a growing buffer, then one final over the whole utterance.
-    partial_s = f["stt_rtf"] * a.utterance / 2 / a.stt_speedup
-    partials = a.utterance / max(0.3, partial_s)
-    stt_work = (f["stt_final_ms_p50"] / 1000 / a.stt_speedup) + partials * partial_s
+    # Speech to text: the decoder's busy time per second of speech, measured by bench_voice from the ledger
+    # (the rolling-window partials while the user speaks, and the final, which decodes only the unconfirmed
+    # tail or reuses the last partial).
+    stt_work = f["stt_busy_per_speech_s"] * a.utterance / a.stt_speedup
     # LLM: one slot per reply, for its time to first token and its decode at the per-slot rate.
     slot_rate = a.llm_tokens_per_s_node * a.llm_speedup / a.llm_slots
-    llm_work = f["llm_ttft_ms_p50"] / 1000 / a.llm_speedup + a.reply_tokens / slot_rate
+    llm_work = f["llm_prefill_ms"] / 1000 / a.llm_speedup + a.reply_tokens / slot_rate
     # Text to speech: the whole reply is spoken (each sentence synthesised as soon as it is complete).
     tts_work = a.reply_tokens * a.speech_s_per_token * f["tts_rtf"] / a.tts_speedup
     headroom = max(0.05, (a.target_ms - f["voice_first_audio_ms_p99"] / a.path_speedup) / 1000)
@@ -86,9 +88,10 @@ def model(f: dict, a: argparse.Namespace) -> dict:
     replicas = math.ceil(web_cpu / a.replica_cpu)
     # Redis: channel-layer and broker commands per turn (deltas, frames out, tasks, claims, quotas).
     redis_ops = rate * (a.reply_tokens * 2 + 40) + a.users / 5  # + heartbeats, leases, pings
-    # PostgreSQL: message rows, a progress write a second while replying, usage rows.
+    # PostgreSQL: message rows, a progress write a second while replying, usage rows (one per STT decode,
+    # partials included, scaled from bench_voice's clips to this utterance).
     reply_s = a.reply_tokens / slot_rate
-    pg_writes = rate * (6 + reply_s)
+    pg_writes = rate * (6 + reply_s + f["stt_decodes_per_turn"] * a.utterance / f["stt_speech_s_per_turn"])
     return {
         "users": a.users, "turns_per_s": rate, "speaking": speaking, "headroom_ms": headroom * 1000,
         "stages": stages, "daphne_replicas": replicas, "daphne_cpu_cores": web_cpu,
@@ -112,7 +115,8 @@ def render(result: dict, label: str) -> str:
     lines += ["", f"- Daphne replicas: **{result['daphne_replicas']}** ({result['daphne_cpu_cores']:.1f} cores "
               "of socket work)",
               f"- Redis: {result['redis_ops_per_s']:,.0f} commands/s → **{result['redis_instances']}** instance(s)",
-              f"- PostgreSQL: {result['pg_writes_per_s']:,.0f} writes/s → **{result['pg_primaries']}** primary",
+              f"- PostgreSQL: {result['pg_writes_per_s']:,.0f} writes/s → **{result['pg_primaries']}** "
+              f"{'primary' if result['pg_primaries'] == 1 else 'primaries'}",
               f"- Inference nodes in all: **{sum(st['nodes'] for st in s.values()):,}**", ""]
     return "\n".join(lines)
 
@@ -145,7 +149,7 @@ def main() -> None:
     args = parser.parse_args()
 
     figures = dict(MEASURED)
-    sources = ["defaults measured 2026-12-02"]
+    sources = ["defaults measured 2026-12-02 and 2026-12-05"]
     if args.voice:
         voice = json.loads(args.voice.read_text().strip().splitlines()[-1])
         figures.update({k: float(v) for k, v in voice.items() if k in MEASURED and v == v})
@@ -169,7 +173,7 @@ def main() -> None:
         gpu.stt_speedup, gpu.llm_speedup, gpu.tts_speedup = args.gpu_stt_speedup, args.gpu_llm_speedup, \
             args.gpu_tts_speedup
         gpu.llm_slots = args.gpu_llm_slots
-        gpu.path_speedup = 2.0  # ASSUMPTION: the first-audio path itself (p99 1.48 s on CPU) halves on a GPU
+        gpu.path_speedup = 2.0  # ASSUMPTION: the first-audio path itself (p99 0.50 s on CPU) halves on a GPU
         out.append(render(model(figures, gpu), "GPUs (ASSUMED speedups, not measured here)"))
     print("\n".join(out))
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 from django.db import connections
+from django.utils import timezone
 
 from chat.models import Assistant
 from chat.services import conversation_create
@@ -62,17 +63,22 @@ class Command(BaseCommand):
             connections.close_all()
             asyncio.run(_turn(stack, cookie, conversation.pk, clips[0]))  # warm-up
             results = []
+            measured_from = timezone.now()
             for i in range(turns):
                 conversation = conversation_create(user=stack.user, assistant=helper)
                 connections.close_all()
                 results.append(asyncio.run(_turn(stack, cookie, conversation.pk, clips[i % len(clips)])))
+            decoding = _stt_work(user=stack.user, since=measured_from, turns=turns,
+                                 speech_s=sum(len(clips[i % len(clips)]) / 32000 - LEAD_SECONDS - TRAIL_SECONDS
+                                              for i in range(turns)))
             barge_ins = [asyncio.run(_barge_in(stack, cookie, conversation_create(user=stack.user, assistant=helper).pk,
                                                 clips[i % len(clips)], clips[(i + 1) % len(clips)]))
                          for i in range(max(3, turns // 2))]
         figures: dict[str, object] = {"turns": turns, "barge_ins": len(barge_ins),
                                       "stt_final_reused": sum(1 for r in results if r.get("stt_reused")),
                                       "speculative_replies_kept": sum(1 for r in results
-                                                                      if r.get("speculation") == "used")}
+                                                                      if r.get("speculation") == "used"),
+                                      **decoding}
         rows = []
         for key, label in (
             ("first_partial_ms", "first partial after speech starts"),
@@ -100,8 +106,26 @@ class Command(BaseCommand):
                      "", ""))
         rows.append(("replies begun during the pause and kept", f"{figures['speculative_replies_kept']} of {turns}",
                      "", ""))
+        rows.append(("speech-to-text decodes per turn (partials and final)", f"{figures['stt_decodes_per_turn']:.1f}",
+                     "", ""))
+        rows.append(("speech-to-text worker busy per second of speech", f"{figures['stt_busy_per_speech_s']:.3f}",
+                     "s/s", "deploy/capacity.py's STT work"))
         self.stdout.write(table(rows))
         self.stdout.write(as_json("voice", figures))
+
+
+def _stt_work(*, user, since, turns: int, speech_s: float) -> dict[str, float]:
+    """What the measured turns cost the speech-to-text worker, from the ledger: every decode (the partials
+    while the user speaks and the final) is a usage record with its duration."""
+    from django.db.models import Count, Sum
+
+    from inference.models import UsageRecord
+
+    row = UsageRecord.objects.filter(user=user, task="stt", created_at__gte=since).aggregate(
+        decodes=Count("id"), busy_ms=Sum("duration_ms"))
+    return {"stt_decodes_per_turn": (row["decodes"] or 0) / max(1, turns),
+            "stt_speech_s_per_turn": speech_s / max(1, turns),
+            "stt_busy_per_speech_s": (row["busy_ms"] or 0) / 1000 / max(speech_s, 1e-9)}
 
 
 def _clip(text: str, path: Path) -> bytes:
