@@ -282,12 +282,12 @@ class WebhookNotify(Tool):
         # The socket timeout bounds each read; a receiver that drips its answer a byte at a time would pass
         # every one of them. The whole exchange gets `timeout` too: when it runs out, the socket is shut,
         # which ends the blocked read at once.
-        expired = threading.Event()
+        expired, sock = threading.Event(), connection.sock  # the socket itself: close() sets .sock to None
 
         def expire() -> None:
             expired.set()
-            with contextlib.suppress(OSError):
-                connection.sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):  # already closed: nothing to end
+                sock.shutdown(socket.SHUT_RDWR)
 
         deadline = threading.Timer(max(0.0, timeout - (time.monotonic() - started)), expire)
         deadline.daemon = True
