@@ -5,7 +5,6 @@ funnel built with the form shows its table and chart. Screenshots go to test-res
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -14,12 +13,10 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.tests.factories import staff_login, user_make
+from tests.browser import AXE, SHOTS, page_accessible, page_fits
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parent.parent
-SHOTS = ROOT / "test-results"
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 VIEWPORTS = [pytest.param({"width": 1366, "height": 850}, id="desktop"),
              pytest.param({"width": 390, "height": 844}, id="phone")]
 
@@ -51,25 +48,6 @@ def _events() -> None:
     AnalyticsEvent.objects.bulk_create(rows)
 
 
-def _no_sideways_scroll(page, name: str) -> None:
-    width = page.viewport_size["width"]
-    scroll_width = page.evaluate("document.documentElement.scrollWidth")
-    wide = page.evaluate("""(width) => [...document.querySelectorAll("body *")]
-        .filter((el) => el.getBoundingClientRect().right > width + 1 && !el.closest(".an-scroll"))
-        .slice(0, 5).map((el) => el.tagName + "." + el.className + "#" + el.id)""", width)
-    assert scroll_width <= width, f"{name}: the page is {scroll_width}px wide at {width}px: {wide}"
-
-
-def _axe(page, name: str) -> None:
-    violations = page.evaluate("""async () => {
-        const result = await axe.run(document.querySelector("#analytics"), {resultTypes: ["violations"]});
-        return result.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
-            .map((v) => ({id: v.id, impact: v.impact, help: v.help,
-                          nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" "))}));
-    }""")
-    assert violations == [], f"{name}: {violations}"
-
-
 @pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_the_dashboard_and_a_funnel_at_this_size(chromium, live_daphne, viewport):
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -97,8 +75,8 @@ def test_the_dashboard_and_a_funnel_at_this_size(chromium, live_daphne, viewport
             expect(page.locator(table)).to_be_visible()
         expect(page.locator("#table-pages tbody tr").first).to_contain_text("/")
         expect(page.locator("#table-events")).to_contain_text("signed_up")
-        _no_sideways_scroll(page, "dashboard")
-        _axe(page, "dashboard")
+        page_fits(page, "dashboard")
+        page_accessible(page, "dashboard", within="#analytics")
         page.screenshot(path=str(SHOTS / f"analytics-dashboard-{width}.png"), full_page=True)
 
         # Build a funnel: three steps, a 1-day window, in order, broken down by plan.
@@ -119,8 +97,8 @@ def test_the_dashboard_and_a_funnel_at_this_size(chromium, live_daphne, viewport
         expect(page.locator("#analytics-funnel")).to_have_attribute("data-ready", "true")
         expect(page.get_by_label("Step 2")).to_have_value("email_verified")  # the builder keeps the choice
         page.locator("#funnel-title").scroll_into_view_if_needed()
-        _no_sideways_scroll(page, "funnel")
-        _axe(page, "funnel")
+        page_fits(page, "funnel")
+        page_accessible(page, "funnel", within="#analytics")
         page.screenshot(path=str(SHOTS / f"analytics-funnel-{width}.png"), full_page=True)
         assert errors == [], errors
     finally:

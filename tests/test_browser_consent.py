@@ -8,33 +8,17 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser import page_checked
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parent.parent
-SHOTS = ROOT / "test-results"
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 VIEWPORTS = [pytest.param({"width": 1366, "height": 850}, id="desktop"),
              pytest.param({"width": 390, "height": 844}, id="phone")]
 GPC = "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true, configurable: true});"
-
-
-@pytest.fixture
-def browser_context(chromium):
-    contexts = []
-
-    def make(viewport, **options):
-        context = chromium.new_context(viewport=viewport, **options)
-        contexts.append(context)
-        return context
-
-    yield make
-    for context in contexts:
-        context.close()
 
 
 def endpoint_hits(daphne) -> int:
@@ -79,22 +63,6 @@ def wait_until(condition, deadline: float = 20) -> None:
         time.sleep(0.2)
 
 
-def checked(page, name: str) -> None:
-    """A screenshot; no horizontal overflow; no serious or critical axe-core violation."""
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}-{page.viewport_size['width']}.png"))
-    width = page.viewport_size["width"]
-    assert page.evaluate("document.documentElement.scrollWidth") <= width, f"{name}: wider than {width}px"
-    if not page.evaluate("typeof window.axe !== 'undefined'"):
-        page.evaluate(AXE.read_text())
-    violations = page.evaluate("""async () => {
-        const result = await axe.run(document, {resultTypes: ["violations"]});
-        return result.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
-            .map((v) => ({id: v.id, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" "))}));
-    }""")
-    assert violations == [], f"{name}: {violations}"
-
-
 def analytics_cookie(url: str) -> dict:
     """The consent cookie of a visitor who allowed analytics earlier (before turning a signal on)."""
     from django.conf import settings
@@ -118,7 +86,7 @@ def test_nothing_before_a_choice_events_after_allow_and_none_after_withdrawal(br
     expect(banner).to_be_visible()
     expect(banner.get_by_role("button", name="Necessary only")).to_be_visible()
     expect(banner.get_by_role("button", name="Allow analytics")).to_be_visible()
-    checked(page, "consent-banner")
+    page_checked(page, "consent-banner")
     # Without a choice: a click on a tracked element and two navigations (each a pagehide) send nothing.
     page.locator("footer").get_by_role("link", name="Privacy", exact=True).click()
     page.wait_for_url(f"{url}/privacy/")
@@ -140,7 +108,7 @@ def test_nothing_before_a_choice_events_after_allow_and_none_after_withdrawal(br
     page.locator("footer").get_by_role("link", name="Privacy settings").click()
     expect(banner).to_be_visible()
     expect(banner.get_by_text("Your current choice: analytics allowed")).to_be_visible()
-    checked(page, "consent-settings")
+    page_checked(page, "consent-settings")
     banner.get_by_role("button", name="Necessary only").click()
     expect(banner).to_be_hidden()
     page.locator("footer").get_by_role("link", name="Privacy", exact=True).click()
@@ -171,7 +139,7 @@ def test_with_global_privacy_control_nothing_is_sent_and_the_banner_says_why(bro
     expect(banner).to_be_visible()
     expect(banner).to_contain_text("Your browser asks sites not to track you (Global Privacy Control)")
     expect(banner.get_by_role("button", name="Allow analytics")).to_be_hidden()
-    checked(page, "consent-gpc")
+    page_checked(page, "consent-gpc")
     # Reported once, with the signal: the earlier "analytics" no longer counts on the server either.
     wait_until(ConsentRecord.objects.exists)
     assert list(ConsentRecord.objects.values_list("choice", "source", "signal")) == [("necessary", "signal", "gpc")]
@@ -202,7 +170,7 @@ def test_with_do_not_track_nothing_is_sent(browser_context, live_daphne, viewpor
     banner = page.locator("#consent-banner")
     expect(banner).to_contain_text("(Do Not Track)")
     expect(banner.get_by_role("button", name="Allow analytics")).to_be_hidden()
-    checked(page, "consent-dnt")
+    page_checked(page, "consent-dnt")
     page.locator("footer").get_by_role("link", name="Privacy", exact=True).click()
     page.goto(f"{url}/")
 

@@ -7,7 +7,6 @@ Challenger badge. Screenshots go to test-results/."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -15,13 +14,10 @@ from playwright.sync_api import expect
 from accounts.tests.factories import PASSWORD, user_make
 from evaluation.s7 import SKILLS
 from evaluation.tests.page_factories import finished_run_make
-from tests.test_browser_onboarding import off_loop
+from tests.browser import SHOTS, off_loop, page_checked
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parent.parent
-SHOTS = ROOT / "test-results"
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 TINY = "smollm2-135m"
 VIEWPORTS = [pytest.param({"width": 1366, "height": 850}, id="desktop"),
              pytest.param({"width": 390, "height": 844}, id="phone")]
@@ -39,22 +35,6 @@ def seeded(db) -> None:
     onboarding_seed()
 
 
-@pytest.fixture
-def browser_page(chromium):
-    contexts = []
-
-    def make(viewport):
-        context = chromium.new_context(viewport=viewport)
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        return page
-
-    yield make
-    for context in contexts:
-        context.close()
-
-
 def sign_in(page, url: str, email: str) -> None:
     page.goto(url + "/accounts/login/")
     page.get_by_label("Email").fill(email)
@@ -62,27 +42,6 @@ def sign_in(page, url: str, email: str) -> None:
     page.locator("main form button[type=submit]").click()
     expect(page).to_have_url(re.compile(r"/app/$"))
     page.get_by_role("button", name="Necessary only").click()  # the consent banner would cover the screenshots
-
-
-def checked(page, name: str) -> None:
-    """No sideways overflow at this width, no serious or critical axe-core violation; a full-page screenshot."""
-    page.wait_for_load_state("load")
-    SHOTS.mkdir(exist_ok=True)
-    width = page.viewport_size["width"]
-    page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
-    wide = page.evaluate("""(width) => [...document.querySelectorAll("body *")]
-        .filter((el) => el.getBoundingClientRect().right > width + 1 && !el.closest(".table-wrap"))
-        .slice(0, 5).map((el) => el.tagName + "." + el.className + "#" + el.id)""", width)
-    scroll_width = page.evaluate("document.documentElement.scrollWidth")
-    assert scroll_width <= width and wide == [], f"{name}: {scroll_width}px wide at {width}px: {wide}"
-    if not page.evaluate("typeof window.axe !== 'undefined'"):
-        page.evaluate(AXE.read_text())
-    violations = page.evaluate("""async () => {
-        const result = await axe.run(document, {resultTypes: ["violations"]});
-        return result.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
-            .map((v) => ({id: v.id, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" "))}));
-    }""")
-    assert violations == [], f"{name}: {violations}"
 
 
 def painted_pixels(page, selector: str) -> int:
@@ -130,7 +89,7 @@ def test_the_page_draws_the_chart_beside_its_table_and_fits_the_screen(browser_p
         assert abs(chart_box["y"] - table_box["y"]) < 120 and table_box["x"] > chart_box["x"] + chart_box["width"]
     else:
         assert table_box["y"] > chart_box["y"] + chart_box["height"]
-    checked(page, "evaluation-page")
+    page_checked(page, "evaluation-page", full_page=True)
 
     # The item form shows the chosen skill's fields; a bad item gets the service's message.
     form = page.locator("#item-form")
@@ -156,7 +115,7 @@ def test_the_page_draws_the_chart_beside_its_table_and_fits_the_screen(browser_p
     expect(page.locator("#card-score")).to_have_text("29%")
     expect(page.locator("#run-results .eval-result")).to_have_count(7)
     page.locator("#prompt-5 summary").click()  # the grounded item's long prompt, opened
-    checked(page, "evaluation-run-card")
+    page_checked(page, "evaluation-run-card", full_page=True)
 
 
 def test_a_challenge_started_from_the_page_shows_progress_then_the_card_and_the_badge(
@@ -194,4 +153,4 @@ def test_a_challenge_started_from_the_page_shows_progress_then_the_card_and_the_
     expect(toast).to_be_visible(timeout=30_000)
     page.wait_for_timeout(400)
     page.screenshot(path=str(SHOTS / "evaluation-challenge-card-1366.png"), full_page=True)
-    checked(page, "evaluation-run")
+    page_checked(page, "evaluation-run", full_page=True)

@@ -7,18 +7,15 @@ violation. Screenshots go to test-results/."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 from accounts.tests.factories import PASSWORD, confirmation_link, user_make
+from tests.browser import SHOTS, off_loop, page_checked
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parent.parent
-SHOTS = ROOT / "test-results"
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 VIEWPORTS = [pytest.param({"width": 1366, "height": 850}, id="desktop"),
              pytest.param({"width": 390, "height": 844}, id="phone")]
 
@@ -30,47 +27,10 @@ def seeded(db) -> None:
     onboarding_seed()
 
 
-@pytest.fixture
-def browser_context(chromium, request):
-    contexts = []
-
-    def make(viewport):
-        context = chromium.new_context(viewport=viewport)
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        return page
-
-    yield make
-    for context in contexts:
-        context.close()
-
-
 def shot(page, name: str) -> None:
     SHOTS.mkdir(exist_ok=True)
     page.wait_for_timeout(500)  # the tour's popover and overlay fade in over 400 ms
     page.screenshot(path=str(SHOTS / f"{name}-{page.viewport_size['width']}.png"), full_page=False)
-
-
-def checked(page, name: str) -> None:
-    """No horizontal overflow at this width, no serious or critical axe-core violation; a screenshot."""
-    page.wait_for_load_state("load")
-    shot(page, name)
-    width = page.viewport_size["width"]
-    scroll_width = page.evaluate("document.documentElement.scrollWidth")
-    wide = page.evaluate("""(width) => [...document.querySelectorAll("body *")]
-        .filter((el) => el.getBoundingClientRect().right > width + 1 && !el.closest(".table-wrap"))
-        .slice(0, 5).map((el) => el.tagName + "." + el.className + "#" + el.id)""", width)
-    assert scroll_width <= width, f"{name}: the page is {scroll_width}px wide at {width}px: {wide}"
-    if not page.evaluate("typeof window.axe !== 'undefined'"):
-        page.evaluate(AXE.read_text())
-    violations = page.evaluate("""async () => {
-        const result = await axe.run(document, {resultTypes: ["violations"]});
-        return result.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
-            .map((v) => ({id: v.id, impact: v.impact, help: v.help,
-                          nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" "))}));
-    }""")
-    assert violations == [], f"{name}: {violations}"
 
 
 def popover(page):
@@ -82,38 +42,13 @@ def expect_step(page, title: str, position: str) -> None:
     expect(popover(page).locator(".driver-popover-progress-text")).to_have_text(position)
 
 
-def off_loop(function, *args, **kwargs):
-    """Run a service call in a thread of its own: Playwright's sync API keeps an event loop in this
-    one, where the channel layer's async_to_sync (the live toast) refuses to run."""
-    import threading
-
-    from django.db import connection
-
-    outcome = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = function(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - re-raised in the test thread below
-            outcome["error"] = exc
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout=60)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
-
-
 def toast(page, name: str):
     item = page.locator(".ob-toast", has_text=f"Badge earned: {name}")
     return item
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
-def test_sign_up_verify_welcome_and_the_whole_tour(browser_context, live_daphne, celery_worker, bundled_models,
+def test_sign_up_verify_welcome_and_the_whole_tour(browser_page, live_daphne, celery_worker, bundled_models,
                                                    viewport, tmp_path):
     from chat.models import Assistant
     from onboarding.models import Journey
@@ -122,7 +57,7 @@ def test_sign_up_verify_welcome_and_the_whole_tour(browser_context, live_daphne,
     Assistant.objects.filter(slug="general").update(max_tokens=16)
     url = live_daphne["url"]
     email = f"rosa.{viewport['width']}@example.com"
-    page = browser_context(viewport)
+    page = browser_page(viewport)
 
     # --- Sign up, and verify with one click on the link: signed in, on the welcome screen.
     page.goto(url + "/accounts/signup/")
@@ -136,7 +71,7 @@ def test_sign_up_verify_welcome_and_the_whole_tour(browser_context, live_daphne,
     expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Rosa")  # from rosa.<width>@
     expect(page.get_by_role("heading", name="Take the tour")).to_be_visible()
     expect(page.locator("[data-stat=assistants]")).to_have_text("4")  # general, IT, HR, legal
-    checked(page, "onboarding-welcome")
+    page_checked(page, "onboarding-welcome", settle_ms=500)
 
     # A name at the first visit.
     page.get_by_label("Your name").fill("Rosa")
@@ -212,7 +147,7 @@ def test_sign_up_verify_welcome_and_the_whole_tour(browser_context, live_daphne,
     expect(page.locator("#ob-ring")).to_be_hidden()
     assert Journey.objects.get(user__email=email).tour_state == "skipped"
     page.goto(url + "/app/profile/")
-    checked(page, "onboarding-profile-skipped")
+    page_checked(page, "onboarding-profile-skipped", settle_ms=500)
     page.get_by_role("button", name="Resume the tour").click()
     expect(page).to_have_url(re.compile(r"/app/usage/$"))
 
@@ -257,7 +192,7 @@ def test_sign_up_verify_welcome_and_the_whole_tour(browser_context, live_daphne,
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
-def test_community_builder_power_user_and_s7_toasts_and_the_new_pages(browser_context, live_daphne, viewport):
+def test_community_builder_power_user_and_s7_toasts_and_the_new_pages(browser_page, live_daphne, viewport):
     """The other three badges toast live on an open page; the team, invitation and badge pages pass
     the overflow and axe checks."""
     from accounts.services import invitation_create, invitation_token
@@ -270,7 +205,7 @@ def test_community_builder_power_user_and_s7_toasts_and_the_new_pages(browser_co
     url, width = live_daphne["url"], viewport["width"]
     owner = user_make(email=f"host.{width}@example.com", name="Hana Host")
     team = owner.teams.get()
-    page = browser_context(viewport)
+    page = browser_page(viewport)
     page.goto(url + "/accounts/login/")
     page.get_by_label("Email").fill(owner.email)
     page.get_by_label("Password").fill(PASSWORD)
@@ -279,18 +214,18 @@ def test_community_builder_power_user_and_s7_toasts_and_the_new_pages(browser_co
 
     page.goto(url + "/app/teams/")
     expect(page.locator("html")).to_have_attribute("data-live", "open")
-    checked(page, "onboarding-teams")
+    page_checked(page, "onboarding-teams", settle_ms=500)
     page.get_by_label("Email address").fill(f"guest.{width}@example.com")
     page.get_by_role("button", name="Send invitation").click()
     expect(page.locator("main")).to_contain_text(f"Invited guest.{width}@example.com")
     page.goto(url + f"/app/teams/{team.pk}/")
-    checked(page, "onboarding-team-detail")
+    page_checked(page, "onboarding-team-detail", settle_ms=500)
 
     # A new person opens the link in another browser, signs up (no verification mail), and joins.
     invitation = invitation_create(team=team, by=owner, email=f"newcomer.{width}@example.com")
-    guest = browser_context(viewport)
+    guest = browser_page(viewport)
     guest.goto(url + f"/app/invitations/{invitation_token(invitation)}/")
-    checked(guest, "onboarding-invitation")
+    page_checked(guest, "onboarding-invitation", settle_ms=500)
     guest.get_by_role("link", name="Create an account").click()
     expect(guest.get_by_label("Email")).to_have_value(f"newcomer.{width}@example.com")
     guest.locator("input[name=password1]").fill(PASSWORD)
@@ -327,11 +262,11 @@ def test_community_builder_power_user_and_s7_toasts_and_the_new_pages(browser_co
 
     page.goto(url + "/app/badges/")
     expect(page.locator(".ob-badge-card--earned")).to_have_count(4)
-    checked(page, "onboarding-badges")
+    page_checked(page, "onboarding-badges", settle_ms=500)
     page.goto(url + f"/app/teams/{team.pk}/usage/")
-    checked(page, "onboarding-team-usage")
+    page_checked(page, "onboarding-team-usage", settle_ms=500)
     page.goto(url + "/app/profile/")
-    checked(page, "onboarding-profile")
+    page_checked(page, "onboarding-profile", settle_ms=500)
     # Already toasted: a new page shows none of them again.
     page.goto(url + "/app/")
     page.wait_for_timeout(500)
@@ -339,7 +274,7 @@ def test_community_builder_power_user_and_s7_toasts_and_the_new_pages(browser_co
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
-def test_a_step_whose_target_sits_in_a_closed_menu_opens_it(browser_context, live_daphne, viewport):
+def test_a_step_whose_target_sits_in_a_closed_menu_opens_it(browser_page, live_daphne, viewport):
     """Staff point the usage step at the Usage link, which sits in the account menu (inside the phone
     menu at 390 px): the tour opens what is closed and highlights the link."""
     from django.utils import timezone
@@ -352,7 +287,7 @@ def test_a_step_whose_target_sits_in_a_closed_menu_opens_it(browser_context, liv
     user = user_make(email=f"menu.{viewport['width']}@example.com", name="Mina")
     Journey.objects.filter(user=user).update(tour_state="active", current_step=step, run=1,
                                              tour_started_at=timezone.now(), run_started_at=timezone.now())
-    page = browser_context(viewport)
+    page = browser_page(viewport)
     page.goto(live_daphne["url"] + "/accounts/login/")
     page.get_by_label("Email").fill(user.email)
     page.get_by_label("Password").fill(PASSWORD)
