@@ -4,8 +4,11 @@ event loop. The fixtures that open contexts and pages are in tests/conftest.py."
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
+
+from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "test-results"  # git-ignored; look at the screenshots after a run
@@ -61,6 +64,20 @@ def page_checked(page, name: str, *, full_page: bool = False, settle_ms: int = 0
     page.screenshot(path=str(SHOTS / f"{name}-{page.viewport_size['width']}.png"), full_page=full_page)
     page_fits(page, name)
     page_accessible(page, name)
+
+
+def sign_in(page, url: str, email: str, *, consent: bool = False) -> None:
+    """Sign in on the login page as `email` (with the factories' password) and land on the app's home.
+    `consent`: then answer the consent banner ("Necessary only"), which would cover screenshots."""
+    from accounts.tests.factories import PASSWORD
+
+    page.goto(url + "/accounts/login/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.locator("main form button[type=submit]").click()
+    expect(page).to_have_url(re.compile(r"/app/$"))
+    if consent:
+        page.get_by_role("button", name="Necessary only").click()
 
 
 def off_loop(function, *args, **kwargs):

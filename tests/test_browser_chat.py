@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from accounts.tests.factories import PASSWORD, user_make
+from accounts.tests.factories import user_make
 from chat.models import Message
+from tests.browser import sign_in
 
 # Screenshots land here (git-ignored) so a person can look at the pages after a run.
 SHOTS = Path(__file__).resolve().parent.parent / "test-results"
@@ -17,18 +18,10 @@ SHOTS = Path(__file__).resolve().parent.parent / "test-results"
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
-def _log_in(page, url: str, email: str) -> None:
-    page.goto(url + "/accounts/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    expect(page).to_have_url(re.compile(r"/app/$"))
-
-
 def test_text_chat_streams_stops_and_keeps_the_interrupted_reply(page, live_daphne, celery_worker, bundled_models):
     url = live_daphne["url"]
     user_make(email="chat@example.com")
-    _log_in(page, url, "chat@example.com")
+    sign_in(page, url, "chat@example.com")
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Assistants").click()
     page.get_by_role("button", name="Start chatting with General assistant").click()
@@ -75,7 +68,7 @@ def test_a_fallback_reply_says_on_the_page_which_model_answered_and_why(chromium
     page = context.new_page()
     page.set_default_timeout(20_000)
     try:
-        _log_in(page, url, "fallback@example.com")
+        sign_in(page, url, "fallback@example.com")
         page.goto(f"{url}/app/chats/{conversation.pk}/")
         expect(page.locator("#chat-status")).to_have_text("Connected")
         page.get_by_label("Message Fragile").fill("Say hello.")
@@ -130,7 +123,7 @@ def test_regenerate_edit_and_the_title_without_reload(chromium, live_daphne, cel
     page.set_default_timeout(20_000)
     SHOTS.mkdir(exist_ok=True)
     try:
-        _log_in(page, url, user.email)
+        sign_in(page, url, user.email)
         page.goto(f"{url}/app/chats/{conversation.pk}/")
         expect(page.locator("#chat-status")).to_have_text("Connected")
         box = page.get_by_label("Message Brief")
@@ -222,7 +215,7 @@ def test_a_long_conversation_opens_at_the_bottom_with_the_composer_in_view_and_t
     page.set_default_timeout(20_000)
     SHOTS.mkdir(exist_ok=True)
     try:
-        _log_in(page, live_daphne["url"], user.email)
+        sign_in(page, live_daphne["url"], user.email)
         page.goto(f"{live_daphne['url']}/app/chats/{conversation.pk}/")
         expect(page.locator("#chat-status")).to_have_text("Connected")
         expect(page.locator(".msg")).to_have_count(24)

@@ -10,11 +10,12 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from accounts.tests.factories import PASSWORD, user_make
+from accounts.tests.factories import user_make
 from chat.models import Assistant
 from chat.services import conversation_create
 from knowledge.models import Collection, Document
 from knowledge.tests.factories import collection_make
+from tests.browser import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -29,10 +30,7 @@ def test_a_file_attached_in_the_composer_is_read_then_answered_from(
     collection_make(user=user, name="Other notes")
     conversation = conversation_create(user=user, assistant=Assistant.objects.get(slug="general"))
     page.set_viewport_size({"width": size[0], "height": size[1]})
-    page.goto(url + "/accounts/login/")
-    page.get_by_label("Email").fill("ines@example.com")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.locator("main form button[type=submit]").click()
+    sign_in(page, url, "ines@example.com")
     page.goto(f"{url}/app/chats/{conversation.pk}/")
     expect(page.locator("#chat-status")).to_have_text("Connected")
 

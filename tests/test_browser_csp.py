@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from playwright.sync_api import expect
 
-from accounts.tests.factories import PASSWORD, user_make
+from accounts.tests.factories import user_make
+from tests.browser import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -18,11 +17,7 @@ def test_swagger_ui_and_the_app_pages_run_with_no_policy_violation(page, live_da
             if "Content Security Policy" in message.text else None)
     user_make(email="csp@example.com")
     url = live_daphne["url"]
-    page.goto(url + "/accounts/login/")
-    page.get_by_label("Email").fill("csp@example.com")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    expect(page).to_have_url(re.compile(r"/app/$"))
+    sign_in(page, url, "csp@example.com")
 
     page.goto(url + "/api/docs/")
     expect(page.locator(".opblock").first).to_be_visible(timeout=30_000)  # Swagger UI rendered the schema

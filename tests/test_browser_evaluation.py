@@ -11,10 +11,10 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from accounts.tests.factories import PASSWORD, user_make
+from accounts.tests.factories import user_make
 from evaluation.s7 import SKILLS
 from evaluation.tests.page_factories import finished_run_make
-from tests.browser import SHOTS, off_loop, page_checked
+from tests.browser import SHOTS, off_loop, page_checked, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -33,15 +33,6 @@ def seeded(db) -> None:
     from onboarding.seed import onboarding_seed
 
     onboarding_seed()
-
-
-def sign_in(page, url: str, email: str) -> None:
-    page.goto(url + "/accounts/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    expect(page).to_have_url(re.compile(r"/app/$"))
-    page.get_by_role("button", name="Necessary only").click()  # the consent banner would cover the screenshots
 
 
 def painted_pixels(page, selector: str) -> int:
@@ -67,7 +58,7 @@ def test_the_page_draws_the_chart_beside_its_table_and_fits_the_screen(browser_p
              passes={skill: [True, skill in ("facts", "safety")] for skill in SKILLS})
     user = user_make(email=f"vera.{width}@example.com")
     page = browser_page(viewport)
-    sign_in(page, url, user.email)
+    sign_in(page, url, user.email, consent=True)
 
     nav = page.get_by_role("navigation", name="Main")
     if width < 700:
@@ -124,7 +115,7 @@ def test_a_challenge_started_from_the_page_shows_progress_then_the_card_and_the_
     user = user_make(email="cora@example.com")
     page = browser_page({"width": 1366, "height": 850})
     page.add_init_script(RECORD_EVENTS)
-    sign_in(page, url, user.email)
+    sign_in(page, url, user.email, consent=True)
 
     page.goto(url + "/app/evaluation/")
     challenge = page.locator("#challenge")

@@ -5,18 +5,18 @@ another origin, records every request: it must receive none."""
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from accounts.tests.factories import PASSWORD, user_make
+from accounts.tests.factories import user_make
 from chat.models import Message
 from chat.seed import assistants_seed
 from chat.tests.factories import conversation_make
 from common.tests.loopback import LoopbackServer
+from tests.browser import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -54,14 +54,6 @@ def _hostile(attacker: str) -> str:
     ])
 
 
-def _log_in(page, url: str, email: str) -> None:
-    page.goto(url + "/accounts/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    expect(page).to_have_url(re.compile(r"/app/$"))
-
-
 @pytest.mark.parametrize(("width", "height"), [(1366, 850), (390, 844)])
 def test_a_hostile_reply_renders_as_text_and_sends_nothing_anywhere(chromium, live_daphne, tmp_path, width, height):
     assistants_seed()
@@ -78,7 +70,7 @@ def test_a_hostile_reply_renders_as_text_and_sends_nothing_anywhere(chromium, li
         page.on("console", lambda message: violations.append(message.text)
                 if "Content Security Policy" in message.text else None)
         try:
-            _log_in(page, live_daphne["url"], user.email)
+            sign_in(page, live_daphne["url"], user.email)
             page.goto(f"{live_daphne['url']}/app/chats/{conversation.pk}/")
             expect(page.locator("#chat-status")).to_have_text("Connected")  # connect-src 'self' allows the socket
             reply = page.locator(".msg--assistant .msg__body").last

@@ -15,10 +15,11 @@ from django.conf import settings
 from django.test import Client
 from playwright.sync_api import expect
 
-from accounts.tests.factories import PASSWORD, user_make
+from accounts.tests.factories import user_make
 from knowledge.models import Chunk, Document
 from knowledge.tests.factories import collection_make
 from knowledge.tests.files import pdf_bytes
+from tests.browser import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -38,11 +39,7 @@ def test_upload_two_files_watch_progress_then_search_and_open_the_passage(
 ):
     url = live_daphne["url"]
     user_make(email="kira@example.com")
-    page.goto(url + "/accounts/login/")
-    page.get_by_label("Email").fill("kira@example.com")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    expect(page).to_have_url(re.compile(r"/app/$"))
+    sign_in(page, url, "kira@example.com")
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Knowledge").click()
     page.get_by_label("Name").fill("Python notes")

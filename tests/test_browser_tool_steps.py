@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from accounts.tests.factories import PASSWORD, user_make
+from accounts.tests.factories import user_make
 from chat.models import Message
 from chat.seed import assistants_seed
 from chat.tests.factories import conversation_make
+from tests.browser import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -43,11 +44,7 @@ def test_tool_steps_show_as_collapsed_lines_that_open_onto_the_call_and_its_resu
     page = context.new_page()
     page.set_default_timeout(20_000)
     try:
-        page.goto(live_daphne["url"] + "/accounts/login/")
-        page.get_by_label("Email").fill(user.email)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.locator("main form button[type=submit]").click()
-        expect(page).to_have_url(re.compile(r"/app/$"))
+        sign_in(page, live_daphne["url"], user.email)
         page.goto(f"{live_daphne['url']}/app/chats/{conversation.pk}/")
 
         reply = page.locator(".msg--assistant").last

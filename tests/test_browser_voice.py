@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from accounts.tests.factories import PASSWORD, user_make
+from accounts.tests.factories import user_make
 from chat.models import Message
+from tests.browser import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -67,11 +68,7 @@ def _voice_page(voice_browser, url: str, viewport: dict, email: str):
     received: list[dict] = []
     page.on("websocket", lambda ws: "/ws/voice/" in ws.url and ws.on(
         "framereceived", lambda payload: isinstance(payload, str) and received.append(json.loads(payload))))
-    page.goto(url + "/accounts/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    expect(page).to_have_url(re.compile(r"/app/$"))
+    sign_in(page, url, email)
     page.goto(f"{url}/app/chats/{conversation.pk}/")
     expect(page.locator("#chat-status")).to_have_text("Connected")
     return context, page, received

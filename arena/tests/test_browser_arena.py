@@ -10,22 +10,15 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from accounts.tests.factories import PASSWORD, user_make
+from accounts.tests.factories import user_make
 from arena.models import Battle
 from inference.models import UsageRecord
+from tests.browser import sign_in
 
 SHOTS = Path(__file__).resolve().parent.parent.parent / "test-results"
 VIEWPORTS = [{"width": 1366, "height": 850}, {"width": 390, "height": 844}]
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-
-def _log_in(page, url: str, email: str) -> None:
-    page.goto(url + "/accounts/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    expect(page).to_have_url(re.compile(r"/app/$"))
 
 
 def _fits(page, viewport: dict) -> None:
@@ -47,7 +40,7 @@ def test_compare_vote_reveal_and_the_leaderboard(chromium, live_daphne, celery_w
     SHOTS.mkdir(exist_ok=True)
     width = viewport["width"]
     try:
-        _log_in(page, url, user.email)
+        sign_in(page, url, user.email)
         page.get_by_role("button", name="Necessary only").click()  # the consent banner would cover the page
         page.goto(f"{url}/app/chats/{conversation.pk}/")
         page.get_by_label("Message Brief").fill("Name one colour of the rainbow.")

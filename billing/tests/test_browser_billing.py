@@ -10,21 +10,18 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from accounts.tests.factories import PASSWORD, user_make
+from accounts.tests.factories import user_make
 from billing import clock
 from billing.services import charge_due_run
 from billing.tests.factories import offer_make
+from tests.browser import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def _log_in(page, url: str, email: str) -> None:
     user_make(email=email)
-    page.goto(url + "/accounts/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    expect(page).to_have_url(re.compile(r"/app/$"))
+    sign_in(page, url, email)
 
 
 def _buy(page, url: str, card: str) -> None:
