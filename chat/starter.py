@@ -3,7 +3,8 @@
 A write service (run by `manage.py assistants_starter`, which `make run` calls): it creates each
 collection once, owned by a staff user, adds its files through the normal ingest path (deduplicated by
 content, so a second run adds nothing) and makes it the assistant's default knowledge. Each turn still
-searches only what the user may read, and everyone may read these.
+searches only what the user may read, and everyone may read these. Documents an earlier release shipped
+and this one withdrew (RETIRED) leave the starter collection on the next run, if they are unchanged.
 """
 
 from __future__ import annotations
@@ -30,6 +31,18 @@ TITLES = {
     "mit.txt": "MIT License",
     "python-psf-license.txt": "Python Software Foundation License (PSF-2.0) and Python's licence history",
 }
+# Files earlier releases shipped in the starter collections and later withdrew, by the sha256 of the file
+# as shipped: sample HR and IT policies written for Parley (c60e705), replaced by real public text
+# (23a57cb). Left in place, the HR assistant would keep quoting an invented leave policy as the company's.
+# Only these exact bytes go: a copy the operator edited has another hash and stays.
+RETIRED = {
+    "022458aef3530f3201ef2f929836386e4de6077aacc26a473f8a6e70bf9bf774": "hr/conduct-and-concerns.md",
+    "532bf7458d33465f0aaf32189e668545aacb66ddb42438e2081c5831996abf4e": "hr/expenses-policy.md",
+    "1207638262849cd8a4b184cf475ce79c171c6ea749a08f5f9466f14aa1d80bc1": "hr/leave-policy.md",
+    "40855be18b1d1ef27e62c28eb5fed8fb0e6182750ed23b89cb7ef9f186269d9a": "it/accounts-and-passwords.md",
+    "e589c27b212504209c8c43213f89d2f0d67f55796a244680933020affc90606f": "it/network-and-devices.md",
+    "8cdf376b9ed0ad9e07f4717bdad7565d1e5302d0cf486bf7deb411325e94cf0e": "it/security-incidents.md",
+}
 _MIMES = {".md": "text/markdown", ".txt": "text/plain"}
 _HEADING = re.compile(r"^#\s+(.+)$", re.MULTILINE)
 
@@ -41,6 +54,7 @@ class StarterOutcome:
     collection_created: bool
     documents_added: int
     documents_kept: int
+    documents_retired: int = 0
 
 
 def starter_files(directory: str) -> list[Path]:
@@ -69,11 +83,12 @@ def assistants_starter_install(*, owner: User, only: list[str] | None = None, in
                                ) -> list[StarterOutcome]:
     """Create (once) each seeded assistant's starter collection and add its files. The files are ingested
     by the workers, or here and now with `ingest_now` (tests; a machine without workers)."""
-    from knowledge.models import Collection
+    from knowledge.models import Collection, Document
     from knowledge.services import (
         collection_create,
         collection_readable_by_all_set,
         document_create_from_file,
+        document_delete,
         document_ingest,
         document_retry,
     )
@@ -105,6 +120,10 @@ def assistants_starter_install(*, owner: User, only: list[str] | None = None, in
                 Assistant.objects.filter(pk=assistant.pk).update(knowledge_collections=[collection.pk, *defaults])
             # Whoever made it adds to it on later runs (another staff user may only read it).
             adder = collection.owner_user if collection.owner_user_id and collection.owner_user.is_active else owner
+            retired = 0
+            for document in Document.objects.filter(collection=collection, sha256__in=RETIRED):
+                document_delete(user=adder, document=document)
+                retired += 1
             added = kept = 0
             for path in starter_files(starter["directory"]):
                 with path.open("rb") as handle:
@@ -122,5 +141,5 @@ def assistants_starter_install(*, owner: User, only: list[str] | None = None, in
             for document_id in to_ingest:
                 document_ingest(document_id=document_id, in_process=True)
         outcomes.append(StarterOutcome(assistant=slug, collection_id=collection.pk, collection_created=created,
-                                       documents_added=added, documents_kept=kept))
+                                       documents_added=added, documents_kept=kept, documents_retired=retired))
     return outcomes

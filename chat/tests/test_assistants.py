@@ -121,3 +121,56 @@ def test_the_starter_command_without_a_superuser_says_how_to_make_one():
         call_command("assistants_starter", "--only", "hr-policy")
     with pytest.raises(CommandError, match="No user nobody@example.com"):
         call_command("assistants_starter", "--owner", "nobody@example.com")
+
+
+def _upload(user, collection, data: bytes, name: str) -> Document:
+    from django.core.files.base import ContentFile
+
+    from knowledge.services import document_create_from_file
+
+    upload = ContentFile(data, name=name)
+    upload.content_type = "text/markdown"
+    document, _ = document_create_from_file(user=user, collection=collection, file=upload, enqueue=False)
+    return document
+
+
+def test_a_withdrawn_sample_leaves_the_starter_collection_only_where_parley_put_it_unchanged(
+        bundled_models, monkeypatch):
+    import hashlib
+    import io
+
+    from django.core.management import call_command
+
+    import chat.starter
+
+    staff, someone = user_make(is_staff=True, is_superuser=True), user_make()
+    [outcome] = assistants_starter_install(owner=staff, only=["hr-policy"], ingest_now=True)
+    starter = Document.objects.get(collection_id=outcome.collection_id)
+    collection = starter.collection
+    sample = b"# Leave policy\n\nA sample an earlier release shipped.\n"
+    shipped = _upload(staff, collection, sample, "leave-policy.md")
+    edited = _upload(staff, collection, sample + b"\nOur own addition.\n", "leave-policy.md")
+    elsewhere = _upload(someone, collection_make(user=someone), sample, "leave-policy.md")
+    monkeypatch.setattr(chat.starter, "RETIRED", {hashlib.sha256(sample).hexdigest(): "hr/leave-policy.md"})
+
+    out = io.StringIO()
+    call_command("assistants_starter", "--only", "hr-policy", "--now", stdout=out)
+
+    assert "hr-policy: removed 1 sample document an earlier release shipped" in out.getvalue()
+    remaining = set(Document.objects.values_list("pk", flat=True))
+    assert shipped.pk not in remaining  # Parley's own, unchanged: withdrawn
+    assert {starter.pk, edited.pk, elsewhere.pk} <= remaining  # the new text, the operator's edit, a user's copy
+    out = io.StringIO()
+    call_command("assistants_starter", "--only", "hr-policy", "--now", stdout=out)
+    assert out.getvalue() == ""  # nothing left to do
+
+
+def test_no_file_shipped_now_is_on_the_retired_list():
+    import hashlib
+
+    from chat.starter import RETIRED
+
+    for directory in ("legal", "hr", "it"):
+        for path in starter_files(directory):
+            assert hashlib.sha256(path.read_bytes()).hexdigest() not in RETIRED, path
+            assert f"{directory}/{path.name}" not in RETIRED.values(), path

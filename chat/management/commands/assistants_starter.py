@@ -31,6 +31,10 @@ class Command(BaseCommand):
         except ApplicationError as exc:
             raise CommandError(exc.message)
         for outcome in outcomes:
+            if outcome.documents_retired:
+                plural = "" if outcome.documents_retired == 1 else "s"
+                self.stdout.write(f"starter: {outcome.assistant}: removed {outcome.documents_retired} sample "
+                                  f"document{plural} an earlier release shipped (unchanged since)")
             if outcome.documents_added or outcome.collection_created:
                 state = "ingested" if now else "queued for ingest"
                 plural = "" if outcome.documents_added == 1 else "s"
