@@ -26,6 +26,14 @@ def test_anonymous_visitors_are_sent_to_log_in(client):
         assert response.status_code == 302 and response.url.startswith("/accounts/login/"), url
 
 
+def test_the_site_menu_leads_to_the_arena_and_marks_it_current_there(client):
+    client.force_login(user_make())
+    home = client.get("/app/").content.decode()
+    assert '<a class="nav-link" href="/app/arena/">' in home
+    arena = client.get("/app/arena/leaderboard/").content.decode()
+    assert '<a class="nav-link" href="/app/arena/" aria-current="page">' in arena
+
+
 def test_someone_elses_battle_is_404_everywhere(client):
     battle = battle_answered(user=user_make())
     client.force_login(user_make())
