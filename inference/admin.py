@@ -193,7 +193,7 @@ class RouteAdmin(admin.ModelAdmin):
 class UsageRecordAdmin(admin.ModelAdmin):
     list_display = ["created_at", "user", "model_name", "route_alias", "task", "prompt_tokens", "completion_tokens",
                     "audio", "characters", "first_token", "duration", "cost_display", "outcome"]
-    list_filter = ["task", "outcome", "model_name", "created_at"]
+    list_filter = ["task", "metering", "outcome", "model_name", "created_at"]
     search_fields = ["request_id", "user__email", "model_name"]
     date_hierarchy = "created_at"
     list_select_related = ["user"]
@@ -252,7 +252,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
         response["Content-Disposition"] = 'attachment; filename="parley-usage.csv"'
         fields = ["created_at", "request_id", "user", "api_key", "model_name", "route_alias", "task",
                   "prompt_tokens", "completion_tokens", "audio_seconds", "characters", "ttft_ms", "duration_ms",
-                  "cost", "outcome", "error", "worker"]
+                  "cost", "outcome", "error", "worker", "metering"]
         writer = csv.writer(response)
         writer.writerow(fields)
         for record in queryset.select_related("user", "api_key").order_by("created_at").iterator():
@@ -261,7 +261,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
                 record.api_key.prefix if record.api_key else "", record.model_name, record.route_alias, record.task,
                 record.prompt_tokens, record.completion_tokens, record.audio_seconds, record.characters,
                 record.ttft_ms if record.ttft_ms is not None else "", round(record.duration_ms, 1), record.cost,
-                record.outcome, record.error, record.worker,
+                record.outcome, record.error, record.worker, record.metering,
             ])
         return response
 

@@ -163,6 +163,11 @@ class UsageRecord(models.Model):
     outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.OK)
     error = models.TextField(blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    metering = models.CharField(
+        max_length=12, blank=True,
+        help_text="How the plan counted it (inference.serving.METERING): a request of its own (chat, embed, stt, "
+                  "tts, search), part of one (lookup, summary, title, tool_step) or nothing (preview, ingest). "
+                  "Empty on rows from before it was recorded.")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -174,6 +179,15 @@ class UsageRecord(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def part_of_a_request(self) -> bool:
+        """Counted with the request that needed it (a chat turn's query embedding, summary, title or tool step):
+        its tokens count, it is not a request of its own."""
+        from inference.serving import METERING
+
+        meter = METERING.get(self.metering)
+        return bool(meter) and not meter.get("requests", False)
 
 
 class ReferencePrice(TimeStampedModel):

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -184,10 +184,29 @@ def route_get(*, alias: str) -> Route | None:
     return found[0] if found else None
 
 
-def usage_records_of_user(*, user: User, since: datetime | None = None) -> QuerySet[UsageRecord]:
+def _meterings(*, requests: bool) -> list[str]:
+    from inference.serving import METERING
+
+    return [kind for kind, meter in METERING.items() if (meter.get("requests", False) if requests else not meter)]
+
+
+def _requests_count() -> Count:
+    """The ledger rows that were requests of their own, as the plan counts them: not a chat turn's query
+    embedding or summary, not a partial transcript, not an ingest batch. (Rows from before the ledger
+    recorded how a call was metered count as requests, as they always did.)"""
+    return Count("id", filter=Q(metering__in=_meterings(requests=True)) | Q(metering=""))
+
+
+def usage_records_of_user(*, user: User, since: datetime | None = None, metered_only: bool = False,
+                          ) -> QuerySet[UsageRecord]:
+    """The user's ledger rows, newest first. `metered_only` leaves out what counts against nothing in a plan
+    (partial transcripts while the user speaks, a voice turn's dozen or so; ingest batches): the lists a
+    user reads."""
     records = UsageRecord.objects.filter(user=user).select_related("api_key")
     if since:
         records = records.filter(created_at__gte=since)
+    if metered_only:
+        records = records.exclude(metering__in=_meterings(requests=False))
     return records.order_by("-created_at", "-id")
 
 
@@ -200,7 +219,7 @@ def usage_summary_of_user(*, user: User, days: int = 30) -> list[dict]:
         .annotate(day=TruncDate("created_at"))
         .values("day", "model_name", "task")
         .annotate(
-            requests=Count("id"), prompt_tokens=Sum("prompt_tokens"), completion_tokens=Sum("completion_tokens"),
+            requests=_requests_count(), prompt_tokens=Sum("prompt_tokens"), completion_tokens=Sum("completion_tokens"),
             audio_seconds=Sum("audio_seconds"), characters=Sum("characters"), cost=Sum("cost"),
             duration_ms=Sum("duration_ms"),
         )
@@ -316,9 +335,10 @@ def _compute_cost(duration_ms: float | None) -> Decimal:
     return hours * Decimal(str(settings.PARLEY_COMPUTE_COST_PER_HOUR))
 
 
-_SAVINGS_SUMS = {"requests": Count("id"), "prompt_tokens": Sum("prompt_tokens"),
-                 "completion_tokens": Sum("completion_tokens"), "audio_seconds": Sum("audio_seconds"),
-                 "characters": Sum("characters"), "duration_ms": Sum("duration_ms")}
+def _savings_sums() -> dict:
+    return {"requests": _requests_count(), "prompt_tokens": Sum("prompt_tokens"),
+            "completion_tokens": Sum("completion_tokens"), "audio_seconds": Sum("audio_seconds"),
+            "characters": Sum("characters"), "duration_ms": Sum("duration_ms")}
 
 
 def reference_prices_default() -> dict[str, ReferencePrice]:
@@ -331,7 +351,7 @@ def savings_of_user(*, user: User, days: int = 30) -> dict:
     since = timezone.now() - timedelta(days=days)
     references = reference_prices_default()
     rows = (UsageRecord.objects.filter(user=user, created_at__gte=since, outcome=UsageRecord.Outcome.OK)
-            .values("task").annotate(**_SAVINGS_SUMS).order_by("task"))
+            .values("task").annotate(**_savings_sums()).order_by("task"))
     tasks = []
     for row in rows:
         price = references.get(row["task"])
@@ -351,7 +371,7 @@ def savings_by_day(*, days: int = 30) -> list[dict]:
     since = timezone.now() - timedelta(days=days)
     references = reference_prices_default()
     rows = (UsageRecord.objects.filter(created_at__gte=since, outcome=UsageRecord.Outcome.OK)
-            .annotate(day=TruncDate("created_at")).values("day", "task").annotate(**_SAVINGS_SUMS)
+            .annotate(day=TruncDate("created_at")).values("day", "task").annotate(**_savings_sums())
             .order_by("day", "task"))
     by_day: dict[date, dict] = {}
     for row in rows:
@@ -384,7 +404,7 @@ def usage_totals_of_users(*, user_ids: list[int], days: int = 30) -> list[dict]:
         UsageRecord.objects.filter(user_id__in=user_ids, created_at__gte=since)
         .values("user_id")
         .annotate(
-            requests=Count("id"), prompt_tokens=Sum("prompt_tokens"), completion_tokens=Sum("completion_tokens"),
+            requests=_requests_count(), prompt_tokens=Sum("prompt_tokens"), completion_tokens=Sum("completion_tokens"),
             audio_seconds=Sum("audio_seconds"), characters=Sum("characters"), cost=Sum("cost"),
         )
         .order_by("user_id")

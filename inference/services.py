@@ -69,9 +69,10 @@ def usage_record_create(
     *, request_id: str, user_id: int, api_key_id: int | None, spec_name: str, route_alias: str, task: str,
     prompt_tokens: int = 0, completion_tokens: int = 0, audio_seconds: float = 0, characters: int = 0,
     ttft_ms: float | None = None, duration_ms: float = 0, outcome: str = UsageRecord.Outcome.OK, error: str = "",
-    worker: str = "",
+    worker: str = "", metering: str = "",
 ) -> UsageRecord:
-    """One ledger row per request attempt; a retried task with the same id does not add a second."""
+    """One ledger row per request attempt; a retried task with the same id does not add a second.
+    `metering` is how the plan counted the call (inference.serving.METERING)."""
     spec = ModelSpec.objects.filter(name=spec_name).first()
     record, _ = UsageRecord.objects.get_or_create(
         request_id=request_id,
@@ -80,7 +81,7 @@ def usage_record_create(
             "route_alias": route_alias, "task": task, "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens, "audio_seconds": audio_seconds, "characters": characters,
             "ttft_ms": ttft_ms, "duration_ms": duration_ms, "outcome": outcome, "error": error[:2000],
-            "worker": worker,
+            "worker": worker, "metering": metering,
             "cost": usage_cost(spec=spec, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                                audio_seconds=audio_seconds, characters=characters),
         },

@@ -128,10 +128,11 @@ def _reserve(*, caller: Caller, model: str, specs: list[ModelSpec], kind: str, t
     )
 
 
-def _job(*, caller: Caller, task: str, prefix: str, route: str, payload: dict,
+def _job(*, caller: Caller, task: str, prefix: str, route: str, payload: dict, metering: str,
          skipped: list[ModelSpec] = ()) -> gateway.Job:
+    """The job for a worker; `metering` (how the plan counts it) goes to the worker's ledger row."""
     job = gateway.Job(request_id=gateway.request_id_new(prefix), task=task, user_id=caller.user.pk,
-                      api_key_id=caller.api_key_id, route=route, payload=payload)
+                      api_key_id=caller.api_key_id, route=route, payload={**payload, "metering": metering})
     for spec in skipped:  # the reply that comes from the next model says why
         job.skip(spec.name, gateway.spec_label(spec.name),
                  "installing" if spec.install_state == "installing" else "not_installed")
@@ -215,7 +216,8 @@ def _chat_plan(*, caller: Caller, model: str, messages: list[dict], max_tokens: 
     if reservation.granted:
         # A nearly spent budget grants a shorter answer rather than none.
         max_tokens = max(1, min(max_tokens, reservation.granted - estimate))
-    job = _job(caller=caller, task="chat", skipped=installing, prefix="chatcmpl", route=route, payload={
+    job = _job(caller=caller, task="chat", skipped=installing, prefix="chatcmpl", route=route, metering=metering,
+               payload={
         "messages": messages, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
         "stop": stop or []})
     return _ChatPlan(route=route, specs=specs, job=job, reservation=reservation, prompt_estimate=estimate,
@@ -376,9 +378,9 @@ def embed(*, caller: Caller, texts: list[str], model: str = "embed-default", in_
     used = 0
     try:
         if in_process:
-            vectors, used, spec = _embed_here(caller=caller, route=route, spec=specs[0], texts=texts)
+            vectors, used, spec = _embed_here(caller=caller, route=route, spec=specs[0], texts=texts, metering=kind)
             return Embeddings(vectors=vectors, spec=spec, prompt_tokens=used)
-        job = _job(caller=caller, task="embed", skipped=installing, prefix="embd", route=route,
+        job = _job(caller=caller, task="embed", skipped=installing, prefix="embd", route=route, metering=kind,
                    payload={"input": texts})
         result = gateway.run(job, [spec.name for spec in specs])
         used = result["prompt_tokens"]
@@ -388,7 +390,8 @@ def embed(*, caller: Caller, texts: list[str], model: str = "embed-default", in_
         reservation.settle(used)
 
 
-def _embed_here(*, caller: Caller, route: str, spec: ModelSpec, texts: list[str]) -> tuple[np.ndarray, int, str]:
+def _embed_here(*, caller: Caller, route: str, spec: ModelSpec, texts: list[str], metering: str,
+                ) -> tuple[np.ndarray, int, str]:
     from inference.runtime import host
     from inference.services import usage_record_create
     from inference.worker import spec_config
@@ -400,7 +403,8 @@ def _embed_here(*, caller: Caller, route: str, spec: ModelSpec, texts: list[str]
         return vectors, tokens, spec.name
     usage_record_create(request_id=f"embd-{uuid.uuid4().hex[:24]}", user_id=caller.user.pk,
                         api_key_id=caller.api_key_id, spec_name=spec.name, route_alias=route, task="embed",
-                        prompt_tokens=tokens, duration_ms=(time.perf_counter() - started) * 1000, worker="in-process")
+                        prompt_tokens=tokens, duration_ms=(time.perf_counter() - started) * 1000, worker="in-process",
+                        metering=metering)
     return vectors, tokens, spec.name
 
 
@@ -417,13 +421,14 @@ def transcribe(*, caller: Caller, audio: bytes, model: str = "stt-default", lang
     (a live transcript's final pass over its unconfirmed tail)."""
     route, specs, installing = _resolve(caller=caller, model=model, task="stt")
     seconds = len(audio) / 2 / SAMPLE_RATE if bill_seconds is None else max(bill_seconds, len(audio) / 2 / SAMPLE_RATE)
-    reservation = _reserve(caller=caller, model=model, specs=specs, kind="preview" if preview else "stt",
-                           audio_seconds=math.ceil(seconds))
+    metering = "preview" if preview else "stt"
+    reservation = _reserve(caller=caller, model=model, specs=specs, kind=metering, audio_seconds=math.ceil(seconds))
     used = 0
     try:
         job = _job(caller=caller, task="stt", skipped=installing, prefix="stt-partial" if preview else "stt",
-                   route=route, payload={"audio": base64.b64encode(audio).decode(), "language": language,
-                                         "prompt": prompt, "preview": preview, "bill_seconds": seconds})
+                   route=route, metering=metering,
+                   payload={"audio": base64.b64encode(audio).decode(), "language": language, "prompt": prompt,
+                            "preview": preview, "bill_seconds": seconds})
         result = gateway.run(job, [spec.name for spec in specs])
         used = math.ceil(max(result.get("duration", seconds), seconds))
         return result
@@ -443,7 +448,7 @@ def transcription_bill(*, caller: Caller, seconds: float, spec: str, model: str 
     try:
         usage_record_create(request_id=gateway.request_id_new("stt"), user_id=caller.user.pk,
                             api_key_id=caller.api_key_id, spec_name=spec, route_alias=route, task="stt",
-                            audio_seconds=seconds)
+                            audio_seconds=seconds, metering="stt")
         used = math.ceil(seconds)
     finally:
         reservation.settle(audio_seconds=used)
@@ -455,7 +460,7 @@ def synthesize(*, caller: Caller, text: str, model: str = "tts-default", speed: 
     reservation = _reserve(caller=caller, model=model, specs=specs, kind="tts", characters=len(text))
     used = 0
     try:
-        job = _job(caller=caller, task="tts", skipped=installing, prefix="tts", route=route,
+        job = _job(caller=caller, task="tts", skipped=installing, prefix="tts", route=route, metering="tts",
                    payload={"input": text, "speed": speed})
         result = gateway.run(job, [spec.name for spec in specs])
         used = len(text)

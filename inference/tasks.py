@@ -194,7 +194,7 @@ def _generate(job: dict, emit, emit_last, started: float, worker_name: str) -> d
             request_id=job_id, user_id=job["user_id"], api_key_id=job.get("api_key_id"), spec_name=job["spec"],
             route_alias=job.get("route", ""), task="chat", completion_tokens=len(text_parts),
             duration_ms=(time.perf_counter() - started) * 1000, ttft_ms=ttft_ms, outcome="error",
-            error=result["message"], worker=worker_name,
+            error=result["message"], worker=worker_name, metering=job.get("metering", ""),
         )
         return result
     if canceled["repeating"]:
@@ -215,6 +215,7 @@ def _generate(job: dict, emit, emit_last, started: float, worker_name: str) -> d
         route_alias=job.get("route", ""), task="chat", prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens, ttft_ms=ttft_ms, duration_ms=duration_ms,
         outcome="canceled" if finish == "canceled" else "ok", worker=worker_name,
+        metering=job.get("metering", ""),
     )
     return {"ok": True, "text": text, "finish_reason": finish or "stop", "usage": usage,
             "spec": job["spec"], "ttft_ms": ttft_ms}
@@ -237,6 +238,7 @@ def _embed(self, job: dict) -> dict:
         request_id=job["job_id"], user_id=job["user_id"], api_key_id=job.get("api_key_id"), spec_name=job["spec"],
         route_alias=job.get("route", ""), task="embed", prompt_tokens=tokens,
         duration_ms=(time.perf_counter() - started) * 1000, worker=_worker_name(self),
+        metering=job.get("metering", ""),
     )
     # float32 little-endian, base64: compact in the result backend, and exactly OpenAI's base64 format.
     encoded = [base64.b64encode(np.ascontiguousarray(v, dtype="<f4").tobytes()).decode() for v in vectors]
@@ -265,6 +267,7 @@ def _transcribe(self, job: dict) -> dict:
         route_alias=job.get("route", ""), task="stt",
         audio_seconds=0 if job.get("preview") else max(seconds, float(job.get("bill_seconds") or 0)),
         duration_ms=(time.perf_counter() - started) * 1000, worker=_worker_name(self),
+        metering=job.get("metering", ""),
     )
     return {"ok": True, "text": result.text, "language": result.language, "duration": seconds,
             "segments": result.segments, "spec": job["spec"]}
@@ -298,6 +301,7 @@ def _synthesize(self, job: dict) -> dict:
         request_id=job["job_id"], user_id=job["user_id"], api_key_id=job.get("api_key_id"), spec_name=job["spec"],
         route_alias=job.get("route", ""), task="tts", characters=len(job["input"]), ttft_ms=first_ms,
         duration_ms=(time.perf_counter() - started) * 1000, worker=_worker_name(self),
+        metering=job.get("metering", ""),
     )
     return {"ok": True, "audio": base64.b64encode(audio).decode(), "sample_rate": rate, "spec": job["spec"],
             "first_chunk_ms": first_ms}

@@ -29,6 +29,9 @@ class UsageRecordOutput(serializers.Serializer):
     duration_ms = serializers.FloatField()
     cost = serializers.DecimalField(max_digits=14, decimal_places=8)
     outcome = serializers.CharField()
+    metering = serializers.CharField(help_text="How the plan counted it: chat, embed, stt, tts or search (a request "
+                                               "of its own); lookup, summary, title or tool_step (part of a chat "
+                                               "turn: its tokens count); empty on rows from before it was recorded.")
     api_key = serializers.CharField(source="api_key.prefix", default=None)
 
 
@@ -67,9 +70,11 @@ class UsageRecordListApi(APIView):
     permission_classes = [HasScope]
 
     @extend_schema(operation_id="usage_records_list", summary="Your latest 100 requests",
+                   description="Newest first; what counts against nothing in a plan (a voice turn's partial "
+                               "transcripts, the batches of a document's ingest) is left out.",
                    responses=UsageRecordOutput(many=True))
     def get(self, request: Request) -> Response:
-        records = usage_records_of_user(user=request.user)[:100]
+        records = usage_records_of_user(user=request.user, metered_only=True)[:100]
         return Response(UsageRecordOutput(records, many=True).data)
 
 

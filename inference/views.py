@@ -21,6 +21,7 @@ def usage_page(request: HttpRequest) -> HttpResponse:
         "cost": sum((row["cost"] or Decimal(0) for row in summary), Decimal(0)),
     }
     return render(request, "inference/usage.html", {
-        "summary": summary, "totals": totals, "recent": usage_records_of_user(user=request.user)[:20],
+        "summary": summary, "totals": totals,
+        "recent": usage_records_of_user(user=request.user, metered_only=True)[:20],
         "savings": savings_of_user(user=request.user, days=30), "plan": plan_of(request.user),
     })

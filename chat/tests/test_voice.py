@@ -97,6 +97,9 @@ async def test_a_spoken_question_gets_transcripts_a_reply_and_audio(voice, tmp_p
     messages = await sync_to_async(list)(Message.objects.order_by("id").values_list("role", "via", "status"))
     assert messages == [("user", "voice", "done"), ("assistant", "voice", "done")]
     await communicator.disconnect()
+    # The partials are ledger rows metered as previews (no request); the turn's transcript is the one request.
+    meterings = await sync_to_async(list)(UsageRecord.objects.filter(task="stt").values_list("metering", flat=True))
+    assert meterings.count("stt") == 1 and meterings.count("preview") >= 2, meterings
 
 
 async def test_speaking_again_interrupts_the_reply(voice, tmp_path):

@@ -151,6 +151,13 @@ def test_usage_rows_from_every_path_carry_the_api_key(celery_worker, bundled_mod
     assert keyed.filter(task="chat").count() >= 3  # /v1, knowledge answer, SSE turn
     assert keyed.filter(task="tts").exists() and keyed.filter(task="stt").exists()
     assert keyed.filter(task="embed").count() >= 2  # /v1 and the knowledge query
+    # Each row says how the plan counted it (the usage page counts requests by it): the knowledge answer's
+    # query embedding is part of that request, not one of its own.
+    assert not rows.filter(metering="").exists()
+    assert dict(keyed.filter(task__in=["stt", "tts"]).values_list("task", "metering")) == {"stt": "stt", "tts": "tts"}
+    embed_meterings = sorted(keyed.filter(task="embed").values_list("metering", flat=True))
+    assert embed_meterings.count("embed") == 1 and set(embed_meterings) == {"embed", "lookup"}, embed_meterings
+    assert set(keyed.filter(task="chat").values_list("metering", flat=True)) <= {"chat", "summary", "title"}
     assert _quota_used(user.pk, "asd") == math.ceil(_wav_seconds(wav, tmp_path))
     assert _quota_used(user.pk, "cpd") == len("Hello there.")
 
