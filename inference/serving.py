@@ -217,9 +217,8 @@ def _chat_plan(*, caller: Caller, model: str, messages: list[dict], max_tokens: 
         # A nearly spent budget grants a shorter answer rather than none.
         max_tokens = max(1, min(max_tokens, reservation.granted - estimate))
     job = _job(caller=caller, task="chat", skipped=installing, prefix="chatcmpl", route=route, metering=metering,
-               payload={
-        "messages": messages, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-        "stop": stop or []})
+               payload={"messages": messages, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
+                        "stop": stop or []})
     return _ChatPlan(route=route, specs=specs, job=job, reservation=reservation, prompt_estimate=estimate,
                      tools=tools_offered(tools, tool_choice), max_calls=None if parallel_tool_calls else 1)
 
