@@ -93,7 +93,15 @@ def _world_rows() -> dict:
                                    "Keepers log each signal in the watch book.\n\n" * 6)
     for index in range(3):
         UsageRecord.objects.create(request_id=f"shell-{index}", user=staff, model_name="qwen2.5-0.5b", task="chat",
-                                   prompt_tokens=120, completion_tokens=80, ttft_ms=140.0, duration_ms=2300.0)
+                                   prompt_tokens=120, completion_tokens=80, ttft_ms=140.0, duration_ms=2300.0,
+                                   metering="chat", route_alias="chat-default")
+    # A grounded turn's query embedding (listed, marked part of a request) and a voice turn's partial
+    # transcripts (not listed).
+    UsageRecord.objects.create(request_id="shell-lookup", user=staff, model_name="all-minilm-l6-v2", task="embed",
+                               prompt_tokens=12, duration_ms=7.0, metering="lookup", route_alias="embed-default")
+    for index in range(4):
+        UsageRecord.objects.create(request_id=f"shell-partial-{index}", user=staff, model_name="whisper-tiny.en",
+                                   task="stt", duration_ms=90.0, metering="preview")
     return {"staff": staff, "conversation": conversation, "collection": collection, "document": document}
 
 
