@@ -166,8 +166,8 @@ class UsageRecord(models.Model):
     metering = models.CharField(
         max_length=12, blank=True,
         help_text="How the plan counted it (inference.serving.METERING): a request of its own (chat, embed, stt, "
-                  "tts, search), part of one (lookup, summary, title, tool_step) or nothing (preview, ingest). "
-                  "Empty on rows from before it was recorded.")
+                  "tts, search), part of one (lookup, summary, title, tool_step, fallback) or nothing (preview, "
+                  "ingest). Empty on rows from before it was recorded.")
 
     class Meta:
         ordering = ["-created_at", "-id"]

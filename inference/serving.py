@@ -78,6 +78,9 @@ METERING: dict[str, dict[str, bool]] = {
     "title": {"tokens": True},
     # The model's next step after a built-in tool ran (chat.tools): part of the turn that called it.
     "tool_step": {"tokens": True},
+    # Another model's attempt at a request whose first attempt failed (the gateway's fallback): reserved
+    # and counted with that request; here so the ledger row's metering says so.
+    "fallback": {"tokens": True},
 }
 CHAT_METERINGS = ("chat", "summary", "title", "tool_step")
 

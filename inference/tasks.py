@@ -44,6 +44,12 @@ def _backend(name: str):
     return host.loaded(name) or host.get(worker.spec_config(name))
 
 
+def _metering(job: dict) -> str:
+    """How the plan counts this attempt's ledger row (inference.serving.METERING): the request's own kind on
+    its first attempt; another model's attempt after a failed one is part of that request."""
+    return "fallback" if job.get("attempt") else job.get("metering", "")
+
+
 def _error(exc: Exception, job: dict) -> dict:
     """What the client is told. A BackendError's message is written for people; anything else is
     a bug whose text (paths, internals) stays in the worker log."""
@@ -194,7 +200,7 @@ def _generate(job: dict, emit, emit_last, started: float, worker_name: str) -> d
             request_id=job_id, user_id=job["user_id"], api_key_id=job.get("api_key_id"), spec_name=job["spec"],
             route_alias=job.get("route", ""), task="chat", completion_tokens=len(text_parts),
             duration_ms=(time.perf_counter() - started) * 1000, ttft_ms=ttft_ms, outcome="error",
-            error=result["message"], worker=worker_name, metering=job.get("metering", ""),
+            error=result["message"], worker=worker_name, metering=_metering(job),
         )
         return result
     if canceled["repeating"]:
@@ -215,7 +221,7 @@ def _generate(job: dict, emit, emit_last, started: float, worker_name: str) -> d
         route_alias=job.get("route", ""), task="chat", prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens, ttft_ms=ttft_ms, duration_ms=duration_ms,
         outcome="canceled" if finish == "canceled" else "ok", worker=worker_name,
-        metering=job.get("metering", ""),
+        metering=_metering(job),
     )
     return {"ok": True, "text": text, "finish_reason": finish or "stop", "usage": usage,
             "spec": job["spec"], "ttft_ms": ttft_ms}
@@ -238,7 +244,7 @@ def _embed(self, job: dict) -> dict:
         request_id=job["job_id"], user_id=job["user_id"], api_key_id=job.get("api_key_id"), spec_name=job["spec"],
         route_alias=job.get("route", ""), task="embed", prompt_tokens=tokens,
         duration_ms=(time.perf_counter() - started) * 1000, worker=_worker_name(self),
-        metering=job.get("metering", ""),
+        metering=_metering(job),
     )
     # float32 little-endian, base64: compact in the result backend, and exactly OpenAI's base64 format.
     encoded = [base64.b64encode(np.ascontiguousarray(v, dtype="<f4").tobytes()).decode() for v in vectors]
@@ -267,7 +273,7 @@ def _transcribe(self, job: dict) -> dict:
         route_alias=job.get("route", ""), task="stt",
         audio_seconds=0 if job.get("preview") else max(seconds, float(job.get("bill_seconds") or 0)),
         duration_ms=(time.perf_counter() - started) * 1000, worker=_worker_name(self),
-        metering=job.get("metering", ""),
+        metering=_metering(job),
     )
     return {"ok": True, "text": result.text, "language": result.language, "duration": seconds,
             "segments": result.segments, "spec": job["spec"]}
@@ -301,7 +307,7 @@ def _synthesize(self, job: dict) -> dict:
         request_id=job["job_id"], user_id=job["user_id"], api_key_id=job.get("api_key_id"), spec_name=job["spec"],
         route_alias=job.get("route", ""), task="tts", characters=len(job["input"]), ttft_ms=first_ms,
         duration_ms=(time.perf_counter() - started) * 1000, worker=_worker_name(self),
-        metering=job.get("metering", ""),
+        metering=_metering(job),
     )
     return {"ok": True, "audio": base64.b64encode(audio).decode(), "sample_rate": rate, "spec": job["spec"],
             "first_chunk_ms": first_ms}

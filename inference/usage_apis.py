@@ -30,8 +30,9 @@ class UsageRecordOutput(serializers.Serializer):
     cost = serializers.DecimalField(max_digits=14, decimal_places=8)
     outcome = serializers.CharField()
     metering = serializers.CharField(help_text="How the plan counted it: chat, embed, stt, tts or search (a request "
-                                               "of its own); lookup, summary, title or tool_step (part of a chat "
-                                               "turn: its tokens count); empty on rows from before it was recorded.")
+                                               "of its own); lookup, summary, title, tool_step or fallback (part "
+                                               "of a request: its tokens count); empty on rows from before it was "
+                                               "recorded.")
     api_key = serializers.CharField(source="api_key.prefix", default=None)
 
 

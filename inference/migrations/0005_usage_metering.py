@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='usagerecord',
             name='metering',
-            field=models.CharField(blank=True, help_text='How the plan counted it (inference.serving.METERING): a request of its own (chat, embed, stt, tts, search), part of one (lookup, summary, title, tool_step) or nothing (preview, ingest). Empty on rows from before it was recorded.', max_length=12),
+            field=models.CharField(blank=True, help_text='How the plan counted it (inference.serving.METERING): a request of its own (chat, embed, stt, tts, search), part of one (lookup, summary, title, tool_step, fallback) or nothing (preview, ingest). Empty on rows from before it was recorded.', max_length=12),
         ),
     ]

@@ -42,6 +42,11 @@ def test_non_streaming_request_is_served_by_the_next_model(setup):
     assert (failed.model_name, failed.outcome) == ("broken-chat", "error")
     assert "does not exist" in failed.error
     assert (served.model_name, served.outcome, served.route_alias) == ("smollm2-135m", "ok", "chat-broken-first")
+    # One request, however many models tried it: the fallback's row is part of it on the usage page.
+    assert (failed.metering, served.metering) == ("chat", "fallback")
+    from inference.selectors import usage_summary_of_user
+
+    assert sum(row["requests"] for row in usage_summary_of_user(user=api_key.user)) == 1
 
 
 def test_streaming_request_falls_back_before_any_token(setup):
