@@ -21,7 +21,8 @@ from chat.services import (
 from chat.tests.factories import conversation_make, socket_connect
 from inference.models import UsageRecord
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("socket_tasks_reaped")]
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from chat.tests.factories import conversation_make, socket_connect
 from common.heartbeat import workers_alive
 from common.stack import wait_for, worker_start
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("socket_tasks_reaped")]
 
 LONG = "Write a long story about a lighthouse keeper and a storm, in many paragraphs."
 

@@ -14,7 +14,8 @@ from chat.tests.factories import socket_connect
 from knowledge.models import Document
 from knowledge.tests.world import INJECTION, world_build
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("socket_tasks_reaped")]
 
 TURNS = int(__import__("os").environ.get("PARLEY_LEAK_TURNS", "200"))
 VOCABULARY = ["loop", "exception", "class", "function", "import", "return", "with", "assert", "lambda",

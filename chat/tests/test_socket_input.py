@@ -12,7 +12,7 @@ from chat.models import Message
 from chat.seed import assistants_seed
 from chat.tests.factories import conversation_make, socket_connect
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("socket_tasks_reaped")]
 
 
 @pytest.mark.parametrize("text", ["a\x00b", "\x00", "hello\x1bworld"])

@@ -17,7 +17,8 @@ from common.redis_connection import redis_client
 from knowledge.models import Document
 from knowledge.tests.world import world_build
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("socket_tasks_reaped")]
 
 QUESTION = ("Use the knowledge_search tool to search my documents for: while loop. "
             "Then tell me in one sentence what a while loop does.")

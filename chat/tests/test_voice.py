@@ -18,7 +18,8 @@ from chat.voice import SentenceSplitter, speakable
 from inference.models import UsageRecord
 from inference.tests.speech import speech_clip
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("socket_tasks_reaped")]
 
 FRAME = 640  # 20 ms of 16 kHz PCM16
 

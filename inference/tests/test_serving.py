@@ -29,7 +29,8 @@ from inference.models import UsageRecord
 from inference.tests.factories import api_key_make, broken_chat_route
 from knowledge.tests.factories import collection_make, document_ready
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.engine]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.engine,
+              pytest.mark.usefixtures("socket_tasks_reaped")]
 
 FACT = "The lighthouse on Skerry Point was built in 1872 and its lamp burns paraffin oil."
 

@@ -16,7 +16,7 @@ from onboarding.models import Event
 from onboarding.services import event_record, models_online_broadcast, tour_start
 from onboarding.services.live import MODELS_ONLINE_KEY
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("socket_tasks_reaped")]
 
 
 async def frames_until(communicator, event: str, timeout: float = 5) -> dict:
